@@ -1,0 +1,188 @@
+"""Ranking metrics for XMC: P@k, nDCG@k, PSP@k, R@k from top-k predictions, with filter pairs.
+
+All values are percentages (0-100), averaged over every row of the ground truth, rows without
+labels included. Conventions (those of the Extreme Classification Repository's evaluation code and
+of napkinXC's `napkinxc.metrics`, which the tests use as the oracle; napkinXC returns fractions
+for ranks 1..k, we return percentages for the requested ks):
+
+- P@k = mean over rows of |top-k ∩ truth| / k (a row with fewer than k predictions still divides
+  by k; -1 marks an empty slot and never hits).
+- R@k = mean over rows of |top-k ∩ truth| / |truth|; a row without labels counts as 0.
+- nDCG@k = DCG@k / IDCG@k with DCG@k = sum_{hits at rank r <= k} 1 / log2(r + 1) and IDCG@k the
+  DCG of min(k, |truth|) hits; a row without labels counts as 0.
+- PSP@k = sum over rows of sum_{hits in top-k} 1 / p_l, divided by the same sum for the best
+  possible top-k (the k true labels of largest 1 / p_l): a ratio of sums, not a mean of ratios
+  (napkinXC's `normalize=True`, pyxclib's `psprecision`).
+- Filter pairs (row, label) are removed from the predictions, which then close up, and from the
+  ground truth, before the top k is taken; `topk_ids` may have more than max(ks) columns so that
+  enough remain after filtering.
+- Propensities (Jain et al. 2016): p_l = 1 / (1 + C (N_l + B)^-A), C = (ln N - 1)(B + 1)^A, with
+  N the number of training points and N_l the number of training points with label l.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def jain_propensities(train_labels: sp.spmatrix, a: float = 0.55, b: float = 1.5) -> np.ndarray:
+    """Propensity p_l of each label (shape (L,)) from the N x L training label matrix."""
+    labels = sp.csr_matrix(train_labels)
+    labels.eliminate_zeros()
+    num_points, num_labels = labels.shape
+    counts = np.bincount(labels.indices, minlength=num_labels).astype(np.float64)
+    c = (np.log(num_points) - 1.0) * (b + 1.0) ** a
+    return 1.0 / (1.0 + c * (counts + b) ** (-a))
+
+
+def remove_filtered(
+    topk_ids: np.ndarray,
+    topk_scores: np.ndarray | None,
+    filter_pairs: np.ndarray | None,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Drop predicted (row, label) pairs listed in `filter_pairs`, close the gaps, keep k columns.
+
+    Returns (ids int64 N x k, scores float32 N x k or None); empty slots have id -1 and score -inf.
+    Slots already holding -1 count as empty.
+    """
+    ids = np.asarray(topk_ids, dtype=np.int64)
+    if ids.ndim != 2:
+        raise ValueError(f"topk_ids must be 2-D (N x k), got shape {ids.shape}")
+    num_rows = ids.shape[0]
+    removed = ids < 0
+    pairs = _as_pairs(filter_pairs)
+    if pairs.shape[0] and ids.size:
+        width = int(max(ids.max(), pairs[:, 1].max())) + 1
+        rows = np.arange(num_rows, dtype=np.int64)[:, None]
+        removed |= np.isin(rows * width + ids, pairs[:, 0] * width + pairs[:, 1])
+    order = np.argsort(removed, axis=1, kind="stable")[:, :k]
+    kept_ids = np.take_along_axis(ids, order, axis=1)
+    empty = np.take_along_axis(removed, order, axis=1)
+    kept_ids[empty] = -1
+    kept_ids = _pad(kept_ids, k, -1)
+    kept_scores = None
+    if topk_scores is not None:
+        scores = np.asarray(topk_scores, dtype=np.float32)
+        if scores.shape != ids.shape:
+            raise ValueError(f"topk_scores shape {scores.shape} != topk_ids shape {ids.shape}")
+        kept_scores = np.take_along_axis(scores, order, axis=1)
+        kept_scores[empty] = -np.inf
+        kept_scores = _pad(kept_scores, k, -np.inf)
+    return kept_ids, kept_scores
+
+
+def evaluate(
+    topk_ids: np.ndarray,
+    truth: sp.spmatrix,
+    ks: Sequence[int] = (1, 3, 5),
+    propensities: np.ndarray | None = None,
+    filter_pairs: np.ndarray | None = None,
+) -> dict[str, float]:
+    """P@k, nDCG@k, R@k (and PSP@k when `propensities` is given) in percent, for each k in ks.
+
+    `topk_ids`: N x K predicted label ids, best first, distinct within a row (-1 = empty slot).
+    `truth`: N x L ground-truth matrix (nonzeros are the relevant labels).
+    """
+    if not ks or any(int(k) < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {ks!r}")
+    truth = _clean_truth(truth, filter_pairs)
+    num_rows, num_labels = truth.shape
+    k_max = max(int(k) for k in ks)
+    ids, _ = remove_filtered(topk_ids, None, filter_pairs, k_max)
+    _check_predictions(ids, num_rows, num_labels)
+    hits = _hits(ids, truth)
+    num_true = np.diff(truth.indptr)
+    cum_hits = np.cumsum(hits, axis=1)
+    discount = 1.0 / np.log2(np.arange(2, k_max + 2))
+    dcg = np.cumsum(hits * discount, axis=1)
+    ideal = np.concatenate([[0.0], np.cumsum(discount)])
+    if propensities is not None:
+        inv = 1.0 / np.asarray(propensities, dtype=np.float64)
+        if inv.shape != (num_labels,):
+            raise ValueError(f"propensities must have shape ({num_labels},), got {inv.shape}")
+        ps_gain = np.cumsum(hits * inv[np.maximum(ids, 0)], axis=1)
+        ps_best = np.cumsum(_best_inverse_propensities(truth, inv, k_max), axis=1)
+    has_labels = num_true > 0
+    safe_true = np.maximum(num_true, 1)
+    results: dict[str, float] = {}
+    for k in sorted({int(k) for k in ks}):
+        found = cum_hits[:, k - 1]
+        results[f"P@{k}"] = 100.0 * float(found.mean()) / k
+        ndcg = np.where(has_labels, dcg[:, k - 1] / ideal[np.minimum(k, safe_true)], 0.0)
+        results[f"nDCG@{k}"] = 100.0 * float(ndcg.mean())
+        if propensities is not None:
+            best = float(ps_best[:, k - 1].sum())
+            results[f"PSP@{k}"] = 100.0 * float(ps_gain[:, k - 1].sum()) / best if best else 0.0
+        results[f"R@{k}"] = 100.0 * float(np.where(has_labels, found / safe_true, 0.0).mean())
+    return results
+
+
+def _as_pairs(filter_pairs: np.ndarray | None) -> np.ndarray:
+    if filter_pairs is None:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.asarray(filter_pairs, dtype=np.int64).reshape(-1, 2)
+    return pairs
+
+
+def _pad(matrix: np.ndarray, k: int, fill: float) -> np.ndarray:
+    if matrix.shape[1] >= k:
+        return matrix
+    padding = np.full((matrix.shape[0], k - matrix.shape[1]), fill, dtype=matrix.dtype)
+    return np.concatenate([matrix, padding], axis=1)
+
+
+def _clean_truth(truth: sp.spmatrix, filter_pairs: np.ndarray | None) -> sp.csr_matrix:
+    """Binary CSR with sorted indices, explicit zeros and filter pairs removed."""
+    matrix = sp.csr_matrix(truth, copy=True)
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    pairs = _as_pairs(filter_pairs)
+    if pairs.shape[0]:
+        num_labels = matrix.shape[1]
+        rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+        keys = rows * num_labels + matrix.indices
+        in_range = (pairs[:, 0] < matrix.shape[0]) & (pairs[:, 1] < num_labels)
+        filtered = pairs[in_range, 0] * num_labels + pairs[in_range, 1]
+        matrix.data[np.isin(keys, filtered)] = 0
+        matrix.eliminate_zeros()
+    matrix.data = np.ones_like(matrix.data, dtype=np.float64)
+    return matrix
+
+
+def _check_predictions(ids: np.ndarray, num_rows: int, num_labels: int) -> None:
+    if ids.shape[0] != num_rows:
+        raise ValueError(f"topk_ids has {ids.shape[0]} rows but the truth has {num_rows}")
+    if ids.size and ids.max() >= num_labels:
+        raise ValueError(f"predicted label id {int(ids.max())} >= number of labels {num_labels}")
+    ordered = np.sort(ids, axis=1)
+    if np.any((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)):
+        raise ValueError("topk_ids repeats a label id within a row")
+
+
+def _hits(ids: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
+    """N x k float64: 1 where the predicted id is a true label of its row."""
+    num_rows, num_labels = truth.shape
+    truth_rows = np.repeat(np.arange(num_rows, dtype=np.int64), np.diff(truth.indptr))
+    truth_keys = truth_rows * num_labels + truth.indices
+    keys = np.arange(num_rows, dtype=np.int64)[:, None] * num_labels + ids
+    if truth_keys.size == 0:
+        return np.zeros(ids.shape)
+    position = np.minimum(np.searchsorted(truth_keys, keys), truth_keys.size - 1)
+    return ((ids >= 0) & (truth_keys[position] == keys)).astype(np.float64)
+
+
+def _best_inverse_propensities(truth: sp.csr_matrix, inv: np.ndarray, k: int) -> np.ndarray:
+    """N x k: each row's true labels' inverse propensities, largest first, zero-padded."""
+    num_rows = truth.shape[0]
+    rows = np.repeat(np.arange(num_rows, dtype=np.int64), np.diff(truth.indptr))
+    weights = inv[truth.indices]
+    order = np.lexsort((-weights, rows))
+    rank = np.arange(rows.size) - truth.indptr[rows[order]]
+    best = np.zeros((num_rows, k))
+    top = rank < k
+    best[rows[order][top], rank[top]] = weights[order][top]
+    return best
