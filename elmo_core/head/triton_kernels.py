@@ -1,0 +1,504 @@
+"""Triton kernels for the low-precision XMC head on CUDA (fp8 e4m3 or bf16 weight storage).
+
+One training step (DESIGN.md section 1) walks the labels in chunks of ``C`` rows and launches two
+kernels per chunk; the only chunk-sized transient is the ``C x B`` bf16 buffer of ``G``:
+
+1. ``_logits_kernel``, one program per tile of ``BLOCK_L`` labels: ``Z = W_tile E^T`` with fp32
+   accumulation (the storage type upcast to bf16 in registers, or, with ``native_fp8``, fp8
+   operands straight into the tensor cores and ``E`` scaled per row into e4m3), then
+   ``G = sigmoid(Z) - Y``. ``Y`` comes from the positive pairs sorted by label: ``tile_ptr[t]`` ..
+   ``tile_ptr[t + 1]`` are the positives of global tile ``t``, so a tile without positives pays one
+   comparison and no loop.
+2. ``_update_kernel``, a persistent split-K grid of ``(d-blocks, S splits)``: a program owns one
+   ``BLOCK_D`` column block and every ``S``-th label tile of the chunk. Per tile it reads
+   ``W[:, block]`` once, accumulates ``dE += G^T W`` (pre-update weights) in fp32 registers across
+   all its tiles, computes ``W - lr (G E + wd W)`` in fp32 registers and writes it back with
+   stochastic rounding (Kahan-compensated for the first ``n_kahan`` rows). Each program adds its
+   ``B x BLOCK_D`` partial into its own slot of an ``S x B x d`` fp32 buffer, summed once per step.
+
+The weight gradient never exists in memory; ``W`` is read twice and written once per step. All
+offsets are 64-bit (100M labels x 768 overflows 32-bit indexing).
+
+Stochastic rounding (same semantics as ``elmo_core.head.rounding``): unbiased, only the two
+neighbouring representable values, probability proportional to distance; e4m3 subnormals
+(spacing 2^-9), saturation at +-448, NaN kept, signed zero kept, exponent carry by the integer add.
+The random bits are counter based: a murmur3-style hash of (label row, column, step seed), so a
+step is reproducible and independent of the launch shape.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_L = 128
+"""Labels per tile in both kernels; chunk sizes are multiples of it."""
+
+
+@triton.jit
+def _fmix32(x):
+    """murmur3's 32-bit finaliser: a cheap bijective avalanche on uint32."""
+    x ^= x >> 16
+    x *= 0x85EBCA6B
+    x ^= x >> 13
+    x *= 0xC2B2AE35
+    x ^= x >> 16
+    return x
+
+
+@triton.jit
+def _random_bits(rows, cols, seed):
+    """32 random bits per (row, col) element for the step's ``seed`` (uint32)."""
+    x = _fmix32(rows.to(tl.uint32) * 0x9E3779B1 + seed.to(tl.uint32))
+    return _fmix32(x ^ (cols.to(tl.uint32) * 0x85EBCA77))
+
+
+@triton.jit
+def _sr_bf16(x, r):
+    """fp32 -> bf16-representable fp32, stochastically (add 16 random bits, truncate)."""
+    bits = x.to(tl.uint32, bitcast=True)
+    rounded = ((bits + (r & 0xFFFF)) & 0xFFFF0000).to(tl.float32, bitcast=True)
+    return tl.where(x != x, x, rounded)
+
+
+@triton.jit
+def _sr_e4m3(x, r):
+    """fp32 -> e4m3-representable fp32, stochastically.
+
+    Normal range (|x| >= 2^-6): add 20 random bits to the magnitude's bit pattern and clear them
+    (a carry moves into the exponent). Subnormal range: the two neighbouring multiples of 2^-9, up
+    with probability equal to the fraction. Magnitudes are clamped to 448 first (saturation);
+    the sign is put back bitwise so -0.0 stays -0.0; NaN stays NaN.
+    """
+    bits = x.to(tl.uint32, bitcast=True)
+    sign = bits & 0x80000000
+    mag = tl.minimum((bits & 0x7FFFFFFF).to(tl.float32, bitcast=True), 448.0)
+    mag_bits = mag.to(tl.uint32, bitcast=True)
+    normal = ((mag_bits + (r & 0xFFFFF)) & 0xFFF00000).to(tl.float32, bitcast=True)
+    q = mag * 512.0
+    low = tl.floor(q)
+    u = (r >> 8).to(tl.float32) * (1.0 / 16777216.0)
+    sub = (low + tl.where(u < q - low, 1.0, 0.0)) * (1.0 / 512.0)
+    res = tl.where(mag < 0.015625, sub, normal)
+    out = (res.to(tl.uint32, bitcast=True) | sign).to(tl.float32, bitcast=True)
+    return tl.where(x != x, x, out)
+
+
+@triton.jit
+def _round_store(ptr, x, r, mask, FP8: tl.constexpr):
+    """Store ``x`` stochastically rounded into the storage type; return the rounded fp32 value."""
+    if FP8:
+        new = _sr_e4m3(x, r)
+        tl.store(ptr, new.to(tl.float8e4nv), mask=mask)
+    else:
+        new = _sr_bf16(x, r)
+        tl.store(ptr, new.to(tl.bfloat16), mask=mask)
+    return new
+
+
+@triton.jit
+def _sr_kernel(x_ptr, out_ptr, n, cols, seed, FP8: tl.constexpr, BLOCK: tl.constexpr):
+    """Stochastically round flat fp32 data (rows of ``cols``) into the storage type."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0)
+    r = _random_bits(offs // cols, offs % cols, seed)
+    _round_store(out_ptr + offs, x, r, mask, FP8)
+
+
+@triton.jit
+def _logits_kernel(
+    w_ptr,
+    e_ptr,
+    e_scale_ptr,
+    out_ptr,
+    tile_ptr,
+    pos_rows_ptr,
+    pos_cols_ptr,
+    row0,
+    n_rows,
+    B,
+    D,
+    stride_ob,
+    stride_ol,
+    GRAD: tl.constexpr,
+    NATIVE_FP8: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """Per label tile: ``Z = W E^T``; GRAD stores ``sigmoid(Z) - Y`` (bf16), else ``Z`` (fp32)."""
+    pid = tl.program_id(0)
+    local = pid.to(tl.int64) * BLOCK_L + tl.arange(0, BLOCK_L)
+    lmask = local < n_rows
+    lab = row0 + local
+    bidx = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    bmask = bidx < B
+    acc = tl.zeros((BLOCK_L, BLOCK_B), dtype=tl.float32)
+    for k0 in range(0, D, BLOCK_K):
+        kk = k0 + tl.arange(0, BLOCK_K)
+        kmask = kk < D
+        w = tl.load(
+            w_ptr + lab[:, None] * D + kk[None, :],
+            mask=lmask[:, None] & kmask[None, :],
+            other=0.0,
+        )
+        et = tl.load(
+            e_ptr + bidx[None, :] * D + kk[:, None],
+            mask=kmask[:, None] & bmask[None, :],
+            other=0.0,
+        )
+        acc = tl.dot(w if NATIVE_FP8 else w.to(tl.bfloat16), et, acc)
+    if NATIVE_FP8:
+        acc = acc * tl.load(e_scale_ptr + bidx, mask=bmask, other=1.0)[None, :]
+    omask = lmask[:, None] & bmask[None, :]
+    optr = out_ptr + local[:, None] * stride_ol + bidx[None, :] * stride_ob
+    if GRAD:
+        tile = row0 // BLOCK_L + pid
+        p0 = tl.load(tile_ptr + tile)
+        p1 = tl.load(tile_ptr + tile + 1)
+        y = tl.zeros((BLOCK_L, BLOCK_B), dtype=tl.int1)
+        for p in range(p0, p1):
+            c = tl.load(pos_cols_ptr + p)
+            r = tl.load(pos_rows_ptr + p)
+            y = y | ((lab[:, None] == c) & (bidx[None, :] == r))
+        g = 1.0 / (1.0 + tl.exp(-acc)) - tl.where(y, 1.0, 0.0)
+        tl.store(optr, g.to(tl.bfloat16), mask=omask)
+    else:
+        tl.store(optr, acc, mask=omask)
+
+
+@triton.jit
+def _update_kernel(
+    w_ptr,
+    g_ptr,
+    e_ptr,
+    part_ptr,
+    comp_ptr,
+    row0,
+    n_rows,
+    B,
+    D,
+    n_kahan,
+    lr,
+    wd,
+    seed,
+    FP8: tl.constexpr,
+    COMP_E5M2: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    """dE partial += G^T W; W <- SR(W - lr (G E + wd W)), per column block, split over labels."""
+    pid_d = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    n_split = tl.num_programs(1)
+    dd = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = dd < D
+    bidx = tl.arange(0, BLOCK_B)
+    bmask = bidx < B
+    e_blk = tl.load(
+        e_ptr + bidx[:, None] * D + dd[None, :], mask=bmask[:, None] & dmask[None, :], other=0.0
+    )
+    acc_de = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
+    n_tiles = tl.cdiv(n_rows, BLOCK_L)
+    for t in range(pid_s, n_tiles, n_split):
+        local = (t * BLOCK_L + tl.arange(0, BLOCK_L)).to(tl.int64)
+        lmask = local < n_rows
+        lab = row0 + local
+        g = tl.load(
+            g_ptr + local[:, None] * B + bidx[None, :],
+            mask=lmask[:, None] & bmask[None, :],
+            other=0.0,
+        )
+        wmask = lmask[:, None] & dmask[None, :]
+        wp = w_ptr + lab[:, None] * D + dd[None, :]
+        w = tl.load(wp, mask=wmask, other=0.0)
+        acc_de = tl.dot(tl.trans(g), w.to(tl.bfloat16), acc_de)
+        wf = w.to(tl.float32)
+        step = -lr * (tl.dot(g, e_blk) + wd * wf)
+        r = _random_bits(lab[:, None], dd[None, :], seed)
+        if row0 + t * BLOCK_L < n_kahan:
+            cmask = wmask & (lab[:, None] < n_kahan)
+            cp = comp_ptr + lab[:, None] * D + dd[None, :]
+            y = step - tl.load(cp, mask=cmask, other=0.0).to(tl.float32)
+            new = _round_store(wp, wf + y, r, wmask, FP8)
+            comp_new = tl.where(cmask, (new - wf) - y, 0.0)
+            if COMP_E5M2:
+                tl.store(cp, comp_new.to(tl.float8e5), mask=cmask)
+            else:
+                tl.store(cp, comp_new.to(tl.bfloat16), mask=cmask)
+        else:
+            _round_store(wp, wf + step, r, wmask, FP8)
+    pmask = bmask[:, None] & dmask[None, :]
+    pp = part_ptr + pid_s.to(tl.int64) * B * D + bidx[:, None] * D + dd[None, :]
+    tl.store(pp, tl.load(pp, mask=pmask, other=0.0) + acc_de, mask=pmask)
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Launch parameters of the two step kernels (defaults tuned on the H200, see docs/gpu.md)."""
+
+    chunk: int = 131072
+    """Labels per chunk: the bf16 ``G`` buffer is ``chunk x B`` (32 MiB at B=128)."""
+    block_k: int = 64
+    logits_warps: int = 8
+    logits_stages: int = 3
+    block_d: int = 64
+    update_warps: int = 8
+    update_stages: int = 2
+    programs_per_sm: int = 1
+    native_fp8: bool = False
+    """fp8 weights: e4m3 operands into the tensor cores for the logits (E scaled per row)."""
+
+
+DEFAULT_CONFIG = KernelConfig()
+MAX_BATCH = 256
+"""Largest batch the fused update kernel holds in registers (the head falls back beyond it)."""
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pow2(n: int, lo: int) -> int:
+    return max(lo, triton.next_power_of_2(n))
+
+
+@functools.lru_cache(maxsize=8)
+def _num_sms(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def step_seed(seed: int, step: int) -> int:
+    """Mix a head seed and a step counter into the 31-bit seed one step's random bits use."""
+    x = (seed * 0x9E3779B1 + step * 0x85EBCA77 + 0x27D4EB2F) & 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    return x & 0x7FFFFFFF
+
+
+def _check_weight(weight: torch.Tensor) -> bool:
+    if not weight.is_cuda or weight.dim() != 2 or not weight.is_contiguous():
+        raise ValueError("weight must be a contiguous 2-D CUDA tensor")
+    if weight.dtype == torch.float8_e4m3fn:
+        return True
+    if weight.dtype == torch.bfloat16:
+        return False
+    raise ValueError(f"weight dtype must be float8_e4m3fn or bfloat16, got {weight.dtype}")
+
+
+def _operands(
+    weight: torch.Tensor, embedding: torch.Tensor, native: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The logits kernel's embedding operand (bf16, or e4m3 scaled per row) and the scales."""
+    if embedding.dim() != 2 or embedding.shape[1] != weight.shape[1]:
+        raise ValueError(f"embedding must be B x {weight.shape[1]}, got {tuple(embedding.shape)}")
+    e_bf16 = embedding.detach().to(device=weight.device, dtype=torch.bfloat16).contiguous()
+    if not native:
+        return e_bf16, e_bf16, torch.ones(1, device=weight.device)
+    e32 = embedding.detach().to(device=weight.device, dtype=torch.float32)
+    scale = (e32.abs().amax(dim=1) / 448.0).clamp_min(1e-30)
+    e_fp8 = (e32 / scale[:, None]).to(torch.float8_e4m3fn).contiguous()
+    return e_fp8, e_bf16, scale.contiguous()
+
+
+def _launch_logits(
+    weight: torch.Tensor,
+    e_op: torch.Tensor,
+    e_scale: torch.Tensor,
+    out: torch.Tensor,
+    row0: int,
+    n: int,
+    stride_ob: int,
+    stride_ol: int,
+    cfg: KernelConfig,
+    positives: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+) -> None:
+    batch, dim = e_op.shape
+    native = e_op.dtype == torch.float8_e4m3fn
+    block_b = min(128, _pow2(batch, 16))
+    tile_ptr, pos_rows, pos_cols = positives if positives is not None else (out, out, out)
+    grid = (_cdiv(n, BLOCK_L), _cdiv(batch, block_b))
+    _logits_kernel[grid](
+        weight,
+        e_op,
+        e_scale,
+        out,
+        tile_ptr,
+        pos_rows,
+        pos_cols,
+        row0,
+        n,
+        batch,
+        dim,
+        stride_ob,
+        stride_ol,
+        GRAD=positives is not None,
+        NATIVE_FP8=native,
+        BLOCK_L=BLOCK_L,
+        BLOCK_B=block_b,
+        BLOCK_K=cfg.block_k * (2 if native else 1),
+        num_warps=cfg.logits_warps if block_b >= 64 else 4,
+        num_stages=cfg.logits_stages,
+    )
+
+
+def _sorted_positives(
+    rows: torch.Tensor, cols: torch.Tensor, num_labels: int, batch: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Positives sorted by label, and per label tile the [start, end) range into them."""
+    rows = rows.to(device=device, dtype=torch.int64).reshape(-1)
+    cols = cols.to(device=device, dtype=torch.int64).reshape(-1)
+    if rows.numel() != cols.numel():
+        raise ValueError(f"rows and cols differ in length: {rows.numel()} != {cols.numel()}")
+    if rows.numel():
+        bad_r = bool(((rows < 0) | (rows >= batch)).any())
+        bad_c = bool(((cols < 0) | (cols >= num_labels)).any())
+        if bad_r or bad_c:
+            raise ValueError(
+                f"positive pairs out of range: rows must lie in [0, {batch}), "
+                f"cols in [0, {num_labels})"
+            )
+    cols_sorted, order = torch.sort(cols)
+    bounds = torch.arange(_cdiv(num_labels, BLOCK_L) + 1, device=device) * BLOCK_L
+    tile_ptr = torch.searchsorted(cols_sorted, bounds)
+    return tile_ptr, rows[order].contiguous(), cols_sorted.contiguous()
+
+
+def head_step(
+    weight: torch.Tensor,
+    embedding: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    lr: float,
+    *,
+    seed: int,
+    weight_decay: float = 0.0,
+    compensation: torch.Tensor | None = None,
+    config: KernelConfig = DEFAULT_CONFIG,
+) -> torch.Tensor:
+    """One fused training step of the head, in place on ``weight``; returns ``G^T W`` (B x d fp32).
+
+    ``weight`` (L x d, e4m3 or bf16, CUDA, contiguous) is updated with stochastic rounding;
+    ``compensation`` (K x d, bf16 or e5m2), if given, is the Kahan buffer of rows ``0 .. K-1``.
+    ``rows``/``cols`` are the positive pairs (batch row, label). ``seed`` is the step's seed
+    (see ``step_seed``): the same seed and inputs give the same weights.
+    """
+    fp8 = _check_weight(weight)
+    num_labels, dim = weight.shape
+    batch = embedding.shape[0]
+    if batch > MAX_BATCH:
+        raise ValueError(f"batch {batch} exceeds the Triton step's limit of {MAX_BATCH}")
+    e_op, e_bf16, e_scale = _operands(weight, embedding, config.native_fp8 and fp8)
+    positives = _sorted_positives(rows, cols, num_labels, batch, weight.device)
+    n_kahan = 0
+    comp = weight
+    comp_e5m2 = False
+    if compensation is not None and compensation.shape[0] > 0:
+        if compensation.shape[1] != dim or not compensation.is_contiguous():
+            raise ValueError("compensation must be a contiguous K x d tensor")
+        if compensation.dtype not in (torch.bfloat16, torch.float8_e5m2):
+            raise ValueError(f"compensation dtype must be bf16 or e5m2, got {compensation.dtype}")
+        n_kahan, comp, comp_e5m2 = (
+            compensation.shape[0],
+            compensation,
+            (compensation.dtype == torch.float8_e5m2),
+        )
+    chunk = min(_cdiv(config.chunk, BLOCK_L), _cdiv(num_labels, BLOCK_L)) * BLOCK_L
+    block_b = _pow2(batch, 16)
+    n_dblocks = _cdiv(dim, config.block_d)
+    splits = max(1, _num_sms(weight.device.index or 0) * config.programs_per_sm // n_dblocks)
+    splits = min(splits, _cdiv(chunk, BLOCK_L))
+    g = torch.empty(chunk, batch, device=weight.device, dtype=torch.bfloat16)
+    part = torch.zeros(splits, batch, dim, device=weight.device, dtype=torch.float32)
+    for row0 in range(0, num_labels, chunk):
+        n = min(chunk, num_labels - row0)
+        _launch_logits(weight, e_op, e_scale, g, row0, n, 1, batch, config, positives)
+        _update_kernel[(n_dblocks, splits)](
+            weight,
+            g,
+            e_bf16,
+            part,
+            comp,
+            row0,
+            n,
+            batch,
+            dim,
+            n_kahan,
+            float(lr),
+            float(weight_decay),
+            seed,
+            FP8=fp8,
+            COMP_E5M2=comp_e5m2,
+            BLOCK_L=BLOCK_L,
+            BLOCK_B=block_b,
+            BLOCK_D=config.block_d,
+            num_warps=config.update_warps,
+            num_stages=config.update_stages,
+        )
+    return part.sum(dim=0)
+
+
+def logits(
+    weight: torch.Tensor, embedding: torch.Tensor, *, config: KernelConfig = DEFAULT_CONFIG
+) -> torch.Tensor:
+    """All logits ``E W^T`` (B x L fp32); for tests and small L (it holds B x L)."""
+    fp8 = _check_weight(weight)
+    e_op, _, e_scale = _operands(weight, embedding, config.native_fp8 and fp8)
+    out = torch.empty(e_op.shape[0], weight.shape[0], device=weight.device, dtype=torch.float32)
+    _launch_logits(weight, e_op, e_scale, out, 0, weight.shape[0], out.stride(0), 1, config, None)
+    return out
+
+
+def topk(
+    weight: torch.Tensor,
+    embedding: torch.Tensor,
+    k: int,
+    *,
+    max_scores_bytes: int = 64 << 20,
+    config: KernelConfig = DEFAULT_CONFIG,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k raw logits and label ids per query, scoring chunk by chunk (at most
+    ``max_scores_bytes`` of scores held) and merging into a running top-k."""
+    fp8 = _check_weight(weight)
+    num_labels = weight.shape[0]
+    if not 1 <= k <= num_labels:
+        raise ValueError(f"k must lie in [1, {num_labels}], got {k}")
+    e_op, _, e_scale = _operands(weight, embedding, config.native_fp8 and fp8)
+    batch = e_op.shape[0]
+    chunk = max(BLOCK_L, max_scores_bytes // (4 * batch) // BLOCK_L * BLOCK_L)
+    chunk = min(chunk, _cdiv(num_labels, BLOCK_L) * BLOCK_L)
+    scores = torch.empty(batch, chunk, device=weight.device, dtype=torch.float32)
+    best: tuple[torch.Tensor, torch.Tensor] | None = None
+    for row0 in range(0, num_labels, chunk):
+        n = min(chunk, num_labels - row0)
+        _launch_logits(weight, e_op, e_scale, scores, row0, n, chunk, 1, config, None)
+        vals, ids = torch.topk(scores[:, :n], min(k, n), dim=1)
+        ids += row0
+        if best is not None:
+            vals, pick = torch.topk(torch.cat([best[0], vals], dim=1), k, dim=1)
+            ids = torch.gather(torch.cat([best[1], ids], dim=1), 1, pick)
+        best = (vals, ids)
+    assert best is not None
+    return best
+
+
+def stochastic_round(x: torch.Tensor, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """Round an fp32 CUDA tensor stochastically into ``dtype`` (e4m3 or bf16) with the step
+    kernel's bits: element ``i`` of a ``rows x cols`` view draws the bits of (row, col)."""
+    if dtype not in (torch.float8_e4m3fn, torch.bfloat16):
+        raise ValueError(f"dtype must be float8_e4m3fn or bfloat16, got {dtype}")
+    x = x.to(torch.float32).contiguous()
+    out = torch.empty(x.shape, device=x.device, dtype=dtype)
+    cols = x.shape[-1] if x.dim() else 1
+    block = 1024
+    _sr_kernel[(_cdiv(x.numel(), block),)](
+        x, out, x.numel(), cols, seed, FP8=dtype == torch.float8_e4m3fn, BLOCK=block
+    )
+    return out
