@@ -2,27 +2,58 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
+from elmo_core.data.bow import read_bow
 from elmo_core.data.dataset import XMCDataset
+from elmo_core.data.jsonl import read_jsonl
 from elmo_core.data.lf_raw import read_lf_raw
 from elmo_core.data.rows import EMPTY_ROWS_POLICIES, LoadedSplit, apply_empty_rows
 from elmo_core.errors import DatasetFormatError
 
 Reader = Callable[[Path], tuple[int, list[LoadedSplit], list[str] | None]]
-READERS: dict[str, Reader] = {"lf-raw": read_lf_raw}
+READERS: dict[str, Reader] = {"lf-raw": read_lf_raw, "bow": read_bow, "jsonl": read_jsonl}
+_BOW_HEADER_RE = re.compile(rb"[ \t]*[0-9]+[ \t]+[0-9]+[ \t]+[0-9]+[ \t]*\r?")
 FORMATS = ("auto", *READERS)
 
 
 def detect_format(path: Path) -> str:
-    """Name the format of a dataset directory or file from the files present."""
+    """Name the format of a dataset directory or file from the files present.
+
+    Directory: `trn_X_Y.txt` -> "lf-raw", `train.jsonl` -> "jsonl", `train.txt` -> "bow".
+    File: `.jsonl`/`.json` suffix or a first line starting with `{` -> "jsonl"; a first line of
+    three integers (`N F L`) -> "bow".
+    """
     if not path.exists():
         raise DatasetFormatError(str(path), 0, "dataset path not found")
-    if path.is_dir() and (path / "trn_X_Y.txt").exists():
-        return "lf-raw"
+    if path.is_dir():
+        for marker, name in (
+            ("trn_X_Y.txt", "lf-raw"),
+            ("train.jsonl", "jsonl"),
+            ("train.txt", "bow"),
+        ):
+            if (path / marker).exists():
+                return name
+        raise DatasetFormatError(
+            str(path),
+            0,
+            "cannot detect the dataset format: expected trn_X_Y.txt (LF layout), "
+            "train.jsonl (JSON lines) or train.txt (BoW)",
+        )
+    if path.suffix in (".jsonl", ".json"):
+        return "jsonl"
+    with path.open("rb") as handle:
+        first = handle.readline()
+    if first.lstrip().startswith(b"{"):
+        return "jsonl"
+    if _BOW_HEADER_RE.fullmatch(first.rstrip(b"\n")):
+        return "bow"
     raise DatasetFormatError(
-        str(path), 0, "cannot detect the dataset format: expected trn_X_Y.txt (LF layout)"
+        str(path),
+        1,
+        "cannot detect the dataset format: expected a JSON object or a BoW header 'N F L'",
     )
 
 
