@@ -81,7 +81,7 @@ def _sr_e4m3(x, r):
     normal = ((mag_bits + (r & 0xFFFFF)) & 0xFFF00000).to(tl.float32, bitcast=True)
     q = mag * 512.0
     low = tl.floor(q)
-    u = (r >> 8).to(tl.float32) * (1.0 / 16777216.0)
+    u = ((r >> 8).to(tl.float32) + 0.5) * (1.0 / 16777216.0)
     sub = (low + tl.where(u < q - low, 1.0, 0.0)) * (1.0 / 512.0)
     res = tl.where(mag < 0.015625, sub, normal)
     out = (res.to(tl.uint32, bitcast=True) | sign).to(tl.float32, bitcast=True)
@@ -446,12 +446,21 @@ def head_step(
 
 
 def logits(
-    weight: torch.Tensor, embedding: torch.Tensor, *, config: KernelConfig = DEFAULT_CONFIG
+    weight: torch.Tensor,
+    embedding: torch.Tensor,
+    *,
+    out: torch.Tensor | None = None,
+    config: KernelConfig = DEFAULT_CONFIG,
 ) -> torch.Tensor:
-    """All logits ``E W^T`` (B x L fp32); for tests and small L (it holds B x L)."""
+    """All logits ``E W^T`` (B x L fp32, written into ``out`` if given); it holds B x L, so it is
+    for tests and the loss of small heads, not for scoring (``topk``)."""
     fp8 = _check_weight(weight)
     e_op, _, e_scale = _operands(weight, embedding, config.native_fp8 and fp8)
-    out = torch.empty(e_op.shape[0], weight.shape[0], device=weight.device, dtype=torch.float32)
+    shape = (e_op.shape[0], weight.shape[0])
+    if out is None:
+        out = torch.empty(shape, device=weight.device, dtype=torch.float32)
+    elif out.shape != shape or out.dtype != torch.float32 or out.stride(1) != 1:
+        raise ValueError(f"out must be a row-major float32 tensor of shape {shape}")
     _launch_logits(weight, e_op, e_scale, out, 0, weight.shape[0], out.stride(0), 1, config, None)
     return out
 
