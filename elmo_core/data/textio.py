@@ -56,8 +56,11 @@ def split_lines(text: str) -> list[str]:
 
 
 def read_lines(path: Path) -> list[str]:
-    """All lines of a UTF-8 text file (one record per line)."""
-    return split_lines(decode(read_bytes(path), str(path)))
+    """All lines of a UTF-8 text file (one record per line), decoded chunk by chunk."""
+    lines: list[str] = []
+    for chunk in iter_chunks(read_bytes(path), 0, str(path), first_line=1):
+        lines.extend(chunk.lines)
+    return lines
 
 
 @dataclass
