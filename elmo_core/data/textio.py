@@ -31,7 +31,10 @@ def read_bytes(path: Path) -> bytes:
 
 
 def decode(data: bytes | memoryview, file: str, first_line: int = 1) -> str:
-    """Decode UTF-8; invalid bytes raise DatasetFormatError at the line they sit on."""
+    """Decode UTF-8 (dropping a leading byte-order mark and `\\r` of `\\r\\n`).
+
+    Invalid bytes raise DatasetFormatError at the line they sit on.
+    """
     raw = bytes(data)
     try:
         text = raw.decode("utf-8")
@@ -42,6 +45,8 @@ def decode(data: bytes | memoryview, file: str, first_line: int = 1) -> str:
         raise DatasetFormatError(
             file, line, f"not valid UTF-8: byte 0x{byte:02x} at column {column}"
         ) from None
+    if first_line == 1 and text.startswith("\ufeff"):
+        text = text[1:]  # a UTF-8 byte-order mark, as some editors write
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     return text

@@ -55,6 +55,12 @@ def test_crlf_line_ends_give_the_same_dataset(make_dataset: MakeDataset) -> None
     _check_tiny(load_dataset(make_dataset("lf-tiny", changes)))
 
 
+def test_utf8_byte_order_marks_are_ignored(make_dataset: MakeDataset) -> None:
+    files = [p for p in (FIXTURES / "lf-tiny").iterdir()]
+    changes = {p.name: b"\xef\xbb\xbf" + p.read_bytes() for p in files}
+    _check_tiny(load_dataset(make_dataset("lf-tiny", changes)))
+
+
 def test_parsing_in_many_small_chunks_gives_the_same_dataset(
     make_dataset: MakeDataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
