@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,11 +20,7 @@ class XMCSplit:
     labels: sp.csr_matrix
     texts: list[str] | None = None
     features: sp.csr_matrix | None = None
-    filter_pairs: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if self.filter_pairs is None:
-            self.filter_pairs = np.zeros((0, 2), dtype=np.int64)
+    filter_pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
 
     @property
     def num_points(self) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import scipy.sparse as sp
+
 from elmo_core.data.dataset import XMCSplit
 from elmo_core.data.matrix_files import read_filter_pairs, read_sparse_matrix
 from elmo_core.data.rows import LoadedSplit
@@ -49,7 +51,9 @@ def read_lf_raw(root: Path) -> tuple[int, list[LoadedSplit], list[str] | None]:
     return num_labels, splits, label_texts
 
 
-def _read_split(root: Path, prefix: str, labels, num_features: int | None) -> LoadedSplit:
+def _read_split(
+    root: Path, prefix: str, labels: sp.csr_matrix, num_features: int | None
+) -> LoadedSplit:
     labels_file = f"{prefix}_X_Y.txt"
     texts_path = root / f"{prefix}_X.txt"
     features_path = root / f"{prefix}_X_Xf.txt"
