@@ -23,6 +23,7 @@ _UINT_RE = re.compile(r"[0-9]+")
 _NEG_INT_RE = re.compile(r"-[0-9]+")
 _SEP_RE = re.compile(r"[ \t]+")
 _NONFINITE = {"nan", "inf", "infinity"}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_id(token: str, bound: int, what: str) -> str | None:
@@ -40,13 +41,16 @@ def check_id(token: str, bound: int, what: str) -> str | None:
 
 
 def check_value(token: str, context: str) -> str | None:
-    """Reason why `token` is not a finite decimal number, or None if it is one."""
+    """Reason why `token` is not a decimal number that fits float32, or None if it is one."""
     if not VALUE_RE.fullmatch(token):
         if token.lower().lstrip("+-") in _NONFINITE:
             return f"non-finite value {token!r} in {context!r}"
         return f"malformed value {token!r} in {context!r}"
-    if not math.isfinite(float(token)):
+    value = float(token)
+    if not math.isfinite(value):
         return f"non-finite value {token!r} in {context!r} (overflows)"
+    if abs(value) > FLOAT32_MAX:
+        return f"value {token!r} in {context!r} is out of float32 range"
     return None
 
 
@@ -75,7 +79,7 @@ def parse_pairs(
 
     Returns per-row counts (int64), ids (int32, sorted within each row) and values (float32).
     Raises DatasetFormatError at the first bad line: malformed pair, negative or non-integer id,
-    id >= bound, NaN/inf value, duplicate id in a row.
+    id >= bound, NaN/inf value or one beyond float32, duplicate id in a row.
     """
     if not all(map(PAIRS_LINE_RE.fullmatch, lines)):
         row = next(i for i, line in enumerate(lines) if not PAIRS_LINE_RE.fullmatch(line))
@@ -88,7 +92,7 @@ def parse_pairs(
     ids = numbers[0::2]
     values = numbers[1::2]
     rows = np.repeat(np.arange(len(lines), dtype=np.int64), counts)
-    bad = (ids >= bound) | ~np.isfinite(values)
+    bad = (ids >= bound) | ~(np.abs(values) <= FLOAT32_MAX)
     if bad.any():
         _raise_first(lines, int(rows[bad].min()), first_line, file, bound, what)
     keys = rows * bound + ids.astype(np.int64)

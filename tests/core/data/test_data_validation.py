@@ -158,6 +158,15 @@ CASES = [
         "non-finite value '1e999' in '3:1e999' (overflows)",
     ),
     (
+        "value-beyond-float32",
+        "lf-tiny",
+        {"trn_X_Y.txt": _row3("3:-1e39")},
+        {},
+        "trn_X_Y.txt",
+        4,
+        "value '-1e39' in '3:-1e39' is out of float32 range",
+    ),
+    (
         "duplicate-label-in-row",
         "lf-tiny",
         {"trn_X_Y.txt": _row3("3:1.0 0:1.0 3:1.0")},
