@@ -17,7 +17,14 @@ import scipy.sparse as sp
 from elmo_core.data.dataset import XMCSplit
 from elmo_core.data.rows import LoadedSplit
 from elmo_core.data.sparse import build_csr, parse_pairs
-from elmo_core.data.textio import iter_chunks, parse_header, read_bytes, read_lines, split_header
+from elmo_core.data.textio import (
+    count_lines,
+    iter_chunks,
+    parse_header,
+    read_bytes,
+    read_lines,
+    split_header,
+)
 from elmo_core.errors import DatasetFormatError
 
 HEADER = ("num_points", "num_features", "num_labels")
@@ -74,8 +81,7 @@ def read_bow_file(path: Path) -> tuple[LoadedSplit, tuple[int, int]]:
             for store, array in zip(parts, parsed, strict=True):
                 store.append(array)
     if rows_seen != num_points:
-        body = data[start:]
-        actual = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+        actual = count_lines(data, start)
         raise DatasetFormatError(
             file, 1, f"header says {num_points} rows but the file has {actual}"
         )

@@ -13,7 +13,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from elmo_core.data.sparse import build_csr, check_id, parse_pairs
-from elmo_core.data.textio import decode, iter_chunks, parse_header, read_bytes, split_header
+from elmo_core.data.textio import (
+    count_lines,
+    decode,
+    iter_chunks,
+    parse_header,
+    read_bytes,
+    split_header,
+    split_lines,
+)
 from elmo_core.errors import DatasetFormatError
 
 _PAIR_LINE_RE = re.compile(r"[ \t]*[0-9]+[ \t]+[0-9]+[ \t]*")
@@ -36,14 +44,9 @@ def read_sparse_matrix(path: Path, names: tuple[str, str], what: str) -> sp.csr_
         ids.append(i)
         values.append(v)
     if rows_seen != num_rows:
-        actual = _count_rows(data, start)
+        actual = count_lines(data, start)
         raise DatasetFormatError(file, 1, f"header says {num_rows} rows but the file has {actual}")
     return build_csr(counts, ids, values, num_cols)
-
-
-def _count_rows(data: bytes, start: int) -> int:
-    body = data[start:]
-    return body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
 
 
 def read_filter_pairs(path: Path, num_rows: int, num_labels: int) -> np.ndarray:
@@ -53,20 +56,18 @@ def read_filter_pairs(path: Path, num_rows: int, num_labels: int) -> np.ndarray:
     file = str(path)
     data = path.read_bytes()
     text = decode(data, file)
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
+    lines = split_lines(text)
     if not all(map(_PAIR_LINE_RE.fullmatch, lines)):
         row = next(i for i, line in enumerate(lines) if not _PAIR_LINE_RE.fullmatch(line))
         raise DatasetFormatError(file, row + 1, _diagnose(lines[row], num_rows, num_labels))
     if not lines:
         return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.fromstring(text, sep=" ").astype(np.int64).reshape(-1, 2)
-    bad = np.flatnonzero((pairs[:, 0] >= num_rows) | (pairs[:, 1] >= num_labels))
+    numbers = np.fromstring(text, sep=" ").reshape(-1, 2)  # float64: compare before the cast
+    bad = np.flatnonzero((numbers[:, 0] >= num_rows) | (numbers[:, 1] >= num_labels))
     if bad.size:
         row = int(bad[0])
         raise DatasetFormatError(file, row + 1, _diagnose(lines[row], num_rows, num_labels))
-    return pairs
+    return numbers.astype(np.int64)
 
 
 def _diagnose(line: str, num_rows: int, num_labels: int) -> str:

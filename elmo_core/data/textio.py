@@ -96,6 +96,13 @@ def iter_chunks(data: bytes, start: int, file: str, first_line: int) -> Iterator
         start = stop
 
 
+def count_lines(data: bytes, start: int) -> int:
+    """Number of lines in `data[start:]` (a last line without a newline counts)."""
+    if start >= len(data):
+        return 0
+    return data.count(b"\n", start) + (0 if data.endswith(b"\n") else 1)
+
+
 def split_header(data: bytes, file: str) -> tuple[str, int]:
     """Return the first line (decoded) and the byte offset where the second line starts."""
     end = data.find(b"\n")
