@@ -45,7 +45,7 @@ def detect_format(path: Path) -> str:
     if path.suffix in (".jsonl", ".json"):
         return "jsonl"
     with path.open("rb") as handle:
-        first = handle.readline()
+        first = handle.readline().removeprefix(b"\xef\xbb\xbf")
     if first.lstrip().startswith(b"{"):
         return "jsonl"
     if _BOW_HEADER_RE.fullmatch(first.rstrip(b"\n")):
@@ -71,9 +71,9 @@ def load_dataset(path: str | Path, *, format: str = "auto", empty_rows: str = "w
     path = Path(path)
     name = format if format != "auto" else detect_format(path)
     num_labels, loaded, label_texts = READERS[name](path)
-    if loaded[0].split.num_points == 0:
-        raise DatasetFormatError(loaded[0].labels_file, 1, "the train split has no points")
     splits = apply_empty_rows(loaded, empty_rows)
+    if splits[0].num_points == 0:
+        raise DatasetFormatError(loaded[0].labels_file, 1, "the train split has no points")
     return XMCDataset(
         name=path.stem if path.is_file() else path.resolve().name,
         format=name,

@@ -73,8 +73,9 @@ def test_detect_format(path: str, expected: str) -> None:
 
 def test_detect_jsonl_without_suffix(tmp_path: Path) -> None:
     path = tmp_path / "data.txt"
-    path.write_text('{"text": "a", "labels": ["x"]}\n')
+    path.write_bytes(b'\xef\xbb\xbf{"text": "a", "labels": ["x"]}\n')
     assert detect_format(path) == "jsonl"
+    assert load_dataset(path).label_texts == ["x"]
 
 
 def test_undetectable_directory(tmp_path: Path) -> None:
@@ -140,3 +141,12 @@ def test_empty_rows_drop_removes_row_everywhere(make_dataset: MakeDataset) -> No
     # the pair of the dropped row goes; later rows are renumbered
     np.testing.assert_array_equal(split.filter_pairs, [[0, 0], [1, 3], [2, 1]])
     assert ds.test.num_points == 2
+
+
+def test_dropping_every_point_leaves_no_train_split(tmp_path: Path) -> None:
+    path = tmp_path / "all-empty.jsonl"
+    path.write_text('{"text": "a", "labels": []}\n{"text": "b", "labels": []}\n')
+    with pytest.raises(DatasetFormatError) as info:
+        load_dataset(path, empty_rows="drop")
+    assert (info.value.file, info.value.line) == (str(path), 1)
+    assert info.value.reason == "the train split has no points"
