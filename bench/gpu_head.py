@@ -154,7 +154,7 @@ def bench_e2e(labels, steps, batch=128, tokens=128) -> dict:
     encoder = BertModel(config, add_pooling_layer=False).to("cuda", torch.bfloat16)
     encoder.gradient_checkpointing_enable()
     encoder.train()
-    opt = torch.optim.AdamW(encoder.parameters(), lr=1e-5, foreach=False)
+    opt = torch.optim.AdamW(encoder.parameters(), lr=1e-5, fused=True)
     weight = init_weight(labels, config.hidden_size, torch.float8_e4m3fn)
     gen = torch.Generator(device="cuda").manual_seed(2)
     ids = torch.randint(0, config.vocab_size, (batch, tokens), device="cuda", generator=gen)
