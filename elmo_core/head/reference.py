@@ -1,0 +1,139 @@
+"""The head's maths in plain PyTorch: the oracle of the tests and the path CI trains with.
+
+One chunk of ``C`` weight rows at a time (DESIGN.md section 1; exact semantics in ``backend.py``):
+
+    Z  = E W_c^T                      fp32 accumulation of bf16 operands (fp8 upcast to bf16)
+    G  = sigmoid(Z) - Y               rounded to bf16 for low-precision storage
+    dE += G W_c                       pre-update weights, fp32
+    U  = -lr (G^T E + wd W_c)         fp32, one chunk
+    W_c <- SR(W_c + U)                or Kahan: y = U - c; t = SR(W + y); c = (t - W) - y; W = t
+
+Only one chunk is ever upcast: the transient memory is about ``bytes_per_label(d, B) * C``; the
+full ``L x d`` fp32 weights and the ``B x L`` logits never exist. "bf16 operands with fp32
+accumulation" is computed as an fp32 product of the bf16-rounded values (exact operands, fp32 sums),
+which is what the tensor cores compute too.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from elmo_core.head import rounding
+
+CPU_CHUNK_BUDGET = 256 << 20
+"""Transient bytes one chunk may take on the CPU."""
+CUDA_CHUNK_FRACTION = 0.25
+"""Share of the free GPU memory one chunk may take."""
+
+
+def bytes_per_label(dim: int, batch: int, low_precision: bool) -> int:
+    """Transient bytes one label row costs within a chunk (upcast row, update, random bits, the
+    rounding's temporaries, logits and G)."""
+    return (48 * dim if low_precision else 8 * dim) + 12 * batch
+
+
+def memory_chunk(num_labels: int, dim: int, batch: int, device: torch.device, low: bool) -> int:
+    """The largest chunk whose transient memory fits the device's budget (at least 128 rows)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = int(free * CUDA_CHUNK_FRACTION)
+    else:
+        budget = CPU_CHUNK_BUDGET
+    return max(1, min(num_labels, max(128, budget // bytes_per_label(dim, batch, low))))
+
+
+def embedding_operand(embedding: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The embedding as the products see it: rounded to bf16 for low-precision storage."""
+    if weight.dtype == torch.float32:
+        return embedding
+    return embedding.to(torch.bfloat16).to(torch.float32)
+
+
+def sorted_positives(
+    rows: torch.Tensor, cols: torch.Tensor, batch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique positive pairs sorted by column (storage row): (rows, cols)."""
+    keys = torch.unique(cols * batch + rows)
+    return keys % batch, keys // batch
+
+
+class ReferenceBackend:
+    """The plain-PyTorch ``HeadBackend``: any device, any storage type."""
+
+    name = "reference"
+
+    def default_chunk(self, num_labels: int, dim: int, batch: int, weight: torch.Tensor) -> int:
+        """Chunk size when the user asked for ``None``/``"auto"``: from the memory budget."""
+        low = weight.dtype != torch.float32
+        return memory_chunk(num_labels, dim, batch, weight.device, low)
+
+    def logits(self, weight: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """``E W^T`` (B x n fp32) for the rows given."""
+        return embedding_operand(embedding, weight) @ weight.to(torch.float32).T
+
+    def step(
+        self,
+        weight: torch.Tensor,
+        embedding: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        lr: float,
+        *,
+        seed: int,
+        weight_decay: float,
+        compensation: torch.Tensor | None,
+        chunk_size: int,
+    ) -> torch.Tensor:
+        """One training step in place on ``weight`` (and ``compensation``); returns ``dE``."""
+        num_labels, dim = weight.shape
+        batch = embedding.shape[0]
+        low = weight.dtype != torch.float32
+        e = embedding_operand(embedding, weight)
+        pos_rows, pos_cols = sorted_positives(rows, cols, batch)
+        bounds = torch.arange(0, num_labels + chunk_size, chunk_size, device=weight.device)
+        starts = torch.searchsorted(pos_cols, bounds.clamp(max=num_labels)).tolist()
+        n_kahan = 0 if compensation is None else compensation.shape[0]
+        col_ids = torch.arange(dim, device=weight.device)[None, :]
+        grad = torch.zeros(batch, dim, device=weight.device, dtype=torch.float32)
+        for i, r0 in enumerate(range(0, num_labels, chunk_size)):
+            r1 = min(r0 + chunk_size, num_labels)
+            w_c = weight[r0:r1]
+            w32 = w_c.to(torch.float32)
+            g = torch.sigmoid(e @ w32.T)
+            p0, p1 = starts[i], starts[i + 1]
+            g[pos_rows[p0:p1], pos_cols[p0:p1] - r0] -= 1.0
+            if low:
+                g = g.to(torch.bfloat16).to(torch.float32)
+            grad += g @ w32
+            upd = torch.addmm(w32, g.T, e, beta=-lr * weight_decay, alpha=-lr)
+            if not low:
+                w_c.add_(upd)
+                continue
+            bits = rounding.random_bits(
+                torch.arange(r0, r1, device=weight.device)[:, None], col_ids, seed
+            )
+            k = max(0, min(n_kahan, r1) - r0)
+            if k:
+                comp = compensation[r0 : r0 + k]
+                upd[:k] -= comp.to(torch.float32)
+            new = rounding.stochastic_round_values(w32 + upd, weight.dtype, bits)
+            if k:
+                lost = (new[:k] - w32[:k]) - upd[:k]
+                comp.copy_(rounding.round_nearest(lost, comp.dtype))
+            w_c.copy_(new.to(weight.dtype))
+        return grad
+
+    def topk(
+        self, weight: torch.Tensor, embedding: torch.Tensor, k: int, *, chunk_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k logits and storage row ids, merged chunk by chunk into a running top-k."""
+        best_vals = best_ids = None
+        for r0 in range(0, weight.shape[0], chunk_size):
+            z = self.logits(weight[r0 : r0 + chunk_size], embedding)
+            vals, ids = torch.topk(z, min(k, z.shape[1]), dim=1)
+            ids += r0
+            if best_vals is not None:
+                vals, pick = torch.topk(torch.cat([best_vals, vals], dim=1), k, dim=1)
+                ids = torch.gather(torch.cat([best_ids, ids], dim=1), 1, pick)
+            best_vals, best_ids = vals, ids
+        return best_vals, best_ids
