@@ -175,13 +175,12 @@ def bench_e2e(labels, steps, batch=128, tokens=128) -> dict:
 SWEEP = [
     tk.KernelConfig(),
     tk.KernelConfig(native_fp8=True),
-    tk.KernelConfig(update_block_l=128, block_d=32),
-    tk.KernelConfig(update_block_l=128, update_warps=16),
-    tk.KernelConfig(update_block_l=64, block_d=32),
-    tk.KernelConfig(programs_per_sm=2),
-    tk.KernelConfig(chunk=262144),
-    tk.KernelConfig(chunk=65536),
     tk.KernelConfig(update_stages=3),
+    tk.KernelConfig(update_block_l=128, update_warps=16),
+    tk.KernelConfig(update_block_l=128, update_warps=16, update_stages=3),
+    tk.KernelConfig(update_block_l=128, update_warps=16, chunk=262144),
+    tk.KernelConfig(update_block_l=32, block_d=128),
+    tk.KernelConfig(block_k=128),
 ]
 
 

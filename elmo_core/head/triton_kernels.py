@@ -52,9 +52,15 @@ def _fmix32(x):
 
 @triton.jit
 def _random_bits(rows, cols, seed):
-    """32 random bits per (row, col) element for the step's ``seed`` (uint32)."""
-    x = _fmix32(rows.to(tl.uint32) * 0x9E3779B1 + seed.to(tl.uint32))
-    return _fmix32(x ^ (cols.to(tl.uint32) * 0x85EBCA77))
+    """32 random bits per (row, col) element for the step's ``seed`` (uint32).
+
+    The row and column hashes are computed on the broadcast [rows, 1] and [1, cols] shapes (once
+    per row or column of a tile); per element one xor, one multiply and one xorshift remain.
+    """
+    xr = _fmix32(rows.to(tl.uint32) * 0x9E3779B1 + seed.to(tl.uint32))
+    xc = _fmix32(cols.to(tl.uint32) * 0x85EBCA77 + 0x27D4EB2F)
+    h = (xr ^ xc) * 0x85EBCA6B
+    return h ^ (h >> 13)
 
 
 @triton.jit
@@ -69,22 +75,18 @@ def _sr_bf16(x, r):
 def _sr_e4m3(x, r):
     """fp32 -> e4m3-representable fp32, stochastically.
 
-    Normal range (|x| >= 2^-6): add 20 random bits to the magnitude's bit pattern and clear them
-    (a carry moves into the exponent). Subnormal range: the two neighbouring multiples of 2^-9, up
-    with probability equal to the fraction. Magnitudes are clamped to 448 first (saturation);
-    the sign is put back bitwise so -0.0 stays -0.0; NaN stays NaN.
+    The magnitude is clamped to 448 (saturation). Normal range (|x| >= 2^-6): add 20 random bits
+    to its bit pattern and clear them (a carry moves into the exponent). Subnormal range: the same
+    on ``|x| + 2^-6``, whose 3-bit mantissa steps are e4m3's subnormal spacing 2^-9, then
+    ``2^-6`` is subtracted again (exact); the fp32 sum rounds away at most 2^-30, 2^-21 of a
+    spacing. The sign is put back bitwise (-0.0 stays -0.0); NaN stays NaN.
     """
     bits = x.to(tl.uint32, bitcast=True)
-    sign = bits & 0x80000000
     mag = tl.minimum((bits & 0x7FFFFFFF).to(tl.float32, bitcast=True), 448.0)
-    mag_bits = mag.to(tl.uint32, bitcast=True)
-    normal = ((mag_bits + (r & 0xFFFFF)) & 0xFFF00000).to(tl.float32, bitcast=True)
-    q = mag * 512.0
-    low = tl.floor(q)
-    u = ((r >> 8).to(tl.float32) + 0.5) * (1.0 / 16777216.0)
-    sub = (low + tl.where(u < q - low, 1.0, 0.0)) * (1.0 / 512.0)
-    res = tl.where(mag < 0.015625, sub, normal)
-    out = (res.to(tl.uint32, bitcast=True) | sign).to(tl.float32, bitcast=True)
+    off = tl.where(mag < 0.015625, 0.015625, 0.0)
+    y = (mag + off).to(tl.uint32, bitcast=True)
+    res = ((y + (r & 0xFFFFF)) & 0xFFF00000).to(tl.float32, bitcast=True) - off
+    out = (res.to(tl.uint32, bitcast=True) | (bits & 0x80000000)).to(tl.float32, bitcast=True)
     return tl.where(x != x, x, out)
 
 
@@ -100,7 +102,7 @@ def _round_store(ptr, x, r, mask, FP8: tl.constexpr):
     return new
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])
 def _sr_kernel(x_ptr, out_ptr, n, cols, seed, FP8: tl.constexpr, BLOCK: tl.constexpr):
     """Stochastically round flat fp32 data (rows of ``cols``) into the storage type."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -110,7 +112,7 @@ def _sr_kernel(x_ptr, out_ptr, n, cols, seed, FP8: tl.constexpr, BLOCK: tl.const
     _round_store(out_ptr + offs, x, r, mask, FP8)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["row0", "n_rows"])
 def _logits_kernel(
     w_ptr,
     e_ptr,
@@ -174,7 +176,7 @@ def _logits_kernel(
         tl.store(optr, acc, mask=omask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["row0", "n_rows", "n_kahan", "seed"])
 def _update_kernel(
     w_ptr,
     g_ptr,
@@ -226,8 +228,8 @@ def _update_kernel(
         offs = (start + ar)[:, None] * D + dd[None, :]
         wp = w_chunk + offs
         w = tl.load(wp, mask=wmask, other=0.0)
-        acc_de = tl.dot(tl.trans(g), w.to(tl.bfloat16), acc_de)
         wf = w.to(tl.float32)
+        acc_de = tl.dot(tl.trans(g), wf.to(tl.bfloat16), acc_de)
         step = -lr * (tl.dot(g, e_blk) + wd * wf)
         r = _random_bits(lab[:, None], dd[None, :], seed)
         if HAS_KAHAN and row0 + start < n_kahan:

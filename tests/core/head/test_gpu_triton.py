@@ -89,7 +89,23 @@ def assert_on_neighbours(new, target, precision: str, slack=0.0):
     got = new.to(torch.float64)
     tol = 0.01 * gap + slack
     ok = (got >= lo - tol) & (got <= hi + tol)
-    assert bool(ok.all()), f"{int((~ok).sum())} of {ok.numel()} elements off their neighbours"
+    if not bool(ok.all()):
+        bad = (~ok).nonzero()[:5]
+        detail = [
+            (
+                tuple(i.tolist()),
+                float(got[tuple(i)]),
+                float(lo[tuple(i)]),
+                float(hi[tuple(i)]),
+                float(target[tuple(i)]),
+                float(tol.expand_as(got)[tuple(i)]),
+            )
+            for i in bad
+        ]
+        raise AssertionError(
+            f"{int((~ok).sum())} of {ok.numel()} elements off their neighbours "
+            f"(index, got, lo, hi, target, tol): {detail}"
+        )
     frac = ((got - target) / gap)[hi > lo]
     bound = 5.0 * 0.5 / math.sqrt(frac.numel()) + 0.01
     assert abs(float(frac.mean())) < bound, f"rounding bias {float(frac.mean()):.4f} > {bound:.4f}"
@@ -225,7 +241,7 @@ def test_kahan_rows_track_what_rounding_lost(tk, comp_dtype):
     # compensated rows: rounded around w + (u - c); the buffer keeps (new - w) - y
     assert_on_neighbours(w[:n_kahan], weight[:n_kahan].double() + y, "bf16", slack)
     expect_c = (w[:n_kahan].double() - weight[:n_kahan].double()) - y
-    tol = 0.07 if comp_dtype == torch.float8_e5m2 else 0.01
+    tol = 0.13 if comp_dtype == torch.float8_e5m2 else 0.01  # half a spacing, relative
     err = (comp.double() - expect_c).abs()
     assert bool((err <= tol * expect_c.abs() + 5e-5).all())
     assert_on_neighbours(w[n_kahan:], w_ref[n_kahan:], "bf16", slack)
