@@ -1,0 +1,97 @@
+"""Sparse encoder: L2-normalised sparse rows (TF-IDF of texts, or a dataset's features) -> d dims.
+
+`EmbeddingBag(mode="sum", per_sample_weights=row values)` is the product of the sparse row with a
+F x d table without ever densifying the row; an optional residual MLP adds a nonlinearity; dropout
+on the output is the embedding dropout the head sees.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from elmo_core.encoders.tfidf import TfidfFeaturizer, l2_normalize_rows
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
+
+class SparseEncoder(nn.Module):
+    """F sparse features -> d dims: EmbeddingBag, then `mlp_layers` residual (act, linear) blocks.
+
+    `featurizer` (fitted TF-IDF) turns texts into rows; without one the encoder takes a dataset's
+    sparse features (rows are L2-normalised here).
+    """
+
+    kind = "tfidf"
+
+    def __init__(
+        self,
+        num_features: int,
+        dim: int,
+        *,
+        featurizer: TfidfFeaturizer | None = None,
+        mlp_layers: int = 0,
+        activation: str = "gelu",
+        dropout: float = 0.0,
+        init_std: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.dim = int(dim)
+        self.num_features = int(num_features)
+        self.featurizer = featurizer
+        self.embedding = nn.EmbeddingBag(self.num_features, self.dim, mode="sum")
+        nn.init.normal_(self.embedding.weight, std=init_std)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(ACTIVATIONS[activation](), nn.Linear(self.dim, self.dim))
+            for _ in range(mlp_layers)
+        )
+        for block in self.blocks:
+            nn.init.zeros_(block[1].weight)
+            nn.init.zeros_(block[1].bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def featurize(self, texts: list[str] | None, features: sp.csr_matrix | None) -> sp.csr_matrix:
+        """All rows of a split as an N x F float32 CSR matrix (L2-normalised)."""
+        if self.featurizer is not None:
+            if texts is None:
+                raise ValueError("this TF-IDF encoder needs raw texts; the split has none")
+            return self.featurizer.transform(texts)
+        if features is None:
+            raise ValueError("this sparse encoder needs sparse features; the split has none")
+        if features.shape[1] > self.num_features:
+            raise ValueError(
+                f"features have {features.shape[1]} columns, the encoder was built for "
+                f"{self.num_features}"
+            )
+        matrix = sp.csr_matrix(features)
+        if matrix.shape[1] < self.num_features:
+            matrix = sp.csr_matrix(
+                (matrix.data, matrix.indices, matrix.indptr),
+                shape=(matrix.shape[0], self.num_features),
+            )
+        return l2_normalize_rows(matrix)
+
+    def make_batch(
+        self, prepared: sp.csr_matrix, rows: np.ndarray, device: torch.device
+    ) -> dict[str, torch.Tensor]:
+        """The EmbeddingBag inputs (flat indices, offsets, weights) of `rows` of `prepared`."""
+        block = prepared[rows]
+        dtype = self.embedding.weight.dtype
+        return {
+            "indices": torch.from_numpy(block.indices.astype(np.int64)).to(device),
+            "offsets": torch.from_numpy(block.indptr[:-1].astype(np.int64)).to(device),
+            "weights": torch.from_numpy(block.data.astype(np.float32)).to(device, dtype),
+        }
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """B x d embeddings of one batch from `make_batch`."""
+        out = self.embedding(
+            batch["indices"], batch["offsets"], per_sample_weights=batch["weights"]
+        )
+        for block in self.blocks:
+            out = out + block(out)
+        return self.dropout(out)

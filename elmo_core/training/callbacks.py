@@ -1,0 +1,80 @@
+"""The hooks a training run reports through, and what a run returns.
+
+The CLI (rich progress bars) and the worker (job store) subclass `TrainerCallbacks`; the recipe
+never prints. `should_stop` is the cooperative cancel: the recipe checks it after every step,
+writes a checkpoint and raises `TrainingCancelled`, so `train(..., resume=True)` continues the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elmo_core.errors import ElmoError
+
+PHASES = ("loading", "training", "evaluating", "saving")
+
+
+class TrainingCancelled(ElmoError):
+    """`should_stop()` returned True; a checkpoint of the step reached was written first."""
+
+    def __init__(self, epoch: int, step: int, checkpoint: Path) -> None:
+        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
+        super().__init__(
+            f"training cancelled at epoch {epoch}, step {step}; checkpoint {checkpoint}"
+        )
+
+
+@dataclass
+class Progress:
+    """Where a run is: 1-based epoch, global step (0-based count of finished steps), throughput."""
+
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    step_in_epoch: int
+    steps_per_epoch: int
+    throughput: float
+    """Training points per second over the current epoch."""
+    eta_s: float
+    """Estimated seconds until the last step (evaluation excluded)."""
+    loss: float | None = None
+    """Summed BCE over all labels / batch size, computed every `log_every` steps (else None)."""
+
+
+class TrainerCallbacks:
+    """No-op hooks; subclass and override what you need."""
+
+    def on_phase(self, phase: str) -> None:
+        """The run enters a phase: one of `PHASES`."""
+
+    def on_progress(self, p: Progress) -> None:
+        """After each training step."""
+
+    def on_metrics(self, epoch: int, metrics: dict[str, float]) -> None:
+        """After each epoch's evaluation (percentages, keys like `P@1`)."""
+
+    def on_telemetry(self, record: dict) -> None:
+        """A memory record: `{"kind": "static", ...}` once, `{"kind": "epoch", ...}` per epoch."""
+
+    def on_log(self, message: str) -> None:
+        """A human-readable line about the run."""
+
+    def should_stop(self) -> bool:
+        """Return True to cancel the run cooperatively."""
+        return False
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns: where the artifacts are and the metrics per epoch."""
+
+    out_dir: Path
+    model_dir: Path
+    last_model_dir: Path
+    best_epoch: int | None
+    best_metrics: dict[str, float] | None
+    last_metrics: dict[str, float] | None
+    history: list[dict] = field(default_factory=list)
+    steps: int = 0

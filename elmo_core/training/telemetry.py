@@ -1,0 +1,106 @@
+"""Memory telemetry: per-phase CUDA peaks per epoch, static sizes, CPU peak RSS, timestamps.
+
+On CUDA each phase of a step (encoder forward, head step, encoder backward, optimizer step) resets
+the allocator's peak counters on entry and reads them on exit; the epoch record keeps the maximum
+over its steps. On the CPU the process peak resident set size (RSS) is what can be measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import torch
+
+STEP_PHASES = ("encoder_forward", "head_step", "encoder_backward", "optimizer_step")
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 UTC timestamp."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far, in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def tensor_bytes(tensors: Iterator[torch.Tensor] | list[torch.Tensor]) -> int:
+    """Total bytes of the given tensors."""
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of every tensor an optimizer keeps per parameter (moments, Kahan buffers)."""
+    return tensor_bytes(
+        v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)
+    )
+
+
+class MemoryTelemetry:
+    """Collects the per-phase peaks of one epoch and turns them into records."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self._peaks: dict[str, dict[str, int]] = {}
+        self._epoch_start = time.time()
+
+    def start_epoch(self) -> None:
+        """Forget the previous epoch's peaks."""
+        self._peaks = {}
+        self._epoch_start = time.time()
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Measure the CUDA peak allocated/reserved bytes while the block runs (no-op on CPU)."""
+        if not self.cuda:
+            yield
+            return
+        torch.cuda.reset_peak_memory_stats(self.device)
+        yield
+        allocated = torch.cuda.max_memory_allocated(self.device)
+        reserved = torch.cuda.max_memory_reserved(self.device)
+        peak = self._peaks.setdefault(name, {"peak_allocated": 0, "peak_reserved": 0})
+        peak["peak_allocated"] = max(peak["peak_allocated"], int(allocated))
+        peak["peak_reserved"] = max(peak["peak_reserved"], int(reserved))
+
+    def epoch_record(self, epoch: int, step: int) -> dict:
+        """The record of the finished epoch: phase peaks (CUDA), process peak RSS, timestamps."""
+        return {
+            "kind": "epoch",
+            "epoch": epoch,
+            "step": step,
+            "device": str(self.device),
+            "started_at": datetime.fromtimestamp(self._epoch_start, timezone.utc).isoformat(
+                timespec="seconds"
+            ),
+            "finished_at": utc_now(),
+            "seconds": round(time.time() - self._epoch_start, 3),
+            "phases": {n: dict(self._peaks[n]) for n in STEP_PHASES if n in self._peaks},
+            "cpu_peak_rss": peak_rss_bytes(),
+        }
+
+
+def static_record(
+    device: torch.device,
+    head_state: dict[str, torch.Tensor],
+    encoder: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> dict:
+    """Sizes that do not change during training: head weights, Kahan buffers, encoder, optimizer."""
+    kahan = head_state.get("compensation")
+    return {
+        "kind": "static",
+        "device": str(device),
+        "at": utc_now(),
+        "head_weights": tensor_bytes([t for k, t in head_state.items() if k != "compensation"]),
+        "kahan_buffers": 0 if kahan is None else tensor_bytes([kahan]),
+        "encoder": tensor_bytes(list(encoder.parameters())),
+        "optimizer_states": optimizer_state_bytes(optimizer),
+    }
