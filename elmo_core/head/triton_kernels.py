@@ -19,11 +19,13 @@ kernels per chunk; the only chunk-sized transient is the ``C x B`` bf16 buffer o
 The weight gradient never exists in memory; ``W`` is read twice and written once per step. All
 offsets are 64-bit (100M labels x 768 overflows 32-bit indexing).
 
-Stochastic rounding (same semantics as ``elmo_core.head.rounding``): unbiased, only the two
-neighbouring representable values, probability proportional to distance; e4m3 subnormals
-(spacing 2^-9), saturation at +-448, NaN kept, signed zero kept, exponent carry by the integer add.
-The random bits are counter based: a murmur3-style hash of (label row, column, step seed), so a
-step is reproducible and independent of the launch shape.
+Stochastic rounding (``elmo_core.head.rounding``): unbiased, only the two neighbouring
+representable values, probability proportional to distance; e4m3 subnormals (spacing 2^-9),
+saturation at +-448, NaN kept, signed zero kept, exponent carry by the integer add. The random bits
+are counter based (a hash of label row, column and step seed), so a step is reproducible and
+independent of the launch shape. With ``KernelConfig.reference_bits`` the bits and the rounding
+are ``rounding.py``'s exactly (bit-identical to the reference); without it a cheaper hash and a
+one-pass e4m3 rounding are used, equal in distribution (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def _fmix32(x):
     x *= 0xC2B2AE35
     x ^= x >> 16
     return x
+
+
+@triton.jit
+def _random_bits_ref(rows, cols, seed):
+    """``rounding.random_bits`` exactly: two murmur3 finalisers per element."""
+    x = _fmix32(rows.to(tl.uint32) * 0x9E3779B1 + seed.to(tl.uint32))
+    return _fmix32(x ^ (cols.to(tl.uint32) * 0x85EBCA77))
 
 
 @triton.jit
@@ -91,9 +100,35 @@ def _sr_e4m3(x, r):
 
 
 @triton.jit
-def _round_store(ptr, x, r, mask, FP8: tl.constexpr):
+def _sr_e4m3_ref(x, r):
+    """``rounding.sr_e4m3`` exactly: the subnormal range by floor and a 24-bit uniform."""
+    bits = x.to(tl.uint32, bitcast=True)
+    mag = tl.minimum((bits & 0x7FFFFFFF).to(tl.float32, bitcast=True), 448.0)
+    normal = ((mag.to(tl.uint32, bitcast=True) + (r & 0xFFFFF)) & 0xFFF00000).to(
+        tl.float32, bitcast=True
+    )
+    q = mag * 512.0
+    low = tl.floor(q)
+    u = ((r >> 8).to(tl.float32) + 0.5) * (1.0 / 16777216.0)
+    sub = (low + tl.where(u < q - low, 1.0, 0.0)) * (1.0 / 512.0)
+    res = tl.where(mag < 0.015625, sub, normal)
+    out = (res.to(tl.uint32, bitcast=True) | (bits & 0x80000000)).to(tl.float32, bitcast=True)
+    return tl.where(x != x, x, out)
+
+
+@triton.jit
+def _bits(rows, cols, seed, REF_BITS: tl.constexpr):
+    """The step's random bits: ``rounding.random_bits`` exactly, or the cheaper hash."""
+    return _random_bits_ref(rows, cols, seed) if REF_BITS else _random_bits(rows, cols, seed)
+
+
+@triton.jit
+def _round_store(ptr, x, r, mask, FP8: tl.constexpr, REF_BITS: tl.constexpr):
     """Store ``x`` stochastically rounded into the storage type; return the rounded fp32 value."""
-    if FP8:
+    if FP8 and REF_BITS:
+        new = _sr_e4m3_ref(x, r)
+        tl.store(ptr, new.to(tl.float8e4nv), mask=mask)
+    elif FP8:
         new = _sr_e4m3(x, r)
         tl.store(ptr, new.to(tl.float8e4nv), mask=mask)
     else:
@@ -103,13 +138,15 @@ def _round_store(ptr, x, r, mask, FP8: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=["seed"])
-def _sr_kernel(x_ptr, out_ptr, n, cols, seed, FP8: tl.constexpr, BLOCK: tl.constexpr):
+def _sr_kernel(
+    x_ptr, out_ptr, n, cols, seed, FP8: tl.constexpr, REF_BITS: tl.constexpr, BLOCK: tl.constexpr
+):
     """Stochastically round flat fp32 data (rows of ``cols``) into the storage type."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0)
-    r = _random_bits(offs // cols, offs % cols, seed)
-    _round_store(out_ptr + offs, x, r, mask, FP8)
+    r = _bits(offs // cols, offs % cols, seed, REF_BITS)
+    _round_store(out_ptr + offs, x, r, mask, FP8, REF_BITS)
 
 
 @triton.jit(do_not_specialize=["row0", "n_rows"])
@@ -194,6 +231,7 @@ def _update_kernel(
     FP8: tl.constexpr,
     HAS_KAHAN: tl.constexpr,
     COMP_E5M2: tl.constexpr,
+    REF_BITS: tl.constexpr,
     BLOCK_L: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_D: tl.constexpr,
@@ -231,19 +269,19 @@ def _update_kernel(
         wf = w.to(tl.float32)
         acc_de = tl.dot(tl.trans(g), wf.to(tl.bfloat16), acc_de)
         step = -lr * (tl.dot(g, e_blk) + wd * wf)
-        r = _random_bits(lab[:, None], dd[None, :], seed)
+        r = _bits(lab[:, None], dd[None, :], seed, REF_BITS)
         if HAS_KAHAN and row0 + start < n_kahan:
             cmask = wmask & (lab[:, None] < n_kahan)
             cp = c_chunk + offs
             y = step - tl.load(cp, mask=cmask, other=0.0).to(tl.float32)
-            new = _round_store(wp, wf + y, r, wmask, FP8)
+            new = _round_store(wp, wf + y, r, wmask, FP8, REF_BITS)
             comp_new = tl.where(cmask, (new - wf) - y, 0.0)
             if COMP_E5M2:
                 tl.store(cp, comp_new.to(tl.float8e5), mask=cmask)
             else:
                 tl.store(cp, comp_new.to(tl.bfloat16), mask=cmask)
         else:
-            _round_store(wp, wf + step, r, wmask, FP8)
+            _round_store(wp, wf + step, r, wmask, FP8, REF_BITS)
     pmask = bmask[:, None] & dmask[None, :]
     pp = part_ptr + pid_s.to(tl.int64) * B * D + (bidx[:, None] * D + dd[None, :])
     tl.store(pp, tl.load(pp, mask=pmask, other=0.0) + acc_de, mask=pmask)
@@ -264,6 +302,9 @@ class KernelConfig:
     update_warps: int = 8
     update_stages: int = 2
     programs_per_sm: int = 1
+    reference_bits: bool = True
+    """Draw the random bits and round e4m3 subnormals exactly as ``rounding.py`` (bit-identical to
+    the reference); False: a cheaper hash and one-pass e4m3 rounding, equal in distribution."""
     native_fp8: bool = False
     """fp8 weights: e4m3 operands into the tensor cores for the logits (E scaled per row)."""
 
@@ -471,6 +512,7 @@ class StepPlan:
             FP8=self.fp8,
             HAS_KAHAN=row0 < self.n_kahan,
             COMP_E5M2=self.comp_e5m2,
+            REF_BITS=self.config.reference_bits,
             BLOCK_L=self.config.update_block_l,
             BLOCK_B=self.block_b,
             BLOCK_D=self.config.block_d,
@@ -573,7 +615,9 @@ def topk(
     return best
 
 
-def stochastic_round(x: torch.Tensor, dtype: torch.dtype, seed: int) -> torch.Tensor:
+def stochastic_round(
+    x: torch.Tensor, dtype: torch.dtype, seed: int, *, config: KernelConfig = DEFAULT_CONFIG
+) -> torch.Tensor:
     """Round an fp32 CUDA tensor stochastically into ``dtype`` (e4m3 or bf16) with the step
     kernel's bits: element ``i`` of a ``rows x cols`` view draws the bits of (row, col)."""
     if dtype not in (torch.float8_e4m3fn, torch.bfloat16):
@@ -583,6 +627,13 @@ def stochastic_round(x: torch.Tensor, dtype: torch.dtype, seed: int) -> torch.Te
     cols = x.shape[-1] if x.dim() else 1
     block = 1024
     _sr_kernel[(_cdiv(x.numel(), block),)](
-        x, out, x.numel(), cols, seed, FP8=dtype == torch.float8_e4m3fn, BLOCK=block
+        x,
+        out,
+        x.numel(),
+        cols,
+        seed,
+        FP8=dtype == torch.float8_e4m3fn,
+        REF_BITS=config.reference_bits,
+        BLOCK=block,
     )
     return out

@@ -329,3 +329,23 @@ def test_large_label_count_smoke(tk):
     assert rel(de, de_ref) < 1e-2
     new = weight.view(torch.uint8)[sample].view(torch.float8_e4m3fn)
     assert_on_neighbours(new, w_ref, "fp8", slack)
+
+
+@pytest.mark.parametrize("precision", ["fp8", "bf16"])
+def test_sr_bits_identical_to_rounding_py(tk, precision):
+    from elmo_core.head import rounding
+
+    gen = torch.Generator(device="cuda").manual_seed(10)
+    x = torch.randn(300, 77, device="cuda", generator=gen) * torch.logspace(
+        -4, 2, 77, device="cuda"
+    )
+    x[0, :4] = torch.tensor([float("nan"), -0.0, 1e3, 2.0**-12], device="cuda")
+    dtype = DTYPES[precision]
+    got = tk.stochastic_round(x, dtype, seed=12345)
+    want = rounding.stochastic_round(x, dtype, 12345)
+    as_int = torch.uint8 if precision == "fp8" else torch.int16
+    assert torch.equal(got.view(as_int), want.view(as_int))
+    fast = tk.stochastic_round(x, dtype, 12345, config=tk.KernelConfig(reference_bits=False))
+    lo, hi = neighbours(x.double(), precision)
+    f = fast.double()
+    assert bool(((f == lo) | (f == hi) | (f.isnan() & x.isnan())).all())
