@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from elmo_core.cli import data_cmd
+import elmo_core.cli.train_cmd as train_cmd
+from elmo_core.cli import data_cmd, service_cmd
 
 app = typer.Typer(
     name="elmo",
@@ -13,6 +14,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cmd.app, name="data")
+app.command("serve")(service_cmd.serve)
+app.command("api")(service_cmd.api)
+app.command("worker")(service_cmd.worker)
+app.add_typer(service_cmd.keys_app, name="keys")
+app.command("train")(train_cmd.train)
+app.command("eval")(train_cmd.eval_model)
+app.command("predict")(train_cmd.predict)
 
 
 def main() -> None:
