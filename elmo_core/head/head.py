@@ -325,12 +325,14 @@ class XMCHead:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors of a checkpoint (safetensors-friendly): ``weight`` (storage dtype, storage row
-        order), ``scale`` (0-d fp64), ``step`` (0-d int64, seeds the rounding), and when present
+        order), ``scale`` (0-d fp64), ``step`` and ``seed`` (0-d int64: the rounding's random
+        bits), and when present
         ``compensation`` (Kahan buffer) and ``perm`` (storage row -> label id). Shares storage."""
         state = {
             "weight": self.weight,
             "scale": torch.tensor(self.scale, dtype=torch.float64),
             "step": torch.tensor(self.steps, dtype=torch.int64),
+            "seed": torch.tensor(self.seed, dtype=torch.int64),
         }
         if self.compensation is not None:
             state["compensation"] = self.compensation
@@ -341,7 +343,7 @@ class XMCHead:
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore a ``state_dict`` of a head of the same labels, dim, precision and Kahan rows."""
-        missing = {"weight", "scale", "step"} - set(state)
+        missing = {"weight", "scale", "step", "seed"} - set(state)
         if missing:
             raise HeadInputError(f"state_dict lacks {sorted(missing)}")
         w = state["weight"]
@@ -374,3 +376,4 @@ class XMCHead:
         self.weight.copy_(w.to(self.device))
         self.scale = float(state["scale"])
         self.steps = int(state["step"])
+        self.seed = int(state["seed"])

@@ -133,7 +133,8 @@ class ReferenceBackend:
             vals, ids = torch.topk(z, min(k, z.shape[1]), dim=1)
             ids += r0
             if best_vals is not None:
-                vals, pick = torch.topk(torch.cat([best_vals, vals], dim=1), k, dim=1)
+                vals = torch.cat([best_vals, vals], dim=1)
+                vals, pick = torch.topk(vals, min(k, vals.shape[1]), dim=1)
                 ids = torch.gather(torch.cat([best_ids, ids], dim=1), 1, pick)
             best_vals, best_ids = vals, ids
         return best_vals, best_ids
