@@ -173,15 +173,16 @@ def bench_e2e(labels, steps, batch=128, tokens=128) -> dict:
 
 
 SWEEP = [
-    tk.KernelConfig(),
-    tk.KernelConfig(reference_bits=False),
-    tk.KernelConfig(native_fp8=True),
     tk.KernelConfig(update_stages=3),
-    tk.KernelConfig(update_block_l=128, update_warps=16),
-    tk.KernelConfig(update_block_l=128, update_warps=16, reference_bits=False),
-    tk.KernelConfig(update_block_l=128, update_warps=16, chunk=262144),
-    tk.KernelConfig(update_block_l=32, block_d=128),
-    tk.KernelConfig(block_k=128),
+    tk.KernelConfig(update_stages=4),
+    tk.KernelConfig(update_stages=3, reference_bits=False),
+    tk.KernelConfig(update_block_l=128, update_warps=16, update_stages=3),
+    tk.KernelConfig(update_block_l=128, update_warps=16, update_stages=3, reference_bits=False),
+    tk.KernelConfig(update_block_l=128, update_warps=16, update_stages=4, reference_bits=False),
+    tk.KernelConfig(update_block_l=64, block_d=32, update_stages=3),
+    tk.KernelConfig(update_block_l=128, block_d=32, update_stages=3),
+    tk.KernelConfig(update_stages=3, logits_stages=4),
+    tk.KernelConfig(update_stages=3, native_fp8=True),
 ]
 
 

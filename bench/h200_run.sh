@@ -12,7 +12,7 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', tr
   | tee -a "$OUT/run.log"
 for stage in $stages; do
   case $stage in
-    tests) timeout 240 python3 -m pytest -q -m gpu -p no:cacheprovider \
+    tests) timeout 300 python3 -m pytest -q -m gpu -p no:cacheprovider \
              tests/core/head/test_gpu_triton.py tests/core/head/test_gpu_backend.py 2>&1 \
              | tee "$OUT/tests.log" | tail -40 ;;
     head) timeout 200 python3 bench/gpu_head.py --cases head --phases --json "$OUT/head.json" \

@@ -155,6 +155,7 @@ def _logits_kernel(
     e_ptr,
     e_scale_ptr,
     out_ptr,
+    ids_ptr,
     tile_ptr,
     pos_rows_ptr,
     pos_cols_ptr,
@@ -165,12 +166,15 @@ def _logits_kernel(
     stride_ob,
     stride_ol,
     GRAD: tl.constexpr,
+    TILE_TOPK: tl.constexpr,
     NATIVE_FP8: tl.constexpr,
     BLOCK_L: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    """Per label tile: ``Z = W E^T``; GRAD stores ``sigmoid(Z) - Y`` (bf16), else ``Z`` (fp32)."""
+    """Per label tile: ``Z = W E^T``; GRAD stores ``sigmoid(Z) - Y`` (bf16); TILE_TOPK > 0 stores
+    the tile's TILE_TOPK largest logits per query and their label ids (candidates ``pid * K ..``
+    of row ``b``, row stride ``stride_ob``); else ``Z`` itself (fp32)."""
     pid = tl.program_id(0)
     start = pid * BLOCK_L  # first label of the tile within the chunk
     ar = tl.arange(0, BLOCK_L)
@@ -209,6 +213,19 @@ def _logits_kernel(
             r = tl.load(pos_rows_ptr + p)
             g = tl.where((lab[:, None] == c) & (bidx[None, :] == r), g - 1.0, g)
         tl.store(optr, g.to(tl.bfloat16), mask=omask)
+    elif TILE_TOPK > 0:
+        z = tl.where(lmask[:, None], acc, float("-inf"))
+        cand = (
+            (tl.program_id(1) * BLOCK_B).to(tl.int64) * stride_ob
+            + pid.to(tl.int64) * TILE_TOPK
+            + bb.to(tl.int64) * stride_ob
+        )
+        for j in tl.static_range(TILE_TOPK):
+            best = tl.max(z, axis=0)
+            at = tl.argmax(z, axis=0)
+            tl.store(out_ptr + cand + j, best, mask=bmask)
+            tl.store(ids_ptr + cand + j, (row0 + start + at).to(tl.int64), mask=bmask)
+            z = tl.where(ar[:, None] == at[None, :], float("-inf"), z)
     else:
         tl.store(optr, acc, mask=omask)
 
@@ -372,6 +389,8 @@ def _launch_logits(
     stride_ol: int,
     cfg: KernelConfig,
     positives: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    tile_topk: int = 0,
+    ids: torch.Tensor | None = None,
 ) -> None:
     batch, dim = e_op.shape
     native = e_op.dtype == torch.float8_e4m3fn
@@ -383,6 +402,7 @@ def _launch_logits(
         e_op,
         e_scale,
         out,
+        ids if ids is not None else out,
         tile_ptr,
         pos_rows,
         pos_cols,
@@ -393,6 +413,7 @@ def _launch_logits(
         stride_ob,
         stride_ol,
         GRAD=positives is not None,
+        TILE_TOPK=tile_topk,
         NATIVE_FP8=native,
         BLOCK_L=BLOCK_L,
         BLOCK_B=block_b,
@@ -582,6 +603,20 @@ def logits(
     return out
 
 
+TILE_TOPK_MAX = 16
+"""Largest k that ``topk`` reduces inside the kernel (per label tile); above it, chunk scores."""
+
+
+def _merge(
+    best: tuple[torch.Tensor, torch.Tensor] | None, vals: torch.Tensor, ids: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running top-k merged with a chunk's (values, ids)."""
+    if best is None:
+        return vals, ids
+    vals, pick = torch.topk(torch.cat([best[0], vals], dim=1), k, dim=1)
+    return vals, torch.gather(torch.cat([best[1], ids], dim=1), 1, pick)
+
+
 def topk(
     weight: torch.Tensor,
     embedding: torch.Tensor,
@@ -598,19 +633,42 @@ def topk(
         raise ValueError(f"k must lie in [1, {num_labels}], got {k}")
     e_op, _, e_scale = _operands(weight, embedding, config.native_fp8 and fp8)
     batch = e_op.shape[0]
-    chunk = max(BLOCK_L, max_scores_bytes // (4 * batch) // BLOCK_L * BLOCK_L)
-    chunk = min(chunk, _cdiv(num_labels, BLOCK_L) * BLOCK_L)
-    scores = torch.empty(batch, chunk, device=weight.device, dtype=torch.float32)
+    tiles_all = _cdiv(num_labels, BLOCK_L)
     best: tuple[torch.Tensor, torch.Tensor] | None = None
-    for row0 in range(0, num_labels, chunk):
-        n = min(chunk, num_labels - row0)
-        _launch_logits(weight, e_op, e_scale, scores, row0, n, chunk, 1, config, None)
-        vals, ids = torch.topk(scores[:, :n], min(k, n), dim=1)
-        ids += row0
-        if best is not None:
-            vals, pick = torch.topk(torch.cat([best[0], vals], dim=1), k, dim=1)
-            ids = torch.gather(torch.cat([best[1], ids], dim=1), 1, pick)
-        best = (vals, ids)
+    if k <= TILE_TOPK_MAX:
+        # each label tile keeps its k best per query; torch.topk merges the candidates
+        tiles = max(1, min(tiles_all, max_scores_bytes // (12 * batch * k)))
+        vals_buf = torch.empty(batch, tiles * k, device=weight.device, dtype=torch.float32)
+        ids_buf = torch.empty(batch, tiles * k, device=weight.device, dtype=torch.int64)
+        for row0 in range(0, num_labels, tiles * BLOCK_L):
+            n = min(tiles * BLOCK_L, num_labels - row0)
+            m = _cdiv(n, BLOCK_L) * k
+            _launch_logits(
+                weight,
+                e_op,
+                e_scale,
+                vals_buf,
+                row0,
+                n,
+                vals_buf.stride(0),
+                1,
+                config,
+                None,
+                tile_topk=k,
+                ids=ids_buf,
+            )
+            vals, pick = torch.topk(vals_buf[:, :m], k, dim=1)
+            ids = torch.gather(ids_buf[:, :m], 1, pick)
+            best = _merge(best, vals, ids, k)
+    else:
+        chunk = max(BLOCK_L, max_scores_bytes // (4 * batch) // BLOCK_L * BLOCK_L)
+        chunk = min(chunk, tiles_all * BLOCK_L)
+        scores = torch.empty(batch, chunk, device=weight.device, dtype=torch.float32)
+        for row0 in range(0, num_labels, chunk):
+            n = min(chunk, num_labels - row0)
+            _launch_logits(weight, e_op, e_scale, scores, row0, n, chunk, 1, config, None)
+            vals, ids = torch.topk(scores[:, :n], min(k, n), dim=1)
+            best = _merge(best, vals, ids + row0, k)
     assert best is not None
     return best
 
