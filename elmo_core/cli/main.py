@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import elmo_core.cli.train_cmd as train_cmd
-from elmo_core.cli import data_cmd, service_cmd
+from elmo_core.cli import bench_cmd, data_cmd, service_cmd
 
 app = typer.Typer(
     name="elmo",
@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(bench_cmd.app, name="bench")
 app.command("serve")(service_cmd.serve)
 app.command("api")(service_cmd.api)
 app.command("worker")(service_cmd.worker)
