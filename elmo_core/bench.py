@@ -113,6 +113,6 @@ def bench_head(
         "precision": precision,
         "device": str(device),
         "ms_per_step_median": round(statistics.median(times), 3),
-        "static_gib": round(static / GIB, 4),
-        "peak_gib": round(_peak_rss_gib() if peak is None else peak, 4),
+        "static_gib": round(static / GIB, 6),
+        "peak_gib": round(_peak_rss_gib() if peak is None else peak, 6),
     }
