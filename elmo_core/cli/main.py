@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
+import elmo_core.cli.service_cmd as service_cmd
 import elmo_core.cli.train_cmd as train_cmd
-from elmo_core.cli import bench_cmd, data_cmd, service_cmd
+from elmo_core.cli import bench_cmd, data_cmd
 
 app = typer.Typer(
     name="elmo",

@@ -1,0 +1,75 @@
+"""Typed dependencies of the routes: settings, a DB session, the caller's key and dispatcher."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from service.api.problems import Unauthorized
+from service.core.config import Settings
+from service.core.db import get_sessionmaker
+from service.core.security import lookup_key
+from service.dispatch import Dispatcher
+from service.models import ApiKey
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `elmo keys create`.")
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    """A session per request, committed when the route returns without error."""
+    session = get_sessionmaker(settings.effective_database_url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_current_key(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    """The API key presented as `Authorization: Bearer <key>`; 401 if missing or unknown."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+    key = lookup_key(session, credentials.credentials)
+    if key is None:
+        raise Unauthorized("unknown or revoked API key")
+    return key
+
+
+CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
+
+
+def get_owner(key: CurrentKey) -> str:
+    """The owner every resource of this request is scoped to."""
+    return key.owner
+
+
+OwnerDep = Annotated[str, Depends(get_owner)]
+
+
+def get_dispatcher(request: Request) -> Dispatcher:
+    """The broker client that tells workers to look at a job."""
+    return request.app.state.dispatcher
+
+
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]

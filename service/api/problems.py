@@ -1,0 +1,152 @@
+"""The one place where errors become RFC 7807 problem+json responses.
+
+Typed errors from the library (DatasetFormatError, ConfigError), the archive checks, request
+validation and the service's own errors all map here; routes just raise.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from elmo_core.errors import ConfigError, DatasetFormatError
+from service.core.archive import ArchiveTooLargeError, UnsafeArchiveError
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+
+class ServiceError(Exception):
+    """Base of the service's own errors: an HTTP status, a slug, a detail and extra fields."""
+
+    status = 500
+    slug = "internal"
+    title = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(ServiceError):
+    """A resource does not exist or belongs to another owner (indistinguishable on purpose)."""
+
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Unauthorized(ServiceError):
+    """No or an unknown API key."""
+
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+
+class Conflict(ServiceError):
+    """The request conflicts with the resource's state (e.g. cancel a finished job)."""
+
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    """A body, upload or batch is larger than a configured limit."""
+
+    status, slug, title = 413, "too-large", "Payload too large"
+
+
+class Unprocessable(ServiceError):
+    """The request is well-formed but cannot be done (e.g. the job does not fit the GPU)."""
+
+    status, slug, title = 422, "unprocessable", "Unprocessable request"
+
+
+def problem(
+    request: Request, status: int, slug: str, title: str, detail: str, **extra: Any
+) -> JSONResponse:
+    """Build a problem+json response."""
+    body = {
+        "type": f"urn:elmo:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type")}
+        for e in errors
+    ]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Register every exception -> problem+json mapping on `app`."""
+
+    @app.exception_handler(ServiceError)
+    async def _service(request: Request, exc: ServiceError) -> JSONResponse:
+        return problem(request, exc.status, exc.slug, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(DatasetFormatError)
+    async def _dataset(request: Request, exc: DatasetFormatError) -> JSONResponse:
+        return problem(
+            request,
+            422,
+            "dataset-format",
+            "Malformed dataset",
+            str(exc),
+            file=exc.file,
+            line=exc.line,
+            reason=exc.reason,
+        )
+
+    @app.exception_handler(ConfigError)
+    async def _config(request: Request, exc: ConfigError) -> JSONResponse:
+        return problem(request, 422, "config", "Invalid configuration", str(exc))
+
+    @app.exception_handler(UnsafeArchiveError)
+    async def _archive(request: Request, exc: UnsafeArchiveError) -> JSONResponse:
+        return problem(request, 422, "unsafe-archive", "Rejected archive", str(exc))
+
+    @app.exception_handler(ArchiveTooLargeError)
+    async def _archive_size(request: Request, exc: ArchiveTooLargeError) -> JSONResponse:
+        return problem(request, 413, "too-large", "Payload too large", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _errors(list(exc.errors()))
+        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
+        return problem(request, 422, "validation", "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(ValidationError)
+    async def _pydantic(request: Request, exc: ValidationError) -> JSONResponse:
+        errors = _errors(list(exc.errors()))
+        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
+        return problem(request, 422, "validation", "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http")
+        return problem(request, exc.status_code, slug, _title(exc.status_code), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(request, 500, "internal", "Internal error", "an unexpected error occurred")
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

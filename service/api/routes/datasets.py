@@ -1,0 +1,103 @@
+"""Datasets: upload (validated, with statistics), list, get, delete."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from sqlalchemy import select
+
+from service.api.deps import OwnerDep, SessionDep, SettingsDep
+from service.api.problems import Conflict
+from service.core.uploads import ingest_dataset, safe_filename
+from service.crud import get_owned, list_owned
+from service.models import Dataset, Job, new_id
+from service.schemas import DatasetOut
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+@router.post("", status_code=201, response_model=DatasetOut, summary="Upload a dataset")
+def upload_dataset(
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: OwnerDep,
+    response: Response,
+    file: Annotated[
+        UploadFile, File(description="A .tar.gz/.tgz/.tar/.zip of a dataset directory, or .jsonl")
+    ],
+    name: Annotated[str | None, Form(max_length=300)] = None,
+    format: Annotated[Literal["auto", "lf-raw", "bow", "jsonl"], Form()] = "auto",
+) -> Dataset:
+    """Store, unpack (safely) and validate a dataset; 422 names the bad file and line."""
+    dataset_id = new_id("ds")
+    dest = settings.effective_artifacts_dir / "datasets" / dataset_id
+    ds, size, root = ingest_dataset(settings, file.file, file.filename or "upload", dest, format)
+    try:
+        from elmo_core.data import dataset_stats
+
+        stats = dataset_stats(ds)
+        features = ds.train.features
+        row = Dataset(
+            id=dataset_id,
+            owner=owner,
+            name=name or _default_name(file.filename, ds.name),
+            format=ds.format,
+            path=str(root),
+            size_bytes=size,
+            num_labels=ds.num_labels,
+            num_train=ds.train.num_points,
+            num_test=ds.test.num_points if ds.test is not None else 0,
+            num_features=int(features.shape[1]) if features is not None else None,
+            stats=stats,
+        )
+        session.add(row)
+        session.flush()
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    response.headers["Location"] = f"/v1/datasets/{dataset_id}"
+    return row
+
+
+def _default_name(filename: str | None, fallback: str) -> str:
+    base = safe_filename(filename, fallback)
+    for suffix in (".tar.gz", ".tgz", ".tar", ".zip", ".jsonl", ".json", ".txt"):
+        if base.lower().endswith(suffix):
+            return base[: -len(suffix)] or fallback
+    return base
+
+
+@router.get("", response_model=list[DatasetOut], summary="List datasets")
+def list_datasets(
+    session: SessionDep,
+    owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[Dataset]:
+    """The caller's datasets, newest first."""
+    return list_owned(session, Dataset, owner, limit, offset)
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut, summary="Get a dataset")
+def get_dataset(dataset_id: str, session: SessionDep, owner: OwnerDep) -> Dataset:
+    """One dataset with its statistics."""
+    return get_owned(session, Dataset, dataset_id, owner)
+
+
+@router.delete("/{dataset_id}", status_code=204, summary="Delete a dataset")
+def delete_dataset(
+    dataset_id: str, session: SessionDep, owner: OwnerDep, settings: SettingsDep
+) -> Response:
+    """Delete a dataset and its files; 409 while a queued or running job uses it."""
+    row = get_owned(session, Dataset, dataset_id, owner)
+    busy = session.scalar(
+        select(Job.id).where(Job.dataset_id == dataset_id, Job.state.in_(("queued", "running")))
+    )
+    if busy is not None:
+        raise Conflict(f"dataset {dataset_id!r} is used by job {busy!r}, which has not finished")
+    session.delete(row)
+    session.flush()
+    shutil.rmtree(settings.effective_artifacts_dir / "datasets" / dataset_id, ignore_errors=True)
+    return Response(status_code=204)

@@ -1,0 +1,171 @@
+"""Batch inference: upload texts for a model, a worker predicts, the results are downloadable."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from elmo_core.errors import DatasetFormatError
+from service.api.deps import DispatcherDep, OwnerDep, SessionDep, SettingsDep
+from service.api.problems import Conflict, Unprocessable
+from service.core.uploads import UnsupportedUpload, safe_filename, save_stream, scratch_dir
+from service.crud import get_owned, list_owned
+from service.models import Model, PredictJob, new_id, utcnow
+from service.schemas import JobState, PredictJobOut
+
+router = APIRouter(tags=["predict-jobs"])
+
+
+def predict_job_out(job: PredictJob) -> PredictJobOut:
+    """The API view of a predict job, with its results URL once it succeeded."""
+    out = PredictJobOut.model_validate(job)
+    if job.state == "succeeded":
+        out.results_url = f"/v1/predict-jobs/{job.id}/results"
+    return out
+
+
+def read_texts(path: Path, display_name: str, max_chars: int) -> list[str]:
+    """Texts of an uploaded file: JSONL (`{"text": ...}` or a JSON string per line) or plain
+    text (one per line). DatasetFormatError names the line of any defect."""
+    jsonl = display_name.lower().endswith((".jsonl", ".json"))
+    texts: list[str] = []
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8").removeprefix("\ufeff").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise DatasetFormatError(display_name, number, f"not UTF-8: {exc.reason}") from None
+            if not line.strip():
+                continue
+            text = _parse_line(line, display_name, number) if jsonl else line
+            if len(text) > max_chars:
+                raise DatasetFormatError(
+                    display_name, number, f"text of {len(text)} characters (limit {max_chars})"
+                )
+            texts.append(text)
+    if not texts:
+        raise DatasetFormatError(display_name, 0, "no texts in the file")
+    return texts
+
+
+def _parse_line(line: str, name: str, number: int) -> str:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DatasetFormatError(name, number, f"invalid JSON: {exc.msg}") from None
+    if isinstance(value, dict):
+        value = value.get("text")
+    if not isinstance(value, str):
+        raise DatasetFormatError(name, number, 'expected {"text": "..."} or a JSON string')
+    return value
+
+
+@router.post(
+    "/v1/models/{model_id}/predict-jobs",
+    status_code=202,
+    response_model=PredictJobOut,
+    summary="Batch inference over an uploaded file",
+)
+def create_predict_job(
+    model_id: str,
+    session: SessionDep,
+    owner: OwnerDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+    response: Response,
+    file: Annotated[UploadFile, File(description=".jsonl ({'text': ...} per line) or .txt")],
+    k: Annotated[int, Form(ge=1)] = 10,
+    threshold: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> PredictJobOut:
+    """Queue a batch inference job; download the results from `results_url` when it succeeded."""
+    get_owned(session, Model, model_id, owner)
+    if k > settings.max_predict_k:
+        raise Unprocessable(f"k={k} is above the limit of {settings.max_predict_k}")
+    if idempotency_key is not None:
+        existing = session.scalar(
+            select(PredictJob).where(
+                PredictJob.owner == owner, PredictJob.idempotency_key == idempotency_key
+            )
+        )
+        if existing is not None:
+            response.headers["Idempotent-Replayed"] = "true"
+            return predict_job_out(existing)
+    name = safe_filename(file.filename, "texts.txt")
+    if not name.lower().endswith((".jsonl", ".json", ".txt")):
+        raise UnsupportedUpload(f"unsupported file {name!r}: upload .jsonl or .txt")
+    job_id = new_id("pj")
+    folder = settings.effective_artifacts_dir / "predict-jobs" / job_id
+    scratch = scratch_dir(settings)
+    try:
+        raw = scratch / name
+        save_stream(file.file, raw, settings.max_upload_bytes)
+        texts = read_texts(raw, name, settings.max_text_chars)
+        folder.mkdir(parents=True)
+        with (folder / "input.jsonl").open("w", encoding="utf-8") as out:
+            out.writelines(json.dumps(t) + "\n" for t in texts)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    job = PredictJob(
+        id=job_id,
+        owner=owner,
+        model_id=model_id,
+        idempotency_key=idempotency_key,
+        k=k,
+        threshold=threshold,
+        num_texts=len(texts),
+        input_path=str(folder / "input.jsonl"),
+        enqueued_at=utcnow(),
+    )
+    session.add(job)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise Conflict("this Idempotency-Key is being used by a concurrent request") from None
+    dispatcher.send_predict(job.id)
+    response.headers["Location"] = f"/v1/predict-jobs/{job.id}"
+    return predict_job_out(job)
+
+
+@router.get("/v1/predict-jobs", response_model=list[PredictJobOut], summary="List predict jobs")
+def list_predict_jobs(
+    session: SessionDep,
+    owner: OwnerDep,
+    state: JobState | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[PredictJobOut]:
+    """The caller's batch inference jobs, newest first."""
+    rows = list_owned(session, PredictJob, owner, limit, offset, state=state)
+    return [predict_job_out(r) for r in rows]
+
+
+@router.get("/v1/predict-jobs/{job_id}", response_model=PredictJobOut, summary="Get a predict job")
+def get_predict_job(job_id: str, session: SessionDep, owner: OwnerDep) -> PredictJobOut:
+    """State of a batch inference job."""
+    return predict_job_out(get_owned(session, PredictJob, job_id, owner))
+
+
+@router.get(
+    "/v1/predict-jobs/{job_id}/results",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+    summary="Download predict job results",
+)
+def predict_job_results(job_id: str, session: SessionDep, owner: OwnerDep) -> FileResponse:
+    """JSON lines `{"index": i, "labels": [{"label_id", "label", "score"}]}`, input order."""
+    job = get_owned(session, PredictJob, job_id, owner)
+    if job.state != "succeeded" or not job.output_path:
+        raise Conflict(f"predict job {job_id!r} has no results ({job.state})")
+    return FileResponse(
+        job.output_path, media_type="application/x-ndjson", filename=f"{job_id}.jsonl"
+    )

@@ -1,0 +1,1 @@
+"""Settings, database engine, security and storage helpers of the service."""

@@ -1,0 +1,111 @@
+"""Service settings from the environment (prefix `ELMO_`), in one pydantic-settings object.
+
+With no configuration everything lives under `ELMO_HOME` (default `./.elmo`): a SQLite database,
+an artifacts directory and a filesystem broker, so `elmo serve` needs neither Redis nor PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+class Settings(BaseSettings):
+    """Every knob of the API and the workers; see docs/service.md for the table."""
+
+    model_config = SettingsConfigDict(env_prefix="ELMO_", extra="ignore")
+
+    home: Path = Field(default=Path(".elmo"), description="Where embedded defaults live.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///$ELMO_HOME/elmo.db."
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker URL (redis://...); default a filesystem broker in ELMO_HOME.",
+    )
+    artifacts_dir: Path | None = Field(
+        default=None, description="Datasets, runs and models; default $ELMO_HOME/artifacts."
+    )
+    queue_prefix: str = Field(default="", description="Prefix of the queue names (isolation).")
+    run_migrations: bool = Field(default=True, description="Upgrade the schema on start.")
+
+    max_upload_bytes: int = Field(default=1 * GIB, description="Largest accepted upload.")
+    max_extracted_bytes: int = Field(default=8 * GIB, description="Largest unpacked archive.")
+    max_archive_members: int = Field(default=10_000, description="Most members in an archive.")
+    max_compression_ratio: float = Field(
+        default=200.0, description="Unpacked/packed size above which an archive is a bomb."
+    )
+    max_predict_texts: int = Field(default=256, description="Most texts in one predict call.")
+    max_predict_k: int = Field(default=1000, description="Largest k of a predict call.")
+    max_text_chars: int = Field(default=100_000, description="Longest text accepted to predict.")
+    model_cache_size: int = Field(default=4, description="Models kept loaded in the API process.")
+
+    worker_gpu_memory_gib: float | None = Field(
+        default=80.0,
+        description="GPU memory of a training worker; jobs whose plan exceeds it are rejected. "
+        "Empty to disable the check.",
+    )
+    job_lease_seconds: float = Field(
+        default=120.0, description="A running job whose heartbeat is older is re-queued."
+    )
+    reconcile_interval_seconds: float = Field(
+        default=30.0, description="How often a worker re-enqueues lost jobs."
+    )
+    requeue_queued_after_seconds: float = Field(
+        default=600.0, description="A queued job not picked up for this long is sent again."
+    )
+    max_job_seconds: int = Field(
+        default=7 * 24 * 3600, description="Longest training job; sets Redis visibility_timeout."
+    )
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under ELMO_HOME."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'elmo.db').resolve()}"
+
+    @property
+    def effective_artifacts_dir(self) -> Path:
+        """The artifacts directory, defaulting to ELMO_HOME/artifacts."""
+        return (self.artifacts_dir or self.home / "artifacts").resolve()
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The Celery broker URL, defaulting to the embedded filesystem broker."""
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_dir(self) -> Path:
+        """Folder of the embedded filesystem broker."""
+        return (self.home / "broker").resolve()
+
+    @property
+    def train_queue(self) -> str:
+        """Name of the training queue (GPU workers)."""
+        return f"{self.queue_prefix}train"
+
+    @property
+    def predict_queue(self) -> str:
+        """Name of the batch-inference queue."""
+        return f"{self.queue_prefix}predict"
+
+    def ensure_dirs(self) -> None:
+        """Create the home, artifacts and (embedded) broker directories."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.effective_artifacts_dir.mkdir(parents=True, exist_ok=True)
+        if not self.broker_url:
+            for sub in ("queue", "processed"):
+                (self.broker_dir / sub).mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,35 @@
+"""API keys: high-entropy bearer tokens, stored as their sha256 only."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.models import ApiKey, new_id
+
+KEY_PREFIX = "elmo_"
+
+
+def hash_key(token: str) -> str:
+    """The stored form of a key: sha256 hex (the token has 256 bits of entropy, so no salt)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_api_key(session: Session, owner: str) -> tuple[ApiKey, str]:
+    """Create a key for `owner`; return the row and the token (shown once, never stored)."""
+    token = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(id=new_id("key"), owner=owner, key_hash=hash_key(token), prefix=token[:12])
+    session.add(row)
+    session.flush()
+    return row, token
+
+
+def lookup_key(session: Session, token: str) -> ApiKey | None:
+    """The active key whose hash matches `token`, or None."""
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(token)))
+    if row is None or row.revoked:
+        return None
+    return row

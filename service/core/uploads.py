@@ -1,0 +1,107 @@
+"""Uploads: copy to disk under a size limit, unpack safely, validate with `load_dataset`."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+from elmo_core.errors import DatasetFormatError
+from service.api.problems import PayloadTooLarge, ServiceError
+from service.core.archive import ArchiveLimits, archive_kind, dataset_root, extract_archive
+from service.core.config import Settings
+
+SINGLE_FILE_SUFFIXES = (".jsonl", ".json", ".txt")
+CHUNK = 1 << 20
+
+
+class UnsupportedUpload(ServiceError):
+    """The uploaded file type is not one the service reads."""
+
+    status, slug, title = 415, "unsupported-media-type", "Unsupported upload"
+
+
+def safe_filename(name: str | None, default: str) -> str:
+    """The last path component of a client file name, reduced to safe characters."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in base).lstrip(".")
+    return cleaned[:200] or default
+
+
+def save_stream(src: IO[bytes], dest: Path, limit: int) -> int:
+    """Copy `src` to `dest`, raising PayloadTooLarge past `limit` bytes; return the size."""
+    total = 0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.open("wb") as out:
+        while chunk := src.read(CHUNK):
+            total += len(chunk)
+            if total > limit:
+                out.close()
+                dest.unlink(missing_ok=True)
+                raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
+            out.write(chunk)
+    return total
+
+
+def scratch_dir(settings: Settings) -> Path:
+    """A fresh temporary directory inside the artifacts dir (same filesystem: cheap renames)."""
+    path = settings.effective_artifacts_dir / "tmp" / uuid.uuid4().hex
+    path.mkdir(parents=True)
+    return path
+
+
+def ingest_dataset(
+    settings: Settings, src: IO[bytes], filename: str, dest: Path, format: str
+) -> tuple[Any, int, Path]:
+    """Store an uploaded dataset at `dest` and load it; return (XMCDataset, bytes, dataset path).
+
+    Archives are unpacked with the safety limits; a single file must be JSONL (or a BoW file).
+    DatasetFormatError names the file relative to the upload (never a server path).
+    """
+    from elmo_core.data import load_dataset
+
+    name = safe_filename(filename, "upload")
+    kind = archive_kind(name)
+    if kind is None and not name.lower().endswith(SINGLE_FILE_SUFFIXES):
+        raise UnsupportedUpload(
+            f"unsupported file {name!r}: upload a .tar.gz, .tgz, .tar or .zip archive of a "
+            "dataset directory, or a single .jsonl file"
+        )
+    scratch = scratch_dir(settings)
+    try:
+        raw = scratch / name
+        size = save_stream(src, raw, settings.max_upload_bytes)
+        if size == 0:
+            raise DatasetFormatError(name, 0, "the uploaded file is empty")
+        data = scratch / "data"
+        if kind is not None:
+            limits = ArchiveLimits(
+                settings.max_extracted_bytes,
+                settings.max_archive_members,
+                settings.max_compression_ratio,
+            )
+            size = extract_archive(raw, kind, data, limits)
+            raw.unlink()
+        else:
+            data.mkdir()
+            raw.rename(data / name)
+        root = dataset_root(data)
+        try:
+            dataset = load_dataset(root, format=format, empty_rows="keep")
+        except DatasetFormatError as exc:
+            raise DatasetFormatError(_relative(exc.file, data), exc.line, exc.reason) from None
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        data.rename(dest)
+        relative_root = root.relative_to(data)
+        return dataset, size, dest / relative_root
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _relative(file: str, base: Path) -> str:
+    """`file` relative to the upload root (a server path never leaks into an error)."""
+    try:
+        return str(Path(file).resolve().relative_to(base.resolve()))
+    except ValueError:
+        return Path(file).name

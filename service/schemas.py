@@ -1,0 +1,186 @@
+"""Request and response bodies of the REST API (pydantic), separate from the ORM tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from elmo_core.training import TrainConfig
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class DatasetOut(_Out):
+    """A validated dataset and its statistics."""
+
+    id: str
+    name: str
+    format: str
+    size_bytes: int
+    num_labels: int
+    num_train: int
+    num_test: int
+    num_features: int | None
+    stats: dict[str, Any]
+    created_at: datetime
+
+
+class JobCreate(BaseModel):
+    """Body of POST /v1/jobs: which dataset, the trainer's config, an optional name."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset_id: str
+    config: TrainConfig = Field(default_factory=TrainConfig)
+    name: str | None = Field(default=None, max_length=300)
+
+
+class Progress(BaseModel):
+    """Where a running job is."""
+
+    epoch: int | None = None
+    epochs: int | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    fraction: float | None = None
+    eta_s: float | None = None
+    throughput: float | None = None
+    loss: float | None = None
+
+
+class JobOut(BaseModel):
+    """A training job as the API shows it."""
+
+    id: str
+    name: str | None
+    dataset_id: str
+    state: JobState
+    phase: str | None
+    progress: Progress
+    latest_metrics: dict[str, Any] | None
+    failure_reason: str | None
+    cancel_requested: bool
+    attempt: int
+    memory_plan: dict[str, Any] | None
+    model_id: str | None
+    config: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class MetricsPoint(BaseModel):
+    """Metrics of one evaluation."""
+
+    epoch: int
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+class TelemetryOut(BaseModel):
+    """Memory and throughput records of a job, in the order the trainer reported them."""
+
+    job_id: str
+    records: list[dict[str, Any]]
+
+
+class LogLine(BaseModel):
+    """One log line of a job."""
+
+    time: datetime
+    message: str
+
+
+class ModelOut(_Out):
+    """A trained model."""
+
+    id: str
+    name: str | None
+    job_id: str
+    dataset_id: str
+    num_labels: int
+    precision: str | None
+    size_bytes: int
+    metrics: dict[str, Any] | None
+    config: dict[str, Any]
+    created_at: datetime
+
+
+class PredictRequest(BaseModel):
+    """Body of POST /v1/models/{id}/predict."""
+
+    model_config = ConfigDict(extra="forbid")
+    texts: list[str] = Field(min_length=1)
+    k: int = Field(default=10, ge=1)
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class LabelScore(BaseModel):
+    """One predicted label of a text."""
+
+    label_id: int
+    label: str | None
+    score: float
+
+
+class PredictResponse(BaseModel):
+    """Per input text, its top-k labels (best first)."""
+
+    model_id: str
+    k: int
+    predictions: list[list[LabelScore]]
+
+
+class PredictJobOut(_Out):
+    """A batch inference job."""
+
+    id: str
+    model_id: str
+    state: JobState
+    k: int
+    threshold: float | None
+    num_texts: int
+    failure_reason: str | None
+    results_url: str | None = None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class PlanRequest(BaseModel):
+    """Body of POST /v1/plan: a config and the dataset's shape (or a dataset id)."""
+
+    model_config = ConfigDict(extra="forbid")
+    config: TrainConfig = Field(default_factory=TrainConfig)
+    dataset_id: str | None = None
+    num_labels: int | None = Field(default=None, ge=1)
+    num_features: int | None = Field(default=None, ge=1)
+    gpu_memory_gib: float | None = Field(
+        default=None, gt=0, description="GPU to check against; default the worker's setting."
+    )
+
+
+class PlanOut(BaseModel):
+    """Predicted peak GPU memory and whether it fits."""
+
+    num_labels: int
+    num_features: int | None
+    chunk_size: int
+    parts_bytes: dict[str, int]
+    total_bytes: int
+    total_gib: float
+    gpu_memory_gib: float | None
+    fits: bool | None
+
+
+class KeyInfo(BaseModel):
+    """Who the presented key belongs to."""
+
+    key_id: str
+    owner: str
+    prefix: str

@@ -1,0 +1,77 @@
+"""Run one batch-inference job: read the stored texts, predict in batches, write results JSONL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from pathlib import Path
+
+from service.core.config import Settings
+from service.core.db import session_scope
+from service.models import Model, PredictJob
+from worker.lease import Heartbeat, LeaseLost, claim, fenced_update, now
+
+log = logging.getLogger(__name__)
+BATCH = 256
+
+
+def run_predict_job(settings: Settings, job_id: str, worker: str | None = None) -> str | None:
+    """Run predict job `job_id` if it can be claimed; return its final state."""
+    from elmo_core.inference import Predictor
+
+    worker = worker or socket.gethostname()
+    db = settings.effective_database_url
+    attempt = 0
+    for _ in range(10):
+        with session_scope(db) as session:
+            if session.get(PredictJob, job_id) is not None:
+                attempt = claim(session, PredictJob, job_id, worker)
+                break
+        time.sleep(0.5)
+    if not attempt:
+        return None
+    with session_scope(db) as session:
+        job = session.get(PredictJob, job_id)
+        model = session.get(Model, job.model_id)
+        model_path = model.path if model is not None else None
+        input_path, k, threshold = Path(job.input_path), job.k, job.threshold
+    output = input_path.with_name("results.jsonl")
+    every = max(settings.job_lease_seconds / 4, 0.5)
+    with Heartbeat(db, PredictJob, job_id, attempt, every):
+        try:
+            if model_path is None:
+                raise FileNotFoundError("the model was deleted")
+            predictor = Predictor.load(model_path)
+            texts = [json.loads(line) for line in input_path.read_text("utf-8").splitlines()]
+            tmp = output.with_suffix(".tmp")
+            with tmp.open("w", encoding="utf-8") as out:
+                for start in range(0, len(texts), BATCH):
+                    batch = texts[start : start + BATCH]
+                    preds = predictor.predict(batch, k=k, threshold=threshold)
+                    for offset, labels in enumerate(preds):
+                        row = {"index": start + offset, "labels": labels}
+                        out.write(json.dumps(row) + "\n")
+            tmp.replace(output)
+            state, reason = "succeeded", None
+        except LeaseLost:
+            return None
+        except Exception as exc:
+            log.exception("predict job %s failed", job_id)
+            state, reason = "failed", f"{type(exc).__name__}: {exc}"
+    try:
+        with session_scope(db) as session:
+            fenced_update(
+                session,
+                PredictJob,
+                job_id,
+                attempt,
+                state=state,
+                failure_reason=reason,
+                output_path=str(output) if state == "succeeded" else None,
+                finished_at=now(),
+            )
+    except LeaseLost:
+        return None
+    return state

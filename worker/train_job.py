@@ -1,0 +1,147 @@
+"""Run one training job: claim it, drive `elmo_core.training.train`, record the outcome.
+
+Never re-implements training: everything a run does is the trainer's; this module only moves
+state between the trainer's callbacks and the database. A re-queued job (its worker died) resumes
+from the checkpoint in its run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from service.core.config import Settings
+from service.core.db import session_scope
+from service.models import Dataset, Job, Model, new_id
+from worker.callbacks import DBCallbacks, _jsonable
+from worker.lease import Heartbeat, LeaseLost, add_log, claim, fenced_update, now
+
+log = logging.getLogger(__name__)
+CLAIM_RETRIES = 10
+
+
+def run_dir(settings: Settings, job_id: str) -> Path:
+    """Where a job's checkpoints and model artifact live."""
+    return settings.effective_artifacts_dir / "runs" / job_id
+
+
+def dir_size(path: Path) -> int:
+    """Total bytes of the files under `path`."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _claim_with_retry(settings: Settings, job_id: str, worker: str) -> int:
+    """Claim the job; the row may be committed a moment after the message arrives."""
+    db = settings.effective_database_url
+    for _ in range(CLAIM_RETRIES):
+        with session_scope(db) as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                if job.state == "queued" and job.cancel_requested:
+                    job.state, job.finished_at = "cancelled", now()
+                    add_log(session, job_id, "cancelled before it started")
+                    return 0
+                return claim(session, Job, job_id, worker)
+        time.sleep(0.5)
+    log.warning("job %s not found; message dropped", job_id)
+    return 0
+
+
+def run_training_job(settings: Settings, job_id: str, worker: str | None = None) -> str | None:
+    """Run job `job_id` if it can be claimed; return its final state (None if not claimed)."""
+    from elmo_core.data import load_dataset
+    from elmo_core.training import TrainingCancelled, parse_config, train
+
+    worker = worker or socket.gethostname()
+    db = settings.effective_database_url
+    attempt = _claim_with_retry(settings, job_id, worker)
+    if not attempt:
+        return None
+    with session_scope(db) as session:
+        job = session.get(Job, job_id)
+        dataset = session.get(Dataset, job.dataset_id)
+        config_raw, owner, name = job.config, job.owner, job.name
+        dataset_path = dataset.path if dataset is not None else None
+        dataset_id = job.dataset_id
+    out_dir = run_dir(settings, job_id)
+    checkpoints = out_dir / "checkpoints"
+    resume = checkpoints.is_dir() and any(checkpoints.iterdir())
+    with session_scope(db) as session:
+        msg = f"attempt {attempt} on {worker}"
+        add_log(session, job_id, msg + (": resuming from the last checkpoint" if resume else ""))
+    heartbeat_every = max(settings.job_lease_seconds / 4, 0.5)
+    with Heartbeat(db, Job, job_id, attempt, heartbeat_every) as heartbeat:
+        try:
+            if dataset_path is None:
+                raise FileNotFoundError(f"dataset {dataset_id} was deleted")
+            config = parse_config(config_raw, source=f"job {job_id} config")
+            callbacks = DBCallbacks(db, job_id, attempt, config.epochs, heartbeat)
+            callbacks.on_phase("loading")
+            dataset_obj = load_dataset(
+                dataset_path, format=config.data.format, empty_rows=config.data.empty_rows
+            )
+            result = train(config, dataset_obj, out_dir, callbacks=callbacks, resume=resume)
+            model_id = new_id("mdl")
+            model_dir = settings.effective_artifacts_dir / "models" / model_id
+            model_dir.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(result.model_dir), str(model_dir))
+            metrics = _jsonable(result.best_metrics or result.last_metrics or {})
+            with session_scope(db) as session:
+                fenced_update(
+                    session,
+                    Job,
+                    job_id,
+                    attempt,
+                    state="succeeded",
+                    phase=None,
+                    model_id=model_id,
+                    latest_metrics=metrics,
+                    finished_at=now(),
+                    eta_s=0.0,
+                )
+                session.add(
+                    Model(
+                        id=model_id,
+                        owner=owner,
+                        name=name,
+                        job_id=job_id,
+                        dataset_id=dataset_id,
+                        config=config.model_dump(mode="json"),
+                        metrics={
+                            "best_epoch": result.best_epoch,
+                            "best": _jsonable(result.best_metrics),
+                            "last": _jsonable(result.last_metrics),
+                        },
+                        num_labels=dataset_obj.num_labels,
+                        precision=config.precision,
+                        size_bytes=dir_size(model_dir),
+                        path=str(model_dir),
+                    )
+                )
+                add_log(session, job_id, f"succeeded: model {model_id}")
+            return "succeeded"
+        except LeaseLost:
+            log.warning("job %s: lease lost (re-queued elsewhere); stopping", job_id)
+            return None
+        except TrainingCancelled as exc:
+            return _finish(db, job_id, attempt, "cancelled", None, f"cancelled: {exc}")
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            reason = f"{type(exc).__name__}: {exc}"
+            return _finish(db, job_id, attempt, "failed", reason, f"failed: {reason}")
+
+
+def _finish(db: str, job_id: str, attempt: int, state: str, reason: str | None, msg: str) -> str:
+    """Write a terminal state (if this worker still holds the job)."""
+    try:
+        with session_scope(db) as session:
+            fenced_update(
+                session, Job, job_id, attempt, state=state, failure_reason=reason, finished_at=now()
+            )
+            add_log(session, job_id, msg)
+    except LeaseLost:
+        return None  # type: ignore[return-value]
+    return state
