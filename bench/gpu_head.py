@@ -110,6 +110,23 @@ def bench_head(labels, precision, cfg, steps, dim=768, batch=128, phases=False) 
     return row("head", labels, precision, ms, peak, **extra)
 
 
+def bench_api(labels, precision, steps) -> dict:
+    """The issue's entry point: ``elmo_core.bench.make_head_step`` (``XMCHead`` with the backend it
+    picks on CUDA, argument checks and all)."""
+    from elmo_core.bench import make_head_step
+
+    torch.set_default_device("cuda")
+    try:
+        step = make_head_step(labels, 768, 128, precision)
+    finally:
+        torch.set_default_device(None)
+    static = torch.cuda.memory_allocated() / GIB
+    ms, peak = time_it(step, steps)
+    backend = step.head.backend.name
+    return row("head", labels, precision, ms, peak, via="make_head_step", backend=backend,
+               static_gib=round(static, 3))  # fmt: skip
+
+
 def bench_topk(labels, queries, steps, dim=768, k=10) -> dict:
     weight = init_weight(labels, dim, torch.float8_e4m3fn)
     emb = torch.randn(queries, dim, device="cuda")
@@ -145,14 +162,16 @@ def bench_scale(labels, steps, dim=768, batch=128) -> dict:
     )
 
 
-def bench_e2e(labels, steps, batch=128, tokens=128) -> dict:
-    """BERT-base-shaped encoder (random init, bf16 weights, activation checkpointing per layer,
-    AdamW) + the fp8 head; one step = encoder forward, head step, encoder backward, optimizer."""
+def bench_e2e(labels, steps, batch=128, tokens=128, checkpointing=True) -> dict:
+    """BERT-base-shaped encoder (random init, bf16 weights, activation checkpointing per layer
+    unless disabled, fused AdamW) + the fp8 head; one step = encoder forward, head step, encoder
+    backward, optimizer step."""
     from transformers import BertConfig, BertModel
 
     config = BertConfig()
     encoder = BertModel(config, add_pooling_layer=False).to("cuda", torch.bfloat16)
-    encoder.gradient_checkpointing_enable()
+    if checkpointing:
+        encoder.gradient_checkpointing_enable()
     encoder.train()
     opt = torch.optim.AdamW(encoder.parameters(), lr=1e-5, fused=True)
     weight = init_weight(labels, config.hidden_size, torch.float8_e4m3fn)
@@ -169,20 +188,16 @@ def bench_e2e(labels, steps, batch=128, tokens=128) -> dict:
         opt.zero_grad(set_to_none=True)
 
     ms, peak = time_it(step, steps)
-    return row("e2e", labels, "fp8", ms, peak, batch=batch, tokens=tokens)
+    return row(
+        "e2e", labels, "fp8", ms, peak, batch=batch, tokens=tokens, checkpointing=checkpointing
+    )
 
 
 SWEEP = [
-    tk.KernelConfig(update_stages=3),
-    tk.KernelConfig(update_stages=4),
-    tk.KernelConfig(update_stages=3, reference_bits=False),
-    tk.KernelConfig(update_block_l=128, update_warps=16, update_stages=3),
-    tk.KernelConfig(update_block_l=128, update_warps=16, update_stages=3, reference_bits=False),
-    tk.KernelConfig(update_block_l=128, update_warps=16, update_stages=4, reference_bits=False),
-    tk.KernelConfig(update_block_l=64, block_d=32, update_stages=3),
-    tk.KernelConfig(update_block_l=128, block_d=32, update_stages=3),
-    tk.KernelConfig(update_stages=3, logits_stages=4),
-    tk.KernelConfig(update_stages=3, native_fp8=True),
+    tk.KernelConfig(),
+    tk.KernelConfig(reference_bits=True),
+    tk.KernelConfig(update_block_l=128, update_warps=16, update_stages=4),
+    tk.KernelConfig(native_fp8=True),
 ]
 
 
@@ -201,7 +216,9 @@ def print_table(rows: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cases", default="head,topk", help="head,topk,scale,e2e (comma-separated)")
+    ap.add_argument(
+        "--cases", default="head,topk", help="head,api,topk,scale,e2e (comma-separated)"
+    )
     ap.add_argument("--labels", default=None, help="head label counts, comma-separated")
     ap.add_argument("--precisions", default="fp8,bf16")
     ap.add_argument("--steps", type=int, default=20)
@@ -241,6 +258,9 @@ def main() -> None:
                 record(
                     bench_head, labels, precision, tk.DEFAULT_CONFIG, args.steps, phases=args.phases
                 )
+    if "api" in cases:
+        for precision in args.precisions.split(","):
+            record(bench_api, 2_812_281, precision, args.steps)
     if "topk" in cases:
         for queries in (1, 256):
             record(bench_topk, 2_812_281, queries, args.steps)
@@ -248,6 +268,7 @@ def main() -> None:
         record(bench_scale, args.scale_labels, 3)
     if "e2e" in cases:
         record(bench_e2e, 2_812_281, 10)
+        record(bench_e2e, 2_812_281, 10, checkpointing=False)
     print_table(rows)
 
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One device call: the head's GPU tests, then the benchmarks (logs and JSON under $OUT).
 # Usage on the H200: OUT=/some/dir bash bench/h200_run.sh [stages...]
-# stages: tests head topk sweep scale e2e (default: all, in that order)
+# stages: tests head api topk sweep scale e2e (default: all, in that order)
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/elmo-bench}
 mkdir -p "$OUT"
-stages=${*:-tests head topk sweep scale e2e}
+stages=${*:-tests head api topk sweep scale e2e}
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv | tee -a "$OUT/run.log"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
   | tee -a "$OUT/run.log"
@@ -21,6 +21,8 @@ for stage in $stages; do
             | tee -a "$OUT/run.log" ;;
     sweep) timeout 150 python3 bench/gpu_head.py --cases none --sweep --json "$OUT/sweep.json" \
              2>&1 | tee -a "$OUT/run.log" ;;
+    api) timeout 120 python3 bench/gpu_head.py --cases api --json "$OUT/api.json" 2>&1 \
+           | tee -a "$OUT/run.log" ;;
     scale|e2e) timeout 150 python3 bench/gpu_head.py --cases "$stage" --json "$OUT/$stage.json" \
                  2>&1 | tee -a "$OUT/run.log" ;;
   esac

@@ -155,7 +155,6 @@ def _logits_kernel(
     e_ptr,
     e_scale_ptr,
     out_ptr,
-    ids_ptr,
     tile_ptr,
     pos_rows_ptr,
     pos_cols_ptr,
@@ -166,15 +165,12 @@ def _logits_kernel(
     stride_ob,
     stride_ol,
     GRAD: tl.constexpr,
-    TILE_TOPK: tl.constexpr,
     NATIVE_FP8: tl.constexpr,
     BLOCK_L: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    """Per label tile: ``Z = W E^T``; GRAD stores ``sigmoid(Z) - Y`` (bf16); TILE_TOPK > 0 stores
-    the tile's TILE_TOPK largest logits per query and their label ids (candidates ``pid * K ..``
-    of row ``b``, row stride ``stride_ob``); else ``Z`` itself (fp32)."""
+    """Per label tile: ``Z = W E^T``; GRAD stores ``sigmoid(Z) - Y`` (bf16), else ``Z`` (fp32)."""
     pid = tl.program_id(0)
     start = pid * BLOCK_L  # first label of the tile within the chunk
     ar = tl.arange(0, BLOCK_L)
@@ -208,24 +204,11 @@ def _logits_kernel(
         p0 = tl.load(tile_ptr + tile)
         p1 = tl.load(tile_ptr + tile + 1)
         g = 1.0 / (1.0 + tl.exp(-acc))
-        for p in range(p0, p1):  # unique pairs (the host dedups them)
+        for p in range(p0, p1):
             c = tl.load(pos_cols_ptr + p)
             r = tl.load(pos_rows_ptr + p)
             g = tl.where((lab[:, None] == c) & (bidx[None, :] == r), g - 1.0, g)
         tl.store(optr, g.to(tl.bfloat16), mask=omask)
-    elif TILE_TOPK > 0:
-        z = tl.where(lmask[:, None], acc, float("-inf"))
-        cand = (
-            (tl.program_id(1) * BLOCK_B).to(tl.int64) * stride_ob
-            + pid.to(tl.int64) * TILE_TOPK
-            + bb.to(tl.int64) * stride_ob
-        )
-        for j in tl.static_range(TILE_TOPK):
-            best = tl.max(z, axis=0)
-            at = tl.argmax(z, axis=0)
-            tl.store(out_ptr + cand + j, best, mask=bmask)
-            tl.store(ids_ptr + cand + j, (row0 + start + at).to(tl.int64), mask=bmask)
-            z = tl.where(ar[:, None] == at[None, :], float("-inf"), z)
     else:
         tl.store(optr, acc, mask=omask)
 
@@ -317,9 +300,9 @@ class KernelConfig:
     """Labels per tile in the update kernel (a divisor of 128: 32, 64 or 128)."""
     block_d: int = 64
     update_warps: int = 8
-    update_stages: int = 2
+    update_stages: int = 3
     programs_per_sm: int = 1
-    reference_bits: bool = True
+    reference_bits: bool = False
     """Draw the random bits and round e4m3 subnormals exactly as ``rounding.py`` (bit-identical to
     the reference); False: a cheaper hash and one-pass e4m3 rounding, equal in distribution."""
     native_fp8: bool = False
@@ -389,8 +372,6 @@ def _launch_logits(
     stride_ol: int,
     cfg: KernelConfig,
     positives: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
-    tile_topk: int = 0,
-    ids: torch.Tensor | None = None,
 ) -> None:
     batch, dim = e_op.shape
     native = e_op.dtype == torch.float8_e4m3fn
@@ -402,7 +383,6 @@ def _launch_logits(
         e_op,
         e_scale,
         out,
-        ids if ids is not None else out,
         tile_ptr,
         pos_rows,
         pos_cols,
@@ -413,7 +393,6 @@ def _launch_logits(
         stride_ob,
         stride_ol,
         GRAD=positives is not None,
-        TILE_TOPK=tile_topk,
         NATIVE_FP8=native,
         BLOCK_L=BLOCK_L,
         BLOCK_B=block_b,
@@ -426,21 +405,25 @@ def _launch_logits(
 def _sorted_positives(
     rows: torch.Tensor, cols: torch.Tensor, num_labels: int, batch: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Unique positive pairs sorted by label, and per label tile the [start, end) range of them."""
+    """Positive pairs sorted by label, and per label tile the [start, end) range of them.
+
+    No host synchronisation: the pairs must lie in range (``XMCHead`` checks them); repeated
+    pairs are kept but neutralised (batch row -1)."""
     rows = rows.to(device=device, dtype=torch.int64).reshape(-1)
     cols = cols.to(device=device, dtype=torch.int64).reshape(-1)
     if rows.numel() != cols.numel():
         raise ValueError(f"rows and cols differ in length: {rows.numel()} != {cols.numel()}")
-    bad = (rows < 0) | (rows >= batch) | (cols < 0) | (cols >= num_labels)
-    if rows.numel() and bool(bad.any()):
-        raise ValueError(
-            f"positive pairs out of range: rows must lie in [0, {batch}), cols in [0, {num_labels})"
-        )
-    keys = torch.unique(cols * batch + rows)  # sorted by label, duplicates counted once
+    keys = torch.sort(cols * batch + rows).values  # by label, then batch row
     cols_sorted = keys // batch
+    rows_sorted = keys % batch
+    dup = torch.zeros_like(keys, dtype=torch.bool)
+    dup[1:] = keys[1:] == keys[:-1]
+    rows_sorted = torch.where(
+        dup, -1, rows_sorted
+    )  # a repeated pair counts once: row -1 matches none
     bounds = torch.arange(_cdiv(num_labels, BLOCK_L) + 1, device=device) * BLOCK_L
     tile_ptr = torch.searchsorted(cols_sorted, bounds)
-    return tile_ptr, (keys % batch).contiguous(), cols_sorted.contiguous()
+    return tile_ptr, rows_sorted.contiguous(), cols_sorted.contiguous()
 
 
 class StepPlan:
@@ -565,7 +548,8 @@ def head_step(
 
     ``weight`` (L x d, e4m3 or bf16, CUDA, contiguous) is updated with stochastic rounding;
     ``compensation`` (K x d, bf16 or e5m2), if given, is the Kahan buffer of rows ``0 .. K-1``.
-    ``rows``/``cols`` are the positive pairs (batch row, label). ``seed`` is the step's seed
+    ``rows``/``cols`` are the positive pairs (batch row, label), which must lie in range (not
+    checked here, to keep the step free of host synchronisation). ``seed`` is the step's seed
     (see ``step_seed``): the same seed and inputs give the same weights.
     """
     return StepPlan(
@@ -603,8 +587,22 @@ def logits(
     return out
 
 
-TILE_TOPK_MAX = 16
-"""Largest k that ``topk`` reduces inside the kernel (per label tile); above it, chunk scores."""
+def _chunk_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k along dim 1 of a B x n score block, through the label tiles' maxima: the k
+    best labels lie in the k tiles with the largest maxima, so only those tiles (and the ragged
+    tail) are sorted instead of all n scores."""
+    batch, n = scores.shape
+    tiles = n // BLOCK_L
+    if tiles <= 4 * k:
+        return torch.topk(scores, min(k, n), dim=1)
+    body = scores[:, : tiles * BLOCK_L].unflatten(1, (tiles, BLOCK_L))
+    _, best_tiles = torch.topk(body.amax(dim=2), k, dim=1)
+    lanes = torch.arange(BLOCK_L, device=scores.device)
+    idx = (best_tiles[:, :, None] * BLOCK_L + lanes).reshape(batch, -1)
+    tail = torch.arange(tiles * BLOCK_L, n, device=scores.device).expand(batch, -1)
+    idx = torch.cat([idx, tail], dim=1)
+    vals, pick = torch.topk(torch.gather(scores, 1, idx), k, dim=1)
+    return vals, torch.gather(idx, 1, pick)
 
 
 def _merge(
@@ -633,42 +631,15 @@ def topk(
         raise ValueError(f"k must lie in [1, {num_labels}], got {k}")
     e_op, _, e_scale = _operands(weight, embedding, config.native_fp8 and fp8)
     batch = e_op.shape[0]
-    tiles_all = _cdiv(num_labels, BLOCK_L)
+    chunk = max(BLOCK_L, max_scores_bytes // (4 * batch) // BLOCK_L * BLOCK_L)
+    chunk = min(chunk, _cdiv(num_labels, BLOCK_L) * BLOCK_L)
+    scores = torch.empty(batch, chunk, device=weight.device, dtype=torch.float32)
     best: tuple[torch.Tensor, torch.Tensor] | None = None
-    if k <= TILE_TOPK_MAX:
-        # each label tile keeps its k best per query; torch.topk merges the candidates
-        tiles = max(1, min(tiles_all, max_scores_bytes // (12 * batch * k)))
-        vals_buf = torch.empty(batch, tiles * k, device=weight.device, dtype=torch.float32)
-        ids_buf = torch.empty(batch, tiles * k, device=weight.device, dtype=torch.int64)
-        for row0 in range(0, num_labels, tiles * BLOCK_L):
-            n = min(tiles * BLOCK_L, num_labels - row0)
-            m = _cdiv(n, BLOCK_L) * k
-            _launch_logits(
-                weight,
-                e_op,
-                e_scale,
-                vals_buf,
-                row0,
-                n,
-                vals_buf.stride(0),
-                1,
-                config,
-                None,
-                tile_topk=k,
-                ids=ids_buf,
-            )
-            vals, pick = torch.topk(vals_buf[:, :m], k, dim=1)
-            ids = torch.gather(ids_buf[:, :m], 1, pick)
-            best = _merge(best, vals, ids, k)
-    else:
-        chunk = max(BLOCK_L, max_scores_bytes // (4 * batch) // BLOCK_L * BLOCK_L)
-        chunk = min(chunk, tiles_all * BLOCK_L)
-        scores = torch.empty(batch, chunk, device=weight.device, dtype=torch.float32)
-        for row0 in range(0, num_labels, chunk):
-            n = min(chunk, num_labels - row0)
-            _launch_logits(weight, e_op, e_scale, scores, row0, n, chunk, 1, config, None)
-            vals, ids = torch.topk(scores[:, :n], min(k, n), dim=1)
-            best = _merge(best, vals, ids + row0, k)
+    for row0 in range(0, num_labels, chunk):
+        n = min(chunk, num_labels - row0)
+        _launch_logits(weight, e_op, e_scale, scores, row0, n, chunk, 1, config, None)
+        vals, ids = _chunk_topk(scores[:, :n], k)
+        best = _merge(best, vals, ids + row0, k)
     assert best is not None
     return best
 
