@@ -2,7 +2,8 @@
 
 On CUDA each phase of a step (encoder forward, head step, encoder backward, optimizer step) resets
 the allocator's peak counters on entry and reads them on exit; the epoch record keeps the maximum
-over its steps. On the CPU the process peak resident set size (RSS) is what can be measured.
+over its steps. On the CPU the process peak resident set size (RSS) is what can be measured. Every
+phase also records its total seconds in the epoch (both devices; CUDA synchronises to measure).
 """
 
 from __future__ import annotations
@@ -58,17 +59,19 @@ class MemoryTelemetry:
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        """Measure the CUDA peak allocated/reserved bytes while the block runs (no-op on CPU)."""
-        if not self.cuda:
-            yield
-            return
-        torch.cuda.reset_peak_memory_stats(self.device)
+        """Time the block; on CUDA also its peak allocated/reserved bytes."""
+        peak = self._peaks.setdefault(name, {"seconds": 0.0})
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
         yield
-        allocated = torch.cuda.max_memory_allocated(self.device)
-        reserved = torch.cuda.max_memory_reserved(self.device)
-        peak = self._peaks.setdefault(name, {"peak_allocated": 0, "peak_reserved": 0})
-        peak["peak_allocated"] = max(peak["peak_allocated"], int(allocated))
-        peak["peak_reserved"] = max(peak["peak_reserved"], int(reserved))
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            allocated = torch.cuda.max_memory_allocated(self.device)
+            reserved = torch.cuda.max_memory_reserved(self.device)
+            peak["peak_allocated"] = max(peak.get("peak_allocated", 0), int(allocated))
+            peak["peak_reserved"] = max(peak.get("peak_reserved", 0), int(reserved))
+        peak["seconds"] += time.perf_counter() - start
 
     def epoch_record(self, epoch: int, step: int) -> dict:
         """The record of the finished epoch: phase peaks (CUDA), process peak RSS, timestamps."""
@@ -82,7 +85,11 @@ class MemoryTelemetry:
             ),
             "finished_at": utc_now(),
             "seconds": round(time.time() - self._epoch_start, 3),
-            "phases": {n: dict(self._peaks[n]) for n in STEP_PHASES if n in self._peaks},
+            "phases": {
+                n: {k: round(v, 4) if isinstance(v, float) else v for k, v in p.items()}
+                for n, p in ((n, self._peaks.get(n)) for n in STEP_PHASES)
+                if p is not None
+            },
             "cpu_peak_rss": peak_rss_bytes(),
         }
 

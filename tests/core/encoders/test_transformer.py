@@ -1,0 +1,74 @@
+"""Transformer encoder: mean pooling over real tokens, offline loading (tiny model + minilm)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from elmo_core.encoders import TransformerEncoder, minilm_path, resolve_model_dir  # noqa: E402
+from elmo_core.errors import ConfigError  # noqa: E402
+
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "debian", "package", "python", "library"]
+
+
+@pytest.fixture()
+def tiny_model_dir(tmp_path):
+    (tmp_path / "vocab.txt").write_text("\n".join(WORDS) + "\n", encoding="utf-8")
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
+    config = transformers.BertConfig(
+        vocab_size=len(WORDS),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(str(tmp_path))
+    tokenizer.save_pretrained(str(tmp_path))
+    return tmp_path
+
+
+def test_mean_pooling_ignores_padding(tiny_model_dir):
+    encoder = TransformerEncoder.from_directory(tiny_model_dir, max_length=16).eval()
+    texts = ["debian package", "python library debian package python"]
+    batch = encoder.make_batch(texts, np.array([0, 1]), torch.device("cpu"))
+    assert batch["attention_mask"][0].sum() < batch["attention_mask"][1].sum()
+    with torch.no_grad():
+        pooled = encoder(batch)
+        alone = encoder(encoder.make_batch(texts, np.array([0]), torch.device("cpu")))
+        hidden = encoder.model(**batch).last_hidden_state
+    mask = batch["attention_mask"][1].bool()
+    torch.testing.assert_close(pooled[1], hidden[1][mask].mean(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(pooled[0], alone[0], rtol=1e-4, atol=1e-5)
+    assert pooled.shape == (2, 16)
+
+
+def test_export_and_rebuild_skeleton(tiny_model_dir, tmp_path_factory):
+    encoder = TransformerEncoder.from_directory(tiny_model_dir, max_length=16)
+    target = tmp_path_factory.mktemp("export")
+    encoder.export(target)
+    rebuilt = TransformerEncoder.from_config_dir(target, max_length=16)
+    rebuilt.load_state_dict(encoder.state_dict())
+    batch = encoder.make_batch(["python library"], np.array([0]), torch.device("cpu"))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(batch), encoder.eval()(batch))
+
+
+def test_hf_path_must_be_a_model_directory(tmp_path):
+    with pytest.raises(ConfigError, match="not a model directory"):
+        resolve_model_dir(f"hf:{tmp_path}")
+
+
+def test_minilm_embeds_two_texts_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    encoder = TransformerEncoder.from_directory(minilm_path(), max_length=32).eval()
+    texts = ["a python library for parsing", "a python module for parsing files"]
+    with torch.no_grad():
+        out = encoder(encoder.make_batch(texts, np.arange(2), torch.device("cpu")))
+    assert out.shape == (2, 384) and torch.isfinite(out).all()
+    cosine = torch.nn.functional.cosine_similarity(out[0], out[1], dim=0)
+    assert cosine > 0.6
