@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from elmo_core.errors import ConfigError
-from elmo_core.head import HeadInputError, XMCHead, storage_scale
+from elmo_core.head import HeadInputError, XMCHead, round_nearest, storage_scale
 
 L, D, B = 301, 40, 9
 
@@ -190,3 +190,32 @@ def test_invalid_inputs_raise_clear_errors():
     before = head.dequantized()
     assert torch.equal(head.dequantized(), before), "a rejected call must not change the head"
     assert head.steps == 0
+
+
+def test_fp8_scale_matters_for_small_weights():
+    # docs/head.md's experiment: weights of ~1e-3 (all subnormal, 70% zero in raw e4m3) on a
+    # synthetic teacher task; the scaled head reached P@1 8.5 where the unscaled one reached 2.3
+    num_labels, dim, n, batch = 2000, 64, 4096, 64
+    gen = torch.Generator().manual_seed(0)
+    teacher = torch.randn(num_labels, dim, generator=gen)
+    z = torch.randn(n + 1024, dim, generator=gen)
+    x = z / z.norm(dim=1, keepdim=True)
+    top = torch.topk(z @ teacher.T, 3, dim=1).indices
+    p_at_1 = []
+    for scaled in (True, False):
+        head = XMCHead(num_labels, dim, "fp8", init_std=1e-3, seed=1, chunk_size=num_labels)
+        if not scaled:
+            state = dict(head.state_dict())
+            state["weight"] = round_nearest(head.dequantized(), head.dtype)
+            state["scale"] = torch.tensor(1.0, dtype=torch.float64)
+            head.load_state_dict(state)
+            assert float((head.weight.float() == 0).double().mean()) > 0.5
+        for epoch in range(3):
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch))
+            for i in range(0, n, batch):
+                idx = order[i : i + batch]
+                rows = torch.arange(len(idx)).repeat_interleave(3)
+                head.step(x[idx], rows, top[idx].reshape(-1), 0.002)
+        hits = (head.topk(x[n:], 1)[1] == top[n:]).any(dim=1)
+        p_at_1.append(float(hits.double().mean()) * 100)
+    assert p_at_1[0] > p_at_1[1] + 3.0, p_at_1
