@@ -127,11 +127,11 @@ def bench_api(labels, precision, steps) -> dict:
                static_gib=round(static, 3))  # fmt: skip
 
 
-def bench_topk(labels, queries, steps, dim=768, k=10) -> dict:
+def bench_topk(labels, queries, steps, dim=768, k=10, config=tk.DEFAULT_CONFIG) -> dict:
     weight = init_weight(labels, dim, torch.float8_e4m3fn)
     emb = torch.randn(queries, dim, device="cuda")
-    ms, peak = time_it(lambda: tk.topk(weight, emb, k), steps)
-    return row(f"topk{queries}", labels, "fp8", ms, peak, k=k)
+    ms, peak = time_it(lambda: tk.topk(weight, emb, k, config=config), steps)
+    return row(f"topk{queries}", labels, "fp8", ms, peak, k=k, config=dataclasses.asdict(config))
 
 
 def bench_scale(labels, steps, dim=768, batch=128) -> dict:
@@ -201,6 +201,16 @@ SWEEP = [
 ]
 
 
+TOPK_SWEEP = [
+    tk.KernelConfig(logits_stages=4),
+    tk.KernelConfig(logits_stages=5),
+    tk.KernelConfig(block_k=128),
+    tk.KernelConfig(block_k=128, logits_stages=4),
+    tk.KernelConfig(block_k=256, logits_stages=3),
+    tk.KernelConfig(native_fp8=True),
+]
+
+
 def print_table(rows: list[dict]) -> None:
     print(f"{'case':<8} {'labels':>11} {'prec':<5} {'ms/step':>9} {'peak GiB':>9}  notes")
     for r in rows:
@@ -264,6 +274,9 @@ def main() -> None:
     if "topk" in cases:
         for queries in (1, 256):
             record(bench_topk, 2_812_281, queries, args.steps)
+    if "topk-sweep" in cases:
+        for cfg in TOPK_SWEEP:
+            record(bench_topk, 2_812_281, 1, args.steps, config=cfg)
     if "scale" in cases:
         record(bench_scale, args.scale_labels, 3)
     if "e2e" in cases:

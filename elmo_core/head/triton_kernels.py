@@ -587,6 +587,10 @@ def logits(
     return out
 
 
+RESCORE = 4
+"""Candidates per wanted label that the native-fp8 top-k rescores exactly."""
+
+
 def _chunk_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k along dim 1 of a B x n score block, through the label tiles' maxima: the k
     best labels lie in the k tiles with the largest maxima, so only those tiles (and the ragged
@@ -611,7 +615,8 @@ def _merge(
     """The running top-k merged with a chunk's (values, ids)."""
     if best is None:
         return vals, ids
-    vals, pick = torch.topk(torch.cat([best[0], vals], dim=1), k, dim=1)
+    both = torch.cat([best[0], vals], dim=1)
+    vals, pick = torch.topk(both, min(k, both.shape[1]), dim=1)
     return vals, torch.gather(torch.cat([best[1], ids], dim=1), 1, pick)
 
 
@@ -624,13 +629,18 @@ def topk(
     config: KernelConfig = DEFAULT_CONFIG,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k raw logits and label ids per query, scoring chunk by chunk (at most
-    ``max_scores_bytes`` of scores held) and merging into a running top-k."""
+    ``max_scores_bytes`` of scores held) and merging into a running top-k. With ``native_fp8``
+    the scan uses e4m3 operands and keeps ``RESCORE * k`` candidates, whose logits are then
+    recomputed exactly (bf16 embedding): exact scores, and the exact top-k unless e4m3 error
+    moves a true top-k label below the candidates."""
     fp8 = _check_weight(weight)
     num_labels = weight.shape[0]
     if not 1 <= k <= num_labels:
         raise ValueError(f"k must lie in [1, {num_labels}], got {k}")
-    e_op, _, e_scale = _operands(weight, embedding, config.native_fp8 and fp8)
+    native = config.native_fp8 and fp8
+    e_op, e_bf16, e_scale = _operands(weight, embedding, native)
     batch = e_op.shape[0]
+    want = min(num_labels, RESCORE * k) if native else k
     chunk = max(BLOCK_L, max_scores_bytes // (4 * batch) // BLOCK_L * BLOCK_L)
     chunk = min(chunk, _cdiv(num_labels, BLOCK_L) * BLOCK_L)
     scores = torch.empty(batch, chunk, device=weight.device, dtype=torch.float32)
@@ -638,10 +648,16 @@ def topk(
     for row0 in range(0, num_labels, chunk):
         n = min(chunk, num_labels - row0)
         _launch_logits(weight, e_op, e_scale, scores, row0, n, chunk, 1, config, None)
-        vals, ids = _chunk_topk(scores[:, :n], k)
-        best = _merge(best, vals, ids + row0, k)
+        vals, ids = _chunk_topk(scores[:, :n], want)
+        best = _merge(best, vals, ids + row0, want)
     assert best is not None
-    return best
+    if not native:
+        return best
+    ids = best[1]
+    rows = weight.view(torch.uint8)[ids.reshape(-1)].view(weight.dtype).to(torch.float32)
+    exact = (rows.view(batch, want, -1) * e_bf16.to(torch.float32)[:, None, :]).sum(dim=2)
+    vals, pick = torch.topk(exact, k, dim=1)
+    return vals, torch.gather(ids, 1, pick)
 
 
 def stochastic_round(
