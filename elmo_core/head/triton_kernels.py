@@ -305,6 +305,8 @@ class KernelConfig:
     reference_bits: bool = False
     """Draw the random bits and round e4m3 subnormals exactly as ``rounding.py`` (bit-identical to
     the reference); False: a cheaper hash and one-pass e4m3 rounding, equal in distribution."""
+    topk_native_fp8: bool = True
+    """fp8 weights in ``topk``: scan with e4m3 operands, then rescore the candidates exactly."""
     native_fp8: bool = False
     """fp8 weights: e4m3 operands into the tensor cores for the logits (E scaled per row)."""
 
@@ -629,15 +631,15 @@ def topk(
     config: KernelConfig = DEFAULT_CONFIG,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k raw logits and label ids per query, scoring chunk by chunk (at most
-    ``max_scores_bytes`` of scores held) and merging into a running top-k. With ``native_fp8``
-    the scan uses e4m3 operands and keeps ``RESCORE * k`` candidates, whose logits are then
-    recomputed exactly (bf16 embedding): exact scores, and the exact top-k unless e4m3 error
-    moves a true top-k label below the candidates."""
+    ``max_scores_bytes`` of scores held) and merging into a running top-k. With
+    ``topk_native_fp8`` (the default; fp8 weights) the scan uses e4m3 operands and keeps
+    ``RESCORE * k`` candidates whose logits are then recomputed exactly (bf16 embedding): exact
+    scores, and the exact top-k unless e4m3 error moves a true top-k label below them."""
     fp8 = _check_weight(weight)
     num_labels = weight.shape[0]
     if not 1 <= k <= num_labels:
         raise ValueError(f"k must lie in [1, {num_labels}], got {k}")
-    native = config.native_fp8 and fp8
+    native = config.topk_native_fp8 and fp8
     e_op, e_bf16, e_scale = _operands(weight, embedding, native)
     batch = e_op.shape[0]
     want = min(num_labels, RESCORE * k) if native else k
