@@ -1,0 +1,210 @@
+"""The elmo demo: start `elmo serve`, train on debian-deps-mini through the REST API, predict.
+
+    python examples/demo.py [--port 8000] [--epochs 3] [--dim 128] [--keep-running]
+
+Everything goes over HTTP, as any client in any language would do it: create an API key, upload
+the dataset, create a training job, watch its progress, then ask for top-5 labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+MINI = HERE / "debian-deps-mini"
+console = Console()
+
+
+def elmo_cmd() -> list[str]:
+    """The `elmo` command (installed script, else this interpreter)."""
+    script = shutil.which("elmo")
+    return (
+        [script]
+        if script
+        else [sys.executable, "-c", "from elmo_core.cli.main import main; main()"]
+    )
+
+
+def free_port(preferred: int) -> int:
+    """`preferred` if nothing listens there, else any free port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait for GET /readyz to answer 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit("elmo serve exited; see the log above")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    sys.exit(f"{url} did not become ready")
+
+
+def dataset_archive() -> bytes:
+    """examples/debian-deps-mini as an in-memory .tar.gz."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(MINI, arcname=MINI.name)
+    return buffer.getvalue()
+
+
+def check(response: httpx.Response) -> dict:
+    """The JSON body, or exit with the problem the API reported."""
+    if response.is_error:
+        sys.exit(f"{response.request.method} {response.request.url}: {response.text}")
+    return response.json()
+
+
+def watch(client: httpx.Client, job_id: str) -> dict:
+    """Show the job's progress until it finishes; return the final job."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[metrics]}"),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("queued", total=None, metrics="")
+        while True:
+            job = check(client.get(f"/v1/jobs/{job_id}"))
+            p = job["progress"]
+            metrics = job["latest_metrics"] or {}
+            shown = f"P@1 {metrics['P@1']:.1f}" if "P@1" in metrics else ""
+            epoch = f"epoch {p['epoch']}/{p['epochs']} " if p["epoch"] else ""
+            bar.update(
+                task,
+                description=f"{epoch}{job['phase'] or job['state']}",
+                completed=p["step"] or 0,
+                total=p["total_steps"],
+                metrics=shown,
+            )
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                return job
+            time.sleep(0.5)
+
+
+def main() -> None:
+    """Run the demo."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--keep-running", action="store_true", help="leave elmo serve running")
+    args = parser.parse_args()
+
+    port = free_port(args.port)
+    url = f"http://127.0.0.1:{port}"
+    console.print(
+        f"[bold]1.[/] starting [cyan]elmo serve --port {port}[/] "
+        f"(ELMO_HOME {os.environ.get('ELMO_HOME', './.elmo')})"
+    )
+    serve = subprocess.Popen([*elmo_cmd(), "serve", "--port", str(port), "--log-level", "warning"])
+    try:
+        wait_ready(url, serve)
+        key = subprocess.run(
+            [*elmo_cmd(), "keys", "create", "--name", "demo"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+
+        console.print("[bold]2.[/] uploading examples/debian-deps-mini")
+        dataset = check(
+            client.post(
+                "/v1/datasets", files={"file": ("debian-deps-mini.tar.gz", dataset_archive())}
+            )
+        )
+        console.print(
+            f"   dataset {dataset['id']}: {dataset['num_train']} train / "
+            f"{dataset['num_test']} test points, {dataset['num_labels']} labels"
+        )
+
+        config = {"epochs": args.epochs, "device": "cpu", "encoder": {"dim": args.dim}}
+        console.print(f"[bold]3.[/] training: POST /v1/jobs {config}")
+        job = check(
+            client.post(
+                "/v1/jobs", json={"dataset_id": dataset["id"], "config": config, "name": "demo"}
+            )
+        )
+        job = watch(client, job["id"])
+        if job["state"] != "succeeded":
+            sys.exit(f"job {job['id']} {job['state']}: {job['failure_reason']}")
+
+        table = Table(title=f"test metrics per epoch ({job['id']})")
+        history = check(client.get(f"/v1/jobs/{job['id']}/metrics"))
+        keys = ["P@1", "P@3", "P@5", "nDCG@5", "PSP@5"]
+        table.add_column("epoch")
+        for k in keys:
+            table.add_column(k, justify="right")
+        for point in history:
+            table.add_row(str(point["epoch"]), *(f"{point['metrics'][k]:.2f}" for k in keys))
+        console.print(table)
+
+        texts = (MINI / "tst_X.txt").read_text().splitlines()[:3]
+        truths = (MINI / "tst_X_Y.txt").read_text().splitlines()[1:4]
+        names = [t.split(":")[0] for t in (MINI / "Y.txt").read_text().splitlines()]
+        console.print(
+            f"[bold]4.[/] POST /v1/models/{job['model_id']}/predict (k=5); ✓ = a true label"
+        )
+        result = check(
+            client.post(f"/v1/models/{job['model_id']}/predict", json={"texts": texts, "k": 5})
+        )
+        for text, truth, labels in zip(texts, truths, result["predictions"], strict=True):
+            true_ids = sorted({int(item.split(":")[0]) for item in truth.split()})
+            console.print(f"\n[bold]{text[:70]}...[/]", no_wrap=True, overflow="ellipsis")
+            console.print(
+                f"  true: {', '.join(names[i] for i in true_ids)}",
+                no_wrap=True,
+                overflow="ellipsis",
+            )
+            for p in labels:
+                mark = "[green]✓[/]" if p["label_id"] in true_ids else " "
+                console.print(
+                    f"  {mark} {p['score']:.3f}  {p['label'][:60]}",
+                    no_wrap=True,
+                    overflow="ellipsis",
+                )
+        if args.keep_running:
+            console.print(f"\nelmo serve keeps running at {url} (Ctrl-C to stop); your key: {key}")
+            serve.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if serve.poll() is None:
+            serve.send_signal(signal.SIGINT)
+            try:
+                serve.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+
+
+if __name__ == "__main__":
+    main()
