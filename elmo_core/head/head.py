@@ -145,7 +145,9 @@ class XMCHead:
             else None
         )
         self.scale = storage_scale(precision, self.init_std if self.init_std > 0 else dim**-0.5)
-        self.weight = torch.empty(num_labels, dim, device=self.device, dtype=self.dtype)
+        self.weight = torch.zeros(num_labels, dim, device=self.device, dtype=self.dtype)
+        if self.init_std == 0.0:  # e.g. a head about to load a checkpoint
+            return
         gen = torch.Generator(device=self.device).manual_seed(seed)
         for r0 in range(0, num_labels, INIT_ROWS):
             n = min(INIT_ROWS, num_labels - r0)

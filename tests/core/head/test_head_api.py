@@ -101,6 +101,11 @@ def test_load_weights_rounds_to_nearest_and_dequantized_inverts_it(precision):
         assert float(head.dequantized()[0, 0]) == pytest.approx(1000 * s, rel=2.0**-4)
 
 
+def test_zero_init_gives_zero_weights_and_a_usable_scale():
+    head = XMCHead(L, D, "fp8", init_std=0.0)
+    assert not bool(head.dequantized().any()) and head.scale == 2.0 ** round(-0.5 * math.log2(D))
+
+
 def test_fp8_storage_scale_keeps_small_weights_in_the_normal_range():
     head = XMCHead(L, D, "fp8", init_std=0.01, seed=7)
     assert head.scale == 2.0**-7  # round(log2 0.01) = -7
@@ -139,8 +144,13 @@ def test_load_state_dict_rejects_a_mismatched_checkpoint():
         a.load_state_dict({"weight": a.weight})
 
 
-def test_reference_backend_is_chosen_on_cpu_and_triton_needs_cuda():
+def test_reference_backend_is_chosen_on_cpu_and_triton_needs_cuda(monkeypatch):
     assert XMCHead(10, 4).backend.name == "reference"
+    monkeypatch.setenv("ELMO_HEAD_BACKEND", "triton")
+    with pytest.raises(ConfigError, match="CUDA"):
+        XMCHead(10, 4)
+    assert XMCHead(10, 4, backend="reference").backend.name == "reference"
+    monkeypatch.delenv("ELMO_HEAD_BACKEND")
     with pytest.raises(ConfigError, match="CUDA"):
         XMCHead(10, 4, backend="triton")
     with pytest.raises(ConfigError, match="backend"):
