@@ -11,6 +11,7 @@ additions (``docs/head.md``).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Sequence
 
@@ -59,6 +60,13 @@ def select_backend(device: torch.device, backend: str | None) -> HeadBackend:
     return TritonBackend()
 
 
+def _int_option(name: str, value: object, low: int) -> int:
+    """``value`` as an int >= ``low`` (Python or numpy integers), else a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
 def _kahan_permutation(
     label_counts: object, num_labels: int, num_kahan: int
 ) -> torch.Tensor | None:
@@ -98,17 +106,12 @@ class XMCHead:
         label_counts: Sequence[float] | torch.Tensor | None = None,
         backend: str | None = None,
     ) -> None:
-        for name, value in (("num_labels", num_labels), ("dim", dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        num_labels, dim = _int_option("num_labels", num_labels, 1), _int_option("dim", dim, 1)
+        seed = _int_option("seed", seed, 0)
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if (
-            chunk_size is not None
-            and chunk_size != "auto"
-            and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1)
-        ):
-            raise ConfigError(f"chunk_size must be None, 'auto' or an int >= 1, got {chunk_size!r}")
+        if chunk_size is not None and chunk_size != "auto":
+            chunk_size = _int_option("chunk_size (None, 'auto' or an int)", chunk_size, 1)
         if not 0.0 <= float(head_ratio) <= 1.0:
             raise ConfigError(f"head_ratio must lie in [0, 1], got {head_ratio!r}")
         if kahan_dtype not in rounding.KAHAN_DTYPES:
@@ -119,8 +122,6 @@ class XMCHead:
             raise ConfigError(f"weight_decay must be finite and >= 0, got {weight_decay!r}")
         if not (math.isfinite(init_std) and init_std >= 0.0):
             raise ConfigError(f"init_std must be finite and >= 0, got {init_std!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative int, got {seed!r}")
         self.num_labels, self.dim, self.precision = num_labels, dim, precision
         self.chunk_size, self.head_ratio, self.kahan_dtype = (
             chunk_size,
