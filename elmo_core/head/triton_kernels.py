@@ -305,7 +305,7 @@ class KernelConfig:
     reference_bits: bool = False
     """Draw the random bits and round e4m3 subnormals exactly as ``rounding.py`` (bit-identical to
     the reference); False: a cheaper hash and one-pass e4m3 rounding, equal in distribution."""
-    topk_native_fp8: bool = True
+    topk_native_fp8: bool = False
     """fp8 weights in ``topk``: scan with e4m3 operands, then rescore the candidates exactly."""
     native_fp8: bool = False
     """fp8 weights: e4m3 operands into the tensor cores for the logits (E scaled per row)."""
@@ -632,7 +632,7 @@ def topk(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k raw logits and label ids per query, scoring chunk by chunk (at most
     ``max_scores_bytes`` of scores held) and merging into a running top-k. With
-    ``topk_native_fp8`` (the default; fp8 weights) the scan uses e4m3 operands and keeps
+    ``topk_native_fp8`` (fp8 weights) the scan uses e4m3 operands and keeps
     ``RESCORE * k`` candidates whose logits are then recomputed exactly (bf16 embedding): exact
     scores, and the exact top-k unless e4m3 error moves a true top-k label below them."""
     fp8 = _check_weight(weight)
