@@ -62,7 +62,9 @@ def build_encoder(
             raise ValueError("encoder 'features' needs a dataset with sparse features")
         return _sparse(config, num_features, None)
     path = resolve_model_dir(config.name)
-    return TransformerEncoder.from_directory(path, config.max_length, config.dropout)
+    return TransformerEncoder.from_directory(
+        path, config.max_length, config.dropout, config.bias_feature
+    )
 
 
 def _sparse(config, num_features: int, featurizer: TfidfFeaturizer | None) -> SparseEncoder:
@@ -74,13 +76,14 @@ def _sparse(config, num_features: int, featurizer: TfidfFeaturizer | None) -> Sp
         activation=config.activation,
         dropout=config.dropout,
         init_std=config.init_std,
+        bias_feature=config.bias_feature,
     )
 
 
 def encoder_meta(encoder: SparseEncoder | TransformerEncoder) -> dict:
     """What an artifact needs to rebuild the encoder's skeleton (JSON)."""
     if isinstance(encoder, SparseEncoder):
-        return {"kind": "sparse", "num_features": encoder.num_features, "dim": encoder.dim}
+        return {"kind": "sparse", "num_features": encoder.num_features, "dim": encoder.width}
     return {"kind": "transformer", "dim": encoder.dim, "max_length": encoder.max_length}
 
 
@@ -106,7 +109,7 @@ def load_encoder_skeleton(
             featurizer = TfidfFeaturizer.from_json(json.loads(vocab.read_text(encoding="utf-8")))
         return _sparse(config, int(meta["num_features"]), featurizer)
     return TransformerEncoder.from_config_dir(
-        directory / "encoder", int(meta["max_length"]), config.dropout
+        directory / "encoder", int(meta["max_length"]), config.dropout, config.bias_feature
     )
 
 

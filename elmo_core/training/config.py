@@ -60,6 +60,11 @@ class EncoderConfig(_Section):
     activation: Literal["relu", "gelu", "tanh"] = "gelu"
     init_std: float = Field(0.05, gt=0.0)
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Embedding dropout before the head.")
+    bias_feature: float = Field(
+        1.0,
+        ge=0.0,
+        description="Append this constant to each embedding: a per-label bias (0: off).",
+    )
     max_length: int = Field(128, ge=8, description="Transformer: max tokens per text.")
     float8: bool = Field(
         False, description="Transformer on Hopper: torchao float8 training of the linear layers."
@@ -86,6 +91,12 @@ class HeadConfig(_Section):
     kahan_dtype: Literal["bf16", "e5m2"] = "bf16"
     weight_decay: float = Field(0.0, ge=0.0)
     init_std: float = Field(0.0, ge=0.0)
+    init_from_label_texts: float = Field(
+        0.0,
+        ge=0.0,
+        description="Start each label's row as this factor x the encoder's embedding of its text "
+        "(datasets with label texts; 0: off).",
+    )
 
 
 class ScheduleConfig(_Section):

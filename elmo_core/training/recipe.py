@@ -223,9 +223,33 @@ class Recipe:
         if resume:
             self._load_checkpoint()
         else:
+            self._init_head_from_label_texts()
             if self.ckpt_dir.exists():
                 shutil.rmtree(self.ckpt_dir)
             write_json_atomic(self.out_dir / RUN_CONFIG, cfg.model_dump(mode="json"))
+
+    def _init_head_from_label_texts(self) -> None:
+        """Row l <- factor x encoder(label text l) (bias column 0): a text-similarity prior."""
+        factor = self.config.head.init_from_label_texts
+        texts = self.dataset.label_texts
+        if not factor:
+            return
+        if texts is None:
+            self.cb.on_log("head.init_from_label_texts is set but the dataset has no label texts")
+            return
+        inputs = self.encoder.featurize(texts, None)
+        weights = torch.zeros(len(texts), self.encoder.dim, dtype=torch.float32)
+        batch = self.config.eval.batch_size
+        self.encoder.eval()
+        with torch.no_grad():
+            for start in range(0, len(texts), batch):
+                rows = np.arange(start, min(start + batch, len(texts)))
+                out = self.encoder(self.encoder.make_batch(inputs, rows, self.device)).float()
+                weights[rows] = out.cpu() * factor
+        self.encoder.train()
+        if getattr(self.encoder, "bias_feature", 0.0):
+            weights[:, -1] = 0.0
+        self.head.load_weights(weights.to(self.device))
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -1,0 +1,116 @@
+"""The recipe end to end on a slice of debian-deps-mini: callbacks, artifacts, telemetry."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from elmo_core.metrics import evaluate
+from elmo_core.training import PHASES, TrainerCallbacks, train
+from elmo_core.training.recipe import batch_pairs, epoch_order, select_splits
+
+
+class Recorder(TrainerCallbacks):
+    def __init__(self) -> None:
+        self.phases, self.progress, self.metrics, self.telemetry, self.logs = [], [], [], [], []
+
+    def on_phase(self, phase):
+        self.phases.append(phase)
+
+    def on_progress(self, p):
+        self.progress.append(p)
+
+    def on_metrics(self, epoch, metrics):
+        self.metrics.append((epoch, metrics))
+
+    def on_telemetry(self, record):
+        self.telemetry.append(record)
+
+    def on_log(self, message):
+        self.logs.append(message)
+
+
+def test_fp8_run_reports_and_writes_everything(mini_dataset, tmp_path, small_config):
+    rec = Recorder()
+    result = train(small_config(), mini_dataset, tmp_path, rec)
+    assert set(rec.phases) <= set(PHASES) and rec.phases[0] == "loading"
+    assert [p.step for p in rec.progress] == list(range(1, 17))
+    assert rec.progress[-1].total_steps == 16 and rec.progress[-1].eta_s == 0
+    losses = [p.loss for p in rec.progress if p.loss is not None]
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    assert [e for e, _ in rec.metrics] == [1, 2]
+    assert set(rec.metrics[0][1]) == {
+        f"{m}@{k}" for m in ("P", "nDCG", "PSP", "R") for k in (1, 3, 5)
+    }
+    kinds = [r["kind"] for r in rec.telemetry]
+    assert kinds == ["static", "epoch", "epoch"]
+    static = rec.telemetry[0]
+    assert static["head_weights"] >= mini_dataset.num_labels * 32
+    assert static["optimizer_states"] > 0 and static["encoder"] > 0
+    epoch = rec.telemetry[1]
+    assert epoch["cpu_peak_rss"] > 0
+    assert set(epoch["phases"]) == {
+        "encoder_forward",
+        "head_step",
+        "encoder_backward",
+        "optimizer_step",
+    }
+    telemetry = json.loads((tmp_path / "telemetry.json").read_text())
+    assert len(telemetry["epochs"]) == 2 and telemetry["static"]["kind"] == "static"
+    for name in ("config.json", "model.safetensors", "label_texts.json", "tfidf.json"):
+        assert (result.model_dir / name).exists()
+    metrics = json.loads((result.model_dir / "metrics.json").read_text())
+    assert metrics["best_epoch"] == result.best_epoch
+    assert result.best_metrics["P@1"] == max(m["P@1"] for _, m in rec.metrics)
+
+
+def test_learns_better_than_the_most_frequent_labels(mini_dataset, tmp_path, small_config):
+    config = small_config(
+        epochs=5,
+        data={"max_train_points": 1000, "max_test_points": 200},
+        encoder={"dim": 64},
+        batch_size=50,
+    )
+    result = train(config, mini_dataset, tmp_path)
+    train_split, test = select_splits(config, mini_dataset)
+    counts = np.bincount(train_split.labels.indices, minlength=mini_dataset.num_labels)
+    popular = np.tile(np.argsort(-counts, kind="stable")[:10], (test.num_points, 1))
+    baseline = evaluate(popular, test.labels, filter_pairs=test.filter_pairs)
+    assert result.best_metrics["P@1"] > baseline["P@1"] + 5.0
+    assert result.best_metrics["P@5"] > baseline["P@5"] + 1.0
+
+
+def test_epoch_order_and_batch_pairs(mini_dataset):
+    a = epoch_order(3, 1, 100)
+    assert sorted(a.tolist()) == list(range(100))
+    assert np.array_equal(a, epoch_order(3, 1, 100))
+    assert not np.array_equal(a, epoch_order(3, 2, 100))
+    rows = np.array([5, 2])
+    r, c = batch_pairs(mini_dataset.train.labels, rows)
+    for batch_row, point in enumerate(rows):
+        expected = mini_dataset.train.labels[point].indices
+        assert sorted(c[r == batch_row].tolist()) == sorted(expected.tolist())
+
+
+def test_validation_split_is_carved_from_train(mini_dataset, small_config):
+    config = small_config(
+        data={"max_train_points": 200, "validation_fraction": 0.25}, eval={"split": "validation"}
+    )
+    train_split, validation = select_splits(config, mini_dataset)
+    assert train_split.num_points == 150 and validation.num_points == 50
+    assert validation.texts[0] == mini_dataset.train.texts[150]
+    pairs = mini_dataset.train.filter_pairs
+    inside = pairs[(pairs[:, 0] >= 150) & (pairs[:, 0] < 200)]
+    assert len(validation.filter_pairs) == len(inside)
+    assert np.array_equal(validation.filter_pairs[:, 0] + 150, inside[:, 0])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_other_precisions_train(mini_dataset, tmp_path, precision, small_config):
+    result = train(small_config(precision=precision, epochs=1), mini_dataset, tmp_path)
+    assert result.last_metrics["P@1"] >= 0.0
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["head"]["precision"] == precision

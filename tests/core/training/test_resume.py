@@ -1,0 +1,72 @@
+"""Interrupted-and-resumed CPU run ends with exactly the metrics of an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from elmo_core.training import CheckpointError, TrainerCallbacks, TrainingCancelled, train
+
+
+class StopAfter(TrainerCallbacks):
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.seen = 0
+
+    def should_stop(self) -> bool:
+        self.seen += 1
+        return self.seen >= self.steps
+
+
+@pytest.mark.parametrize("precision", ["fp8", "bf16"])
+def test_resume_mid_epoch_matches_uninterrupted(mini_dataset, tmp_path, precision, small_config):
+    config = small_config(precision=precision, head={"head_ratio": 0.1})
+    full = train(config, mini_dataset, tmp_path / "full")
+    with pytest.raises(TrainingCancelled) as stopped:
+        train(config, mini_dataset, tmp_path / "cut", StopAfter(5))
+    assert stopped.value.step == 5
+    pointer = json.loads((tmp_path / "cut" / "checkpoints" / "latest.json").read_text())
+    assert pointer == {"checkpoint": "step-00000005", "step": 5}
+    resumed = train(config, mini_dataset, tmp_path / "cut", resume=True)
+    assert resumed.steps == full.steps == 16
+    assert resumed.history == full.history
+    assert resumed.last_metrics == full.last_metrics
+    a = load_file(str(full.last_model_dir / "model.safetensors"))
+    b = load_file(str(resumed.last_model_dir / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_checkpoint_holds_head_kahan_optimizer_rng(mini_dataset, tmp_path, small_config):
+    config = small_config(head={"head_ratio": 0.1}, checkpoint={"every_steps": 3}, epochs=1)
+    with pytest.raises(TrainingCancelled):
+        train(config, mini_dataset, tmp_path, StopAfter(4))
+    folder = tmp_path / "checkpoints" / "step-00000004"
+    tensors = load_file(str(folder / "tensors.safetensors"))
+    state = json.loads((folder / "state.json").read_text())
+    assert tensors["head.weight"].dtype == torch.float8_e4m3fn
+    assert tensors["head.compensation"].dtype == torch.bfloat16
+    assert int(tensors["head.step"]) == 4
+    assert tensors["encoder.embedding.weight"].dtype == torch.bfloat16
+    assert any(k.endswith(".kahan_comp") for k in tensors)
+    assert any(k.endswith(".exp_avg_sq") for k in tensors)
+    assert "rng.torch" in tensors
+    assert state["epoch"] == 0 and state["step_in_epoch"] == 4 and state["global_step"] == 4
+    assert set(state["rng"]) == {"numpy", "python"}
+    assert not list((tmp_path / "checkpoints").glob("step-00000003"))
+
+
+def test_resume_refuses_a_different_config(mini_dataset, tmp_path, small_config):
+    with pytest.raises(TrainingCancelled):
+        train(small_config(), mini_dataset, tmp_path, StopAfter(2))
+    with pytest.raises(CheckpointError, match="batch_size"):
+        train(small_config(batch_size=16), mini_dataset, tmp_path, resume=True)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(mini_dataset, tmp_path, small_config):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        train(small_config(), mini_dataset, tmp_path, resume=True)
