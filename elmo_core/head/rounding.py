@@ -13,7 +13,9 @@ the chunking or launch shape. Element ``(row, col)`` of a step with seed ``seed`
 where ``fmix32`` is murmur3's finaliser (``x ^= x >> 16; x *= 0x85EBCA6B; x ^= x >> 13;
 x *= 0xC2B2AE35; x ^= x >> 16``, all mod 2^32). ``row`` is the row of the whole weight matrix.
 A head derives each step's ``seed`` from its own seed and step counter with ``step_seed``. The
-Triton kernels (``triton_kernels.py``) implement the same bits and the same rounding.
+Triton kernels (``triton_kernels.py``) implement the same bits and the same rounding. Here the
+arithmetic is on int64 holding uint32 values; products wrap and are masked to their low 32 bits
+(checked against numpy's uint64 in the tests).
 
 fp32 -> bf16: add ``r & 0xFFFF`` to the fp32 bit pattern and clear the low 16 bits (an integer
 carry moves into the exponent; NaN stays NaN, +-inf and signed zero are kept).
@@ -41,24 +43,26 @@ KAHAN_DTYPES = {"bf16": torch.bfloat16, "e5m2": torch.float8_e5m2}
 
 
 def _mul32(a: torch.Tensor, m: int) -> torch.Tensor:
-    """``a * m mod 2^32`` for int64 ``a`` in [0, 2^32), without int64 overflow (16-bit halves)."""
-    lo, hi = m & 0xFFFF, m >> 16
-    return (a * lo + (((a * hi) & 0xFFFF) << 16)) & MASK32
+    """``a * m mod 2^32`` for int64 ``a`` in [0, 2^32) and ``m`` < 2^32: the int64 product wraps
+    (two's complement, as torch computes it on CPU and CUDA) and its low 32 bits are exact."""
+    return (a * m).bitwise_and_(MASK32)
 
 
 def _fmix32(x: torch.Tensor) -> torch.Tensor:
+    """murmur3's 32-bit finaliser on int64 values in [0, 2^32)."""
     x = x ^ (x >> 16)
     x = _mul32(x, 0x85EBCA6B)
-    x = x ^ (x >> 13)
+    x ^= x >> 13
     x = _mul32(x, 0xC2B2AE35)
-    return x ^ (x >> 16)
+    x ^= x >> 16
+    return x
 
 
 def random_bits(rows: torch.Tensor, cols: torch.Tensor, seed: int) -> torch.Tensor:
     """32 random bits (int64 in [0, 2^32)) per element of ``rows`` and ``cols`` broadcast together.
 
     ``rows``/``cols`` are integer tensors (e.g. ``rows[:, None]``, ``cols[None, :]``); ``seed`` an
-    int in [0, 2^32). Pure integer arithmetic, so every device gives the same bits.
+    int in [0, 2^32). Integer arithmetic only, so every device gives the same bits.
     """
     r = rows.to(torch.int64) & MASK32
     c = cols.to(torch.int64) & MASK32

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import e4m3_grid, neighbours
@@ -127,6 +128,22 @@ def _fmix32_int(x: int) -> int:
     return x ^ (x >> 16)
 
 
+def _numpy_fmix32(x: np.ndarray) -> np.ndarray:
+    m = np.uint64(0xFFFFFFFF)
+    x = x ^ (x >> np.uint64(16))
+    x = (x * np.uint64(0x85EBCA6B)) & m
+    x = x ^ (x >> np.uint64(13))
+    x = (x * np.uint64(0xC2B2AE35)) & m
+    return x ^ (x >> np.uint64(16))
+
+
+def _numpy_bits(rows: np.ndarray, cols: np.ndarray, seed: int) -> np.ndarray:
+    m = np.uint64(0xFFFFFFFF)
+    r, c = rows.astype(np.uint64)[:, None], cols.astype(np.uint64)[None, :]
+    x = _numpy_fmix32((r * np.uint64(0x9E3779B1) + np.uint64(seed)) & m)
+    return _numpy_fmix32(x ^ ((c * np.uint64(0x85EBCA77)) & m))
+
+
 def test_random_bits_match_the_documented_hash():
     rows = [0, 1, 7, 123_456_789, 2**32 - 1, 8_599_999]
     cols = [0, 1, 767, 65_535]
@@ -136,6 +153,12 @@ def test_random_bits_match_the_documented_hash():
         x = _fmix32_int((r * 0x9E3779B1 + seed) & 0xFFFFFFFF)
         for j, c in enumerate(cols):
             assert int(got[i, j]) == _fmix32_int(x ^ ((c * 0x85EBCA77) & 0xFFFFFFFF))
+    # a large sample against numpy's uint64 arithmetic (wrap-around well defined there)
+    gen = torch.Generator().manual_seed(13)
+    r64 = torch.cat([torch.randint(0, 2**32, (4000,), generator=gen), torch.tensor([2**32 - 1])])
+    c64 = torch.randint(0, 2**20, (64,), generator=gen)
+    got = rounding.random_bits(r64[:, None], c64[None, :], seed).numpy().astype(np.uint64)
+    assert np.array_equal(got, _numpy_bits(r64.numpy(), c64.numpy(), seed))
     bits = rounding.random_bits(torch.arange(512)[:, None], torch.arange(512)[None, :], seed)
     # 2^18 draws of each bit: its frequency of ones is 0.5 within 5 sd
     freq = torch.stack([(bits >> b) & 1 for b in range(32)]).double().mean(dim=(1, 2))
