@@ -1,0 +1,103 @@
+"""Dataset upload, validation errors as problem+json, limits, ownership, delete."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+from conftest import mini_files, tar_gz
+from fastapi.testclient import TestClient
+
+from service.core.config import Settings
+from service.main import create_app
+
+
+def test_upload_archive_gives_stats_and_is_owned(client: TestClient, auth) -> None:
+    alice, bob = auth("alice"), auth("bob")
+    archive = tar_gz(mini_files(), prefix="debian-deps-mini/")
+    r = client.post("/v1/datasets", headers=alice, files={"file": ("mini.tar.gz", archive)})
+    assert r.status_code == 201, r.text
+    ds = r.json()
+    assert (ds["name"], ds["format"], ds["num_labels"]) == ("mini", "lf-raw", 8779)
+    assert (ds["num_train"], ds["num_test"]) == (3000, 750)
+    assert ds["stats"]["labels"]["seen_in_train"] == 7637
+    assert r.headers["location"] == f"/v1/datasets/{ds['id']}"
+    assert client.get(f"/v1/datasets/{ds['id']}", headers=alice).json()["id"] == ds["id"]
+    assert client.get(f"/v1/datasets/{ds['id']}", headers=bob).status_code == 404
+    assert client.get("/v1/datasets", headers=bob).json() == []
+    assert client.delete(f"/v1/datasets/{ds['id']}", headers=bob).status_code == 404
+    assert client.delete(f"/v1/datasets/{ds['id']}", headers=alice).status_code == 204
+    assert client.get(f"/v1/datasets/{ds['id']}", headers=alice).status_code == 404
+
+
+def test_upload_jsonl_file_and_zip(client: TestClient, auth) -> None:
+    alice = auth("alice")
+    rows = [{"text": f"text {i}", "labels": ["a", "b"][: 1 + i % 2]} for i in range(10)]
+    body = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    r = client.post("/v1/datasets", headers=alice, files={"file": ("tiny.jsonl", body)})
+    assert r.status_code == 201, r.text
+    assert (r.json()["format"], r.json()["num_labels"], r.json()["num_train"]) == ("jsonl", 2, 10)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("train.jsonl", body)
+    r = client.post("/v1/datasets", headers=alice, files={"file": ("t.zip", buffer.getvalue())})
+    assert r.status_code == 201 and r.json()["format"] == "jsonl"
+
+
+def test_malformed_dataset_names_file_and_line(client: TestClient, auth) -> None:
+    files = mini_files()
+    lines = files["trn_X_Y.txt"].decode().splitlines()
+    lines[2] = "12:1.0 99999999:1.0"
+    files["trn_X_Y.txt"] = ("\n".join(lines) + "\n").encode()
+    r = client.post(
+        "/v1/datasets", headers=auth("a"), files={"file": ("bad.tar.gz", tar_gz(files))}
+    )
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert (problem["file"], problem["line"]) == ("trn_X_Y.txt", 3)
+    assert problem["type"] == "urn:elmo:problem:dataset-format" and "99999999" in problem["reason"]
+    assert "/tmp" not in problem["detail"] and "home" not in problem["detail"]
+
+
+def test_jsonl_error_names_line(client: TestClient, auth) -> None:
+    body = b'{"text": "a", "labels": ["x"]}\n{"text": 5, "labels": ["y"]}\n'
+    r = client.post("/v1/datasets", headers=auth("a"), files={"file": ("d.jsonl", body)})
+    assert r.status_code == 422
+    assert (r.json()["file"], r.json()["line"]) == ("d.jsonl", 2)
+
+
+def test_unsafe_archive_and_types(client: TestClient, auth) -> None:
+    alice = auth("a")
+    evil = tar_gz({"../escape.txt": b"x"})
+    r = client.post("/v1/datasets", headers=alice, files={"file": ("e.tar.gz", evil)})
+    assert r.status_code == 422 and "'..'" in r.json()["detail"]
+    r = client.post("/v1/datasets", headers=alice, files={"file": ("d.exe", b"MZ")})
+    assert r.status_code == 415
+    r = client.post("/v1/datasets", headers=alice, files={"file": ("d.jsonl", b"")})
+    assert r.status_code == 422 and "empty" in r.json()["detail"]
+    r = client.post("/v1/datasets", headers=alice, files={"file": ("e.tar.gz", tar_gz({}))})
+    assert r.status_code == 422 and "empty" in r.json()["detail"]
+
+
+def test_upload_over_the_limit_is_413(tmp_path) -> None:
+    settings = Settings(home=tmp_path / "h", max_upload_bytes=1000)
+    with TestClient(create_app(settings)) as client:
+        from service.core.db import session_scope
+        from service.core.security import create_api_key
+
+        with session_scope(settings.effective_database_url) as session:
+            _, token = create_api_key(session, "a")
+        headers = {"Authorization": f"Bearer {token}"}
+        big = tar_gz(mini_files())
+        r = client.post("/v1/datasets", headers=headers, files={"file": ("m.tar.gz", big)})
+        assert r.status_code == 413 and r.json()["status"] == 413
+        assert list((settings.effective_artifacts_dir / "datasets").glob("*")) == []
+
+
+def test_requests_without_a_valid_key_are_401(client: TestClient) -> None:
+    r = client.get("/v1/datasets")
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    r = client.get("/v1/datasets", headers={"Authorization": "Bearer elmo_nope"})
+    assert r.status_code == 401 and "unknown" in r.json()["detail"]
