@@ -3,8 +3,11 @@
 The parts (bytes):
 - head_weights: L x d in the storage dtype (1 byte fp8, 2 bf16, 4 fp32) + the Kahan permutation;
 - kahan: round(head_ratio x L) x d in the Kahan dtype (low precision only);
-- chunk_buffers: the head step's transient memory for one chunk of C labels
-  (`elmo_core.head.reference.bytes_per_label(d, B) x C`) plus the B x d fp32 embedding and dE;
+- chunk_buffers: the head step's transient memory for one chunk of C labels. On CUDA with fp8/bf16
+  storage and B <= 256 the Triton kernels hold a C x B bf16 `G` buffer (C = 131,072 by default)
+  and an S x B x d fp32 split-K buffer (S <= 132, the H200's SM count); otherwise (fp32, larger
+  batches) the reference's `bytes_per_label(d, B) x C` with C = 65,536. Plus the B x d fp32
+  embedding and dE;
 - encoder: its parameters (bf16 unless the run is fp32) and their gradients (dense, same size);
 - optimizer: AdamW's two moments per parameter, plus the Kahan buffer in pure BF16;
 - activations: sparse encoder: B x d per layer; transformer: B x S x h x (34 + 5 a S / h) bytes per
@@ -25,7 +28,13 @@ STORAGE_BYTES = {"fp8": 1, "bf16": 2, "fp32": 4}
 KAHAN_BYTES = {"bf16": 2, "e5m2": 1}
 FRAMEWORK_BYTES = 768 << 20
 DEFAULT_CHUNK = 65536
-"""Labels per chunk assumed when the config leaves the chunk to the head ('auto' or None)."""
+"""Reference backend: labels per chunk assumed when the config leaves the chunk to the head."""
+TRITON_CHUNK = 131072
+"""`elmo_core.head.triton_kernels.KernelConfig.chunk` (not imported: it needs triton)."""
+TRITON_MAX_BATCH = 256
+"""`elmo_core.head.triton_kernels.MAX_BATCH`: larger batches fall back to the reference."""
+SPLIT_K = 132
+"""Upper bound of the split-K partial buffers of the Triton update kernel (one per SM)."""
 TRANSFORMER_FALLBACK = {"params": 22_713_216, "layers": 6, "hidden": 384, "heads": 12}
 """all-MiniLM-L6-v2's shape, used when a transformer's config cannot be read."""
 
@@ -83,24 +92,31 @@ def plan_memory(
         if num_features is None:
             tf = enc.tfidf
             num_features = tf.max_features if tf.mode == "vocab" else tf.num_buckets
-        dim = enc.dim
-        params = num_features * dim + enc.mlp_layers * (dim * dim + dim)
+        dim = enc.dim + (1 if enc.bias_feature else 0)
+        params = num_features * enc.dim + enc.mlp_layers * (enc.dim * enc.dim + enc.dim)
         activations = batch * dim * 4 * (2 + 2 * enc.mlp_layers)
     else:
         shape = _transformer_shape(enc.name)
-        dim = shape["hidden"]
+        dim = shape["hidden"] + (1 if enc.bias_feature else 0)
         params = shape["params"]
         seq = enc.max_length
         per_layer = batch * seq * dim * (34 + 5 * shape["heads"] * seq / dim)
         activations = int(shape["layers"] * per_layer * (1 if low else 2))
+    triton = low and batch <= TRITON_MAX_BATCH
     chunk = config.head.chunk_size
-    chunk = min(num_labels, chunk if isinstance(chunk, int) else DEFAULT_CHUNK)
+    if not isinstance(chunk, int):
+        chunk = TRITON_CHUNK if triton else DEFAULT_CHUNK
+    chunk = min(num_labels, chunk)
+    if triton:
+        transient = chunk * batch * 2 + SPLIT_K * batch * dim * 4
+    else:
+        transient = chunk * bytes_per_label(dim, batch, low)
     kahan_rows = round(config.head.head_ratio * num_labels) if low else 0
     return MemoryPlan(
         head_weights=num_labels * dim * STORAGE_BYTES[config.precision]
         + (8 * 2 * num_labels if kahan_rows else 0),
         kahan=kahan_rows * dim * KAHAN_BYTES[config.head.kahan_dtype],
-        chunk_buffers=chunk * bytes_per_label(dim, batch, low) + 2 * batch * dim * 4,
+        chunk_buffers=transient + 2 * batch * dim * 4,
         encoder=2 * params * param_bytes,
         optimizer=params * param_bytes * (3 if low else 2),
         activations=int(activations),

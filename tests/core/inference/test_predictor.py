@@ -1,0 +1,101 @@
+"""Model artifact (JSON + safetensors) and Predictor, on a model trained on a mini slice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from elmo_core.data import load_dataset
+from elmo_core.inference import ModelLoadError, Predictor, load_model
+from elmo_core.training import TrainConfig, train
+
+MINI = Path(__file__).resolve().parents[3] / "examples" / "debian-deps-mini"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    dataset = load_dataset(MINI, empty_rows="keep")
+    config = TrainConfig.model_validate(
+        {
+            "epochs": 1,
+            "batch_size": 50,
+            "data": {"max_train_points": 200, "max_test_points": 50},
+            "encoder": {"dim": 32, "tfidf": {"max_features": 4000}},
+            "head": {"head_ratio": 0.05},
+            "device": "cpu",
+        }
+    )
+    out = tmp_path_factory.mktemp("run")
+    result = train(config, dataset, out)
+    return dataset, result
+
+
+def test_artifact_holds_only_json_and_safetensors(trained):
+    _, result = trained
+    names = sorted(p.name for p in result.model_dir.iterdir())
+    assert names == [
+        "config.json",
+        "label_texts.json",
+        "metrics.json",
+        "model.safetensors",
+        "telemetry.json",
+        "tfidf.json",
+    ]
+    meta = json.loads((result.model_dir / "config.json").read_text())
+    assert meta["head"]["precision"] == "fp8" and meta["num_labels"] == 8779
+
+
+def test_loaded_model_scores_like_the_trained_one(trained):
+    dataset, result = trained
+    model = load_model(result.model_dir)
+    assert model.head.weight.dtype == torch.float8_e4m3fn
+    assert model.label_texts == dataset.label_texts
+    predictor = Predictor(model, torch.device("cpu"))
+    texts = dataset.test.texts[:5]
+    first = predictor.predict(texts, k=5)
+    again = Predictor.load(result.model_dir).predict(texts, k=5)
+    assert first == again
+    for row in first:
+        scores = [item["score"] for item in row]
+        assert len(row) == 5 and scores == sorted(scores, reverse=True)
+        assert all(0.0 < s < 1.0 for s in scores)
+        assert all(item["label"] == dataset.label_texts[item["label_id"]] for item in row)
+
+
+def test_scores_are_sigmoid_of_the_head_logits(trained):
+    dataset, result = trained
+    predictor = Predictor.load(result.model_dir)
+    text = dataset.test.texts[0]
+    row = predictor.predict([text], k=3)[0]
+    encoder, head = predictor.model.encoder, predictor.model.head
+    prepared = encoder.featurize([text], None)
+    with torch.no_grad():
+        emb = encoder(encoder.make_batch(prepared, np.array([0]), torch.device("cpu"))).float()
+        full = emb @ head.dequantized().T
+    logits = full[0, [item["label_id"] for item in row]].double()
+    expected = torch.sigmoid(logits).tolist()
+    assert [item["score"] for item in row] == pytest.approx(expected, rel=1e-3)
+    assert row[0]["label_id"] == int(full[0].argmax())
+
+
+def test_threshold_k_and_bad_inputs(trained):
+    _, result = trained
+    predictor = Predictor.load(result.model_dir)
+    row = predictor.predict(["python3 library"], k=10)[0]
+    cut = row[3]["score"]
+    kept = predictor.predict(["python3 library"], k=10, threshold=cut)[0]
+    assert [i["label_id"] for i in kept] == [i["label_id"] for i in row[:4]]
+    assert predictor.predict([], k=3) == []
+    with pytest.raises(ValueError, match="k must be"):
+        predictor.predict(["x"], k=0)
+    with pytest.raises(ValueError, match="threshold"):
+        predictor.predict(["x"], threshold=2.0)
+
+
+def test_not_a_model_directory(tmp_path):
+    with pytest.raises(ModelLoadError, match="not a model directory"):
+        Predictor.load(tmp_path)

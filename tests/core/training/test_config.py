@@ -1,0 +1,41 @@
+"""TrainConfig: typed sections, unknown keys rejected, JSON round trip, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from elmo_core.errors import ConfigError
+from elmo_core.training import TrainConfig, load_config, parse_config
+
+
+def test_defaults_round_trip_through_json(tmp_path):
+    config = TrainConfig()
+    path = tmp_path / "c.json"
+    path.write_text(config.to_json())
+    assert load_config(path) == config
+    raw = json.loads(config.to_json())
+    assert set(raw) >= {"data", "encoder", "precision", "head", "schedule", "epochs", "eval"}
+    assert raw["precision"] == "fp8" and raw["encoder"]["name"] == "tfidf"
+
+
+def test_unknown_and_invalid_fields_are_named():
+    with pytest.raises(ConfigError, match=r"schedule\.head_lrr"):
+        parse_config({"schedule": {"head_lrr": 1.0}})
+    with pytest.raises(ConfigError, match="precision"):
+        parse_config({"precision": "fp4"})
+    with pytest.raises(ConfigError, match=r"encoder\.name"):
+        parse_config({"encoder": {"name": "bert"}})
+    with pytest.raises(ConfigError, match="epochs"):
+        parse_config({"epochs": 0})
+    assert parse_config({"encoder": {"name": "hf:/models/x"}}).encoder.name == "hf:/models/x"
+
+
+def test_load_config_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"epochs": 3,\n oops}')
+    with pytest.raises(ConfigError, match=r"bad\.json:2"):
+        load_config(bad)
