@@ -32,7 +32,8 @@ Semantics of ``step`` (DESIGN.md section 1), for each chunk of ``chunk_size`` co
 ``step`` returns ``dE`` (B x d, fp32). ``seed`` is the step's 31-bit seed,
 ``rounding.step_seed(head_seed, step_index)``: the same inputs and seed give bit-identical weights
 on the same backend; the two backends agree in distribution (fp32 sums in a different order can
-move a value across a rounding boundary).
+move a value across a rounding boundary; a backend may draw its bits from another counter-based
+hash of ``(i, j, seed)`` if it documents so, as the Triton kernels do by default).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ the chunking or launch shape. Element ``(row, col)`` of a step with seed ``seed`
 where ``fmix32`` is murmur3's finaliser (``x ^= x >> 16; x *= 0x85EBCA6B; x ^= x >> 13;
 x *= 0xC2B2AE35; x ^= x >> 16``, all mod 2^32). ``row`` is the row of the whole weight matrix.
 A head derives each step's ``seed`` from its own seed and step counter with ``step_seed``. The
-Triton kernels (``triton_kernels.py``) implement the same bits and the same rounding. Here the
+Triton kernels (``triton_kernels.py``) implement the same bits and rounding with
+``KernelConfig.reference_bits`` (by default a cheaper hash, equal in distribution). Here the
 arithmetic is on int64 holding uint32 values; products wrap and are masked to their low 32 bits
 (checked against numpy's uint64 in the tests).
 
