@@ -102,7 +102,7 @@ class HeadConfig(_Section):
 class ScheduleConfig(_Section):
     """Learning rates and their warm-up + decay, separately for the encoder and the head."""
 
-    encoder_lr: float = Field(3e-3, gt=0.0)
+    encoder_lr: float = Field(1e-3, gt=0.0)
     head_lr: float = Field(1.0, gt=0.0)
     encoder_weight_decay: float = Field(0.0, ge=0.0)
     warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0)
@@ -143,8 +143,8 @@ class TrainConfig(_Section):
     precision: Precision = "fp8"
     head: HeadConfig = HeadConfig()
     schedule: ScheduleConfig = ScheduleConfig()
-    epochs: int = Field(15, ge=1)
-    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
     seed: int = 0
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
