@@ -134,7 +134,9 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
             return _finish(db, job_id, attempt, "failed", reason, f"failed: {reason}")
 
 
-def _finish(db: str, job_id: str, attempt: int, state: str, reason: str | None, msg: str) -> str:
+def _finish(
+    db: str, job_id: str, attempt: int, state: str, reason: str | None, msg: str
+) -> str | None:
     """Write a terminal state (if this worker still holds the job)."""
     try:
         with session_scope(db) as session:
@@ -143,5 +145,5 @@ def _finish(db: str, job_id: str, attempt: int, state: str, reason: str | None, 
             )
             add_log(session, job_id, msg)
     except LeaseLost:
-        return None  # type: ignore[return-value]
+        return None
     return state

@@ -113,6 +113,16 @@ def test_cancel_running_job(stack: Stack, trained: dict) -> None:
     assert stack.alice.post(f"/v1/jobs/{job_id}/cancel").status_code == 409
 
 
+def test_failing_job_reports_the_reason(stack: Stack, trained: dict) -> None:
+    config = {**TINY, "encoder": {"name": "features", "dim": 16}}
+    r = stack.alice.post(
+        "/v1/jobs", json={"dataset_id": trained["dataset"]["id"], "config": config}
+    )
+    final = wait_job(stack.alice, f"/v1/jobs/{r.json()['id']}")
+    assert final["state"] == "failed" and final["model_id"] is None
+    assert "features" in final["failure_reason"], final["failure_reason"]
+
+
 def test_idempotency_key_and_queued_cancel(stack: Stack, trained: dict) -> None:
     body = {"dataset_id": trained["dataset"]["id"], "config": {**TINY, "epochs": 400}}
     headers = {"Idempotency-Key": "once-" + trained["job"]["id"]}
