@@ -5,6 +5,7 @@ Service modules are imported inside the commands, so `elmo` works without the se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -79,6 +80,7 @@ def serve(
         subprocess.Popen(
             [sys.executable, "-c", launcher, "worker", "--queues", queue, "--loglevel", "WARNING"],
             env=env,
+            start_new_session=True,
         )
         for queue in ("train", "predict")
     ]
@@ -86,17 +88,31 @@ def serve(
         f"elmo: API on http://{host}:{port} (docs /docs), home {settings.home.resolve()}",
         err=True,
     )
+    # uvicorn re-raises SIGTERM after its shutdown: turn it into SystemExit so `finally` runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         _run_api(host, port, log_level)
     finally:
-        for proc in workers:
-            proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in workers:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop_workers(workers, grace_s=15.0)
+
+
+def _stop_workers(workers: list[subprocess.Popen], grace_s: float) -> None:
+    """SIGTERM each worker's process group (a warm shutdown), SIGKILL what is left after grace_s.
+
+    A job cut short stays `running` until the reconciler of the next worker re-queues it
+    (after ELMO_JOB_LEASE_SECONDS); it then resumes from its last checkpoint.
+    """
+    for proc in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in workers:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @keys_app.command("create")

@@ -14,6 +14,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,22 @@ def json_documents(text: str) -> list:
         doc, i = decoder.raw_decode(text, i)
         docs.append(doc)
     return docs
+
+
+def processes_with_env(entry: str, wait_s: float = 30) -> list[int]:
+    """PIDs whose environment holds `entry`, once none are left or after wait_s seconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        pids = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            try:
+                if entry.encode() in environ.read_bytes().split(b"\0"):
+                    pids.append(int(environ.parent.name))
+            except OSError:
+                continue
+        if not pids or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.5)
 
 
 def port_free(port: int) -> bool:
@@ -84,6 +101,7 @@ def test_readme_curl_examples_against_elmo_serve(tmp_path: Path, elmo_cmd: list[
         assert result.returncode == 0, (result.stdout, result.stderr, serve.tail())
     finally:
         serve.stop()
+    assert processes_with_env(f"ELMO_HOME={env['ELMO_HOME']}") == [], "workers outlived elmo serve"
     outputs = json_documents(result.stdout)
     job = next(o for o in outputs if "state" in o)
     assert job["state"] == "succeeded" and job["progress"]["epoch"] == 2
