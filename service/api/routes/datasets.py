@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import select
 
 from service.api.deps import OwnerDep, SessionDep, SettingsDep
+from service.api.links import id_links
 from service.api.problems import Conflict
 from service.core.uploads import ingest_dataset, safe_filename
 from service.crud import get_owned, list_owned
@@ -18,7 +19,23 @@ from service.schemas import DatasetOut
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 
-@router.post("", status_code=201, response_model=DatasetOut, summary="Upload a dataset")
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasetOut,
+    summary="Upload a dataset",
+    responses={
+        201: {
+            "links": id_links(
+                "dataset_id",
+                {
+                    "GetDataset": ("/v1/datasets/{dataset_id}", "get"),
+                    "DeleteDataset": ("/v1/datasets/{dataset_id}", "delete"),
+                },
+            )
+        }
+    },
+)
 def upload_dataset(
     session: SessionDep,
     settings: SettingsDep,

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.api.deps import DispatcherDep, OwnerDep, SessionDep, SettingsDep
+from service.api.links import id_links
 from service.api.problems import Conflict, Unprocessable
 from service.core.planning import plan_for, worker_gpu_for
 from service.core.plots import telemetry_png
@@ -63,7 +64,30 @@ def job_out(job: Job) -> JobOut:
     )
 
 
-@router.post("", status_code=202, response_model=JobOut, summary="Create a training job")
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    summary="Create a training job",
+    responses={
+        202: {
+            "links": id_links(
+                "job_id",
+                {
+                    f"Job{name}": (f"/v1/jobs/{{job_id}}{suffix}", method)
+                    for name, suffix, method in (
+                        ("Get", "", "get"),
+                        ("Metrics", "/metrics", "get"),
+                        ("Telemetry", "/telemetry", "get"),
+                        ("TelemetryPng", "/telemetry.png", "get"),
+                        ("Logs", "/logs", "get"),
+                        ("Cancel", "/cancel", "post"),
+                    )
+                },
+            )
+        }
+    },
+)
 def create_job(
     body: JobCreate,
     session: SessionDep,

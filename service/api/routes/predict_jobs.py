@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from elmo_core.errors import DatasetFormatError
 from service.api.deps import DispatcherDep, OwnerDep, SessionDep, SettingsDep
+from service.api.links import id_links
 from service.api.problems import Conflict, Unprocessable
 from service.core.uploads import UnsupportedUpload, safe_filename, save_stream, scratch_dir
 from service.crud import get_owned, list_owned
@@ -72,6 +73,17 @@ def _parse_line(line: str, name: str, number: int) -> str:
     status_code=202,
     response_model=PredictJobOut,
     summary="Batch inference over an uploaded file",
+    responses={
+        202: {
+            "links": id_links(
+                "job_id",
+                {
+                    "GetPredictJob": ("/v1/predict-jobs/{job_id}", "get"),
+                    "PredictJobResults": ("/v1/predict-jobs/{job_id}/results", "get"),
+                },
+            )
+        }
+    },
 )
 def create_predict_job(
     model_id: str,
