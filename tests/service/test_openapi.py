@@ -21,3 +21,11 @@ def test_links_resolve_to_operations(client: TestClient) -> None:
                     assert set(link["parameters"]) <= params, (path, method)
                     seen += 1
     assert seen == 10
+
+
+def test_huge_offsets_are_422_not_500(client: TestClient, auth) -> None:
+    headers = auth("a")
+    for path in ("/v1/datasets", "/v1/jobs", "/v1/models", "/v1/predict-jobs"):
+        r = client.get(path, headers=headers, params={"offset": 2**70})
+        assert r.status_code == 422, (path, r.text)
+        assert client.get(path, headers=headers, params={"offset": 5}).json() == []

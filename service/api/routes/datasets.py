@@ -91,7 +91,7 @@ def list_datasets(
     session: SessionDep,
     owner: OwnerDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[Dataset]:
     """The caller's datasets, newest first."""
     return list_owned(session, Dataset, owner, limit, offset)

@@ -165,7 +165,7 @@ def list_jobs(
     owner: OwnerDep,
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[JobOut]:
     """The caller's jobs, newest first, optionally only those in `state`."""
     return [job_out(j) for j in list_owned(session, Job, owner, limit, offset, state=state)]

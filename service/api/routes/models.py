@@ -22,7 +22,7 @@ def list_models(
     session: SessionDep,
     owner: OwnerDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[Model]:
     """The caller's models, newest first."""
     return list_owned(session, Model, owner, limit, offset)

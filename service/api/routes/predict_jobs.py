@@ -154,7 +154,7 @@ def list_predict_jobs(
     owner: OwnerDep,
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[PredictJobOut]:
     """The caller's batch inference jobs, newest first."""
     rows = list_owned(session, PredictJob, owner, limit, offset, state=state)
