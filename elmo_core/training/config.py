@@ -38,6 +38,11 @@ class DataConfig(_Section):
         lt=1.0,
         description="Hold out the last fraction of train as a validation split (for tuning).",
     )
+    label_texts_as_points: bool = Field(
+        False,
+        description="Also train on each label's text as a point whose only label is itself "
+        "(text encoders, datasets with label texts): helps labels rare or absent in train.",
+    )
 
 
 class TfidfConfig(_Section):

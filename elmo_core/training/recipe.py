@@ -175,13 +175,14 @@ class Recipe:
         if cfg.eval.every_epoch and self.eval_split is None:
             self.cb.on_log("no test split: evaluation is skipped")
         train = self.train_split
+        self.fit_split = self._with_label_points(train)
         self.encoder = build_encoder(
             cfg.encoder,
             train.texts,
             None if train.features is None else train.features.shape[1],
         )
         self.cb.on_log(f"encoder {cfg.encoder.name}: {self.encoder.dim} dims")
-        self.train_inputs = self.encoder.featurize(train.texts, train.features)
+        self.train_inputs = self.encoder.featurize(self.fit_split.texts, self.fit_split.features)
         self.eval_inputs = (
             None
             if self.eval_split is None
@@ -216,7 +217,7 @@ class Recipe:
         self.propensities = jain_propensities(
             train.labels, cfg.eval.propensity_a, cfg.eval.propensity_b
         )
-        self.steps_per_epoch = math.ceil(train.num_points / cfg.batch_size)
+        self.steps_per_epoch = math.ceil(self.fit_split.num_points / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.memory = MemoryTelemetry(self.device)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -251,6 +252,23 @@ class Recipe:
             weights[:, -1] = 0.0
         self.head.load_weights(weights.to(self.device))
 
+    def _with_label_points(self, train: XMCSplit) -> XMCSplit:
+        """The split the encoder and head are fitted on: train, plus the label texts as points
+        (label l's text labelled l) when `data.label_texts_as_points` is set."""
+        texts = self.dataset.label_texts
+        if not self.config.data.label_texts_as_points:
+            return train
+        if texts is None or train.texts is None:
+            raise ConfigError("data.label_texts_as_points needs raw texts and label texts")
+        num = len(texts)
+        identity = sp.identity(num, dtype=np.float32, format="csr")
+        return XMCSplit(
+            labels=sp.vstack([train.labels, identity], format="csr"),
+            texts=list(train.texts) + list(texts),
+            features=None,
+            filter_pairs=train.filter_pairs,
+        )
+
     # -- the loop ------------------------------------------------------------------------------
 
     def train(self) -> TrainResult:
@@ -266,7 +284,7 @@ class Recipe:
     def _train_epoch(self) -> None:
         cfg = self.config
         epoch = self.pos.epoch
-        order = epoch_order(cfg.seed, epoch, self.train_split.num_points)
+        order = epoch_order(cfg.seed, epoch, self.fit_split.num_points)
         self.memory.start_epoch()
         self.encoder.train()
         started, points = time.time(), 0
@@ -312,7 +330,7 @@ class Recipe:
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.schedule.encoder_lr * factor
         batch = self.encoder.make_batch(self.train_inputs, rows, self.device)
-        pair_rows, pair_cols = batch_pairs(self.train_split.labels, rows)
+        pair_rows, pair_cols = batch_pairs(self.fit_split.labels, rows)
         with self.memory.phase("encoder_forward"):
             embedding = self.encoder(batch)
         detached = embedding.detach().float()
