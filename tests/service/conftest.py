@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,8 +12,6 @@ from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.security import create_api_key
 from service.main import create_app
-
-MINI = Path(__file__).resolve().parents[2] / "examples" / "debian-deps-mini"
 
 
 @pytest.fixture
@@ -41,19 +37,3 @@ def auth(settings: Settings, client: TestClient) -> Callable[[str], dict[str, st
         return {"Authorization": f"Bearer {token}"}
 
     return make
-
-
-def tar_gz(files: dict[str, bytes], prefix: str = "") -> bytes:
-    """An in-memory .tar.gz of `files` (name -> content), names prefixed with `prefix`."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, payload in files.items():
-            info = tarfile.TarInfo(prefix + name)
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    return buffer.getvalue()
-
-
-def mini_files() -> dict[str, bytes]:
-    """The files of examples/debian-deps-mini."""
-    return {p.name: p.read_bytes() for p in sorted(MINI.iterdir())}

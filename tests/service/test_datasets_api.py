@@ -6,8 +6,8 @@ import io
 import json
 import zipfile
 
-from conftest import mini_files, tar_gz
 from fastapi.testclient import TestClient
+from upload_helpers import mini_files, tar_gz
 
 from service.core.config import Settings
 from service.main import create_app
