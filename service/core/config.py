@@ -19,7 +19,7 @@ MIB = 1024**2
 class Settings(BaseSettings):
     """Every knob of the API and the workers; see docs/service.md for the table."""
 
-    model_config = SettingsConfigDict(env_prefix="ELMO_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ELMO_", extra="ignore", env_parse_none_str="none")
 
     home: Path = Field(default=Path(".elmo"), description="Where embedded defaults live.")
     database_url: str | None = Field(
@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     worker_gpu_memory_gib: float | None = Field(
         default=80.0,
         description="GPU memory of a training worker; jobs whose plan exceeds it are rejected. "
-        "Empty to disable the check.",
+        "`none` disables the check.",
     )
     job_lease_seconds: float = Field(
         default=120.0, description="A running job whose heartbeat is older is re-queued."
