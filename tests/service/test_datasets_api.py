@@ -101,3 +101,12 @@ def test_requests_without_a_valid_key_are_401(client: TestClient) -> None:
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
     r = client.get("/v1/datasets", headers={"Authorization": "Bearer elmo_nope"})
     assert r.status_code == 401 and "unknown" in r.json()["detail"]
+
+
+def test_declared_oversize_body_is_refused_before_reading(tmp_path) -> None:
+    settings = Settings(home=tmp_path / "h", max_upload_bytes=1000)
+    with TestClient(create_app(settings)) as client:
+        big = b"x" * (2 << 20)
+        r = client.post("/v1/datasets", files={"file": ("d.jsonl", big)})
+        assert r.status_code == 413  # before authentication: the body is never parsed
+        assert "exceeds the limit" in r.json()["detail"]
