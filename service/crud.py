@@ -7,7 +7,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.api.problems import NotFound
+from service.errors import NotFound
 from service.models import Dataset, Job, Model, PredictJob
 
 T = TypeVar("T", Dataset, Job, Model, PredictJob)

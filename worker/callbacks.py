@@ -15,12 +15,12 @@ PROGRESS_EVERY_S = 0.5
 CANCEL_POLL_S = 1.0
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Plain JSON values (NaN/Inf become None; numpy scalars become floats/ints)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, bool | str) or value is None:
         return value
     if isinstance(value, int):
@@ -60,7 +60,7 @@ class DBCallbacks(TrainerCallbacks):
         if t - self._last_progress < PROGRESS_EVERY_S and not last_step:
             return
         self._last_progress = t
-        progress = _jsonable(
+        progress = jsonable(
             {
                 "epoch": p.epoch,
                 "epochs": self.epochs,
@@ -82,7 +82,7 @@ class DBCallbacks(TrainerCallbacks):
 
     def on_metrics(self, epoch: int, metrics: dict[str, float]) -> None:
         """Append to the metrics history and set the latest metrics."""
-        clean = _jsonable(metrics)
+        clean = jsonable(metrics)
         with session_scope(self.db_url) as session:
             fenced_update(session, Job, self.job_id, self.attempt, latest_metrics=clean)
             session.add(JobMetric(job_id=self.job_id, epoch=int(epoch), metrics=clean))
@@ -91,7 +91,7 @@ class DBCallbacks(TrainerCallbacks):
         """Append a telemetry record (memory per phase, throughput)."""
         with session_scope(self.db_url) as session:
             fenced_update(session, Job, self.job_id, self.attempt, heartbeat_at=now())
-            session.add(JobTelemetry(job_id=self.job_id, record=_jsonable(record)))
+            session.add(JobTelemetry(job_id=self.job_id, record=jsonable(record)))
 
     def on_log(self, message: str) -> None:
         """Append a log line."""

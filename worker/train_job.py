@@ -16,7 +16,7 @@ from pathlib import Path
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.models import Dataset, Job, Model, new_id
-from worker.callbacks import DBCallbacks, _jsonable
+from worker.callbacks import DBCallbacks, jsonable
 from worker.lease import Heartbeat, LeaseLost, add_log, claim, fenced_update, now
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
             model_dir = settings.effective_artifacts_dir / "models" / model_id
             model_dir.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(result.model_dir), str(model_dir))
-            metrics = _jsonable(result.best_metrics or result.last_metrics or {})
+            metrics = jsonable(result.best_metrics or result.last_metrics or {})
             with session_scope(db) as session:
                 fenced_update(
                     session,
@@ -112,8 +112,8 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
                         config=config.model_dump(mode="json"),
                         metrics={
                             "best_epoch": result.best_epoch,
-                            "best": _jsonable(result.best_metrics),
-                            "last": _jsonable(result.last_metrics),
+                            "best": jsonable(result.best_metrics),
+                            "last": jsonable(result.last_metrics),
                         },
                         num_labels=dataset_obj.num_labels,
                         precision=config.precision,

@@ -9,11 +9,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from service.api.problems import Unauthorized
 from service.core.config import Settings
 from service.core.db import get_sessionmaker
 from service.core.security import lookup_key
 from service.dispatch import Dispatcher
+from service.errors import Unauthorized
 from service.models import ApiKey
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `elmo keys create`.")

@@ -7,6 +7,7 @@ validation and the service's own errors all map here; routes just raise.
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,52 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from elmo_core.errors import ConfigError, DatasetFormatError
 from service.core.archive import ArchiveTooLargeError, UnsafeArchiveError
+from service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
-
-
-class ServiceError(Exception):
-    """Base of the service's own errors: an HTTP status, a slug, a detail and extra fields."""
-
-    status = 500
-    slug = "internal"
-    title = "Internal error"
-
-    def __init__(self, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.extra = extra
-
-
-class NotFound(ServiceError):
-    """A resource does not exist or belongs to another owner (indistinguishable on purpose)."""
-
-    status, slug, title = 404, "not-found", "Not found"
-
-
-class Unauthorized(ServiceError):
-    """No or an unknown API key."""
-
-    status, slug, title = 401, "unauthorized", "Unauthorized"
-
-
-class Conflict(ServiceError):
-    """The request conflicts with the resource's state (e.g. cancel a finished job)."""
-
-    status, slug, title = 409, "conflict", "Conflict"
-
-
-class PayloadTooLarge(ServiceError):
-    """A body, upload or batch is larger than a configured limit."""
-
-    status, slug, title = 413, "too-large", "Payload too large"
-
-
-class Unprocessable(ServiceError):
-    """The request is well-formed but cannot be done (e.g. the job does not fit the GPU)."""
-
-    status, slug, title = 422, "unprocessable", "Unprocessable request"
 
 
 def problem(
@@ -144,8 +103,6 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def _title(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:

@@ -8,18 +8,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from elmo_core.errors import DatasetFormatError
-from service.api.problems import PayloadTooLarge, ServiceError
 from service.core.archive import ArchiveLimits, archive_kind, dataset_root, extract_archive
 from service.core.config import Settings
+from service.errors import PayloadTooLarge, UnsupportedUpload
 
 SINGLE_FILE_SUFFIXES = (".jsonl", ".json", ".txt")
 CHUNK = 1 << 20
-
-
-class UnsupportedUpload(ServiceError):
-    """The uploaded file type is not one the service reads."""
-
-    status, slug, title = 415, "unsupported-media-type", "Unsupported upload"
 
 
 def safe_filename(name: str | None, default: str) -> str:

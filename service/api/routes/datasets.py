@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from service.api.deps import OwnerDep, SessionDep, SettingsDep
 from service.api.links import id_links
-from service.api.problems import Conflict
 from service.core.uploads import ingest_dataset, safe_filename
 from service.crud import get_owned, list_owned
+from service.errors import Conflict
 from service.models import Dataset, Job, new_id
 from service.schemas import DatasetOut
 

@@ -7,17 +7,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
 from service.api.deps import DispatcherDep, SessionDep
-from service.api.problems import ServiceError
+from service.errors import NotReady
 from service.models import Job, PredictJob
 
 router = APIRouter(tags=["health"])
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-
-
-class NotReady(ServiceError):
-    """A dependency of the API is unreachable."""
-
-    status, slug, title = 503, "not-ready", "Service not ready"
 
 
 @router.get("/healthz", summary="Liveness: the process serves HTTP")

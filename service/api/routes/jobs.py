@@ -11,10 +11,10 @@ from sqlalchemy.exc import IntegrityError
 
 from service.api.deps import DispatcherDep, OwnerDep, SessionDep, SettingsDep
 from service.api.links import id_links
-from service.api.problems import Conflict, Unprocessable
 from service.core.planning import plan_for, worker_gpu_for
 from service.core.plots import telemetry_png
 from service.crud import get_owned, list_owned
+from service.errors import Conflict, Unprocessable
 from service.models import Dataset, Job, JobLog, JobMetric, JobTelemetry, new_id, utcnow
 from service.schemas import (
     TERMINAL_STATES,

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from service.api.deps import OwnerDep, SessionDep, SettingsDep
-from service.api.problems import PayloadTooLarge, Unprocessable
 from service.crud import get_owned, list_owned
+from service.errors import PayloadTooLarge, Unprocessable
 from service.models import Model
 from service.schemas import ModelOut, PredictRequest, PredictResponse
 

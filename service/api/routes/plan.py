@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from service.api.deps import OwnerDep, SessionDep, SettingsDep
-from service.api.problems import Unprocessable
 from service.core.planning import plan_for
 from service.crud import get_owned
+from service.errors import Unprocessable
 from service.models import Dataset
 from service.schemas import PlanOut, PlanRequest
 

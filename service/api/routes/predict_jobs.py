@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from elmo_core.errors import DatasetFormatError
 from service.api.deps import DispatcherDep, OwnerDep, SessionDep, SettingsDep
 from service.api.links import id_links
-from service.api.problems import Conflict, Unprocessable
-from service.core.uploads import UnsupportedUpload, safe_filename, save_stream, scratch_dir
+from service.core.uploads import safe_filename, save_stream, scratch_dir
 from service.crud import get_owned, list_owned
+from service.errors import Conflict, Unprocessable, UnsupportedUpload
 from service.models import Model, PredictJob, new_id, utcnow
 from service.schemas import JobState, PredictJobOut
 

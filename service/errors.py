@@ -1,0 +1,61 @@
+"""The service's own error types. Each carries its HTTP status; `service.api.problems` turns
+them (and the library's typed errors) into problem+json responses in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """Base of the service's own errors: an HTTP status, a slug, a detail and extra fields."""
+
+    status = 500
+    slug = "internal"
+    title = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(ServiceError):
+    """A resource does not exist or belongs to another owner (indistinguishable on purpose)."""
+
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Unauthorized(ServiceError):
+    """No or an unknown API key."""
+
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+
+class Conflict(ServiceError):
+    """The request conflicts with the resource's state (e.g. cancel a finished job)."""
+
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    """A body, upload or batch is larger than a configured limit."""
+
+    status, slug, title = 413, "too-large", "Payload too large"
+
+
+class UnsupportedUpload(ServiceError):
+    """The uploaded file type is not one the service reads."""
+
+    status, slug, title = 415, "unsupported-media-type", "Unsupported upload"
+
+
+class Unprocessable(ServiceError):
+    """The request is well-formed but cannot be done (e.g. the job does not fit the GPU)."""
+
+    status, slug, title = 422, "unprocessable", "Unprocessable request"
+
+
+class NotReady(ServiceError):
+    """A dependency of the API (database, broker) is unreachable."""
+
+    status, slug, title = 503, "not-ready", "Service not ready"
