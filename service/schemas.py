@@ -67,6 +67,8 @@ class JobOut(BaseModel):
     failure_reason: str | None
     cancel_requested: bool
     attempt: int
+    worker: str | None
+    heartbeat_at: datetime | None
     memory_plan: dict[str, Any] | None
     model_id: str | None
     config: dict[str, Any]

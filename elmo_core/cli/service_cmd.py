@@ -85,7 +85,8 @@ def serve(
         for queue in ("train", "predict")
     ]
     typer.echo(
-        f"elmo: API on http://{host}:{port} (docs /docs), home {settings.home.resolve()}",
+        f"elmo: API on http://{host}:{port} (docs /docs), home {settings.home.resolve()}; "
+        "create a key with `elmo keys create --name NAME` (same ELMO_HOME)",
         err=True,
     )
     # uvicorn re-raises SIGTERM after its shutdown: turn it into SystemExit so `finally` runs.

@@ -55,6 +55,8 @@ def job_out(job: Job) -> JobOut:
         failure_reason=job.failure_reason,
         cancel_requested=job.cancel_requested,
         attempt=job.attempt,
+        worker=job.worker,
+        heartbeat_at=job.heartbeat_at,
         memory_plan=job.memory_plan,
         model_id=job.model_id,
         config=job.config,
