@@ -7,6 +7,12 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from service.core.config import Settings
+from service.core.db import session_scope
+from service.core.security import create_api_key
+from service.main import create_app
+from service.models import Job
+
 TINY = {"device": "cpu", "epochs": 1, "encoder": {"dim": 16}}
 
 
@@ -119,3 +125,18 @@ def test_health_metrics_and_problems(client: TestClient, dataset) -> None:
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
     assert client.get("/openapi.json").json()["info"]["title"] == "elmo"
     assert client.get("/docs").status_code == 200
+
+
+def test_broker_down_job_is_kept_for_the_reconciler(tmp_path) -> None:
+    settings = Settings(home=tmp_path / "h", broker_url="redis://127.0.0.1:1/0")  # nothing there
+    with TestClient(create_app(settings)) as down:
+        with session_scope(settings.effective_database_url) as session:
+            _, token = create_api_key(session, "alice")
+        headers = {"Authorization": f"Bearer {token}"}
+        body = b'{"text": "a", "labels": ["x"]}\n{"text": "b", "labels": ["y"]}\n'
+        ds = down.post("/v1/datasets", headers=headers, files={"file": ("d.jsonl", body)}).json()
+        r = down.post("/v1/jobs", headers=headers, json={"dataset_id": ds["id"], "config": TINY})
+        assert r.status_code == 202 and r.json()["state"] == "queued"
+        assert down.get("/readyz").json()["checks"]["broker"].startswith("error")
+        with session_scope(settings.effective_database_url) as session:
+            assert session.get(Job, r.json()["id"]).enqueued_at is None  # resent at the next pass

@@ -140,6 +140,8 @@ def create_job(
         dispatcher.send_train(job.id)
     except Exception:
         log.exception("broker unreachable; the reconciler will send job %s later", job.id)
+        session.execute(update(Job).where(Job.id == job.id).values(enqueued_at=None))
+        session.commit()
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job_out(job)
 

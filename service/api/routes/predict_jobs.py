@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +22,7 @@ from service.errors import Conflict, Unprocessable, UnsupportedUpload
 from service.models import Model, PredictJob, new_id, utcnow
 from service.schemas import JobState, PredictJobOut
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["predict-jobs"])
 
 
@@ -143,7 +145,12 @@ def create_predict_job(
         session.rollback()
         shutil.rmtree(folder, ignore_errors=True)
         raise Conflict("this Idempotency-Key is being used by a concurrent request") from None
-    dispatcher.send_predict(job.id)
+    try:
+        dispatcher.send_predict(job.id)
+    except Exception:
+        log.exception("broker unreachable; the reconciler will send job %s later", job.id)
+        job.enqueued_at = None
+        session.commit()
     response.headers["Location"] = f"/v1/predict-jobs/{job.id}"
     return predict_job_out(job)
 
