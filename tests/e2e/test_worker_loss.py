@@ -26,7 +26,7 @@ def test_killed_worker_job_resumes_from_checkpoint(
         "ELMO_DATABASE_URL": f"sqlite:///{tmp_path / 'elmo.db'}",
         "ELMO_BROKER_URL": REDIS_URL,
         "ELMO_QUEUE_PREFIX": f"e2e-loss-{uuid.uuid4().hex[:8]}-",
-        "ELMO_JOB_LEASE_SECONDS": "4",
+        "ELMO_JOB_LEASE_SECONDS": "8",
         "ELMO_RECONCILE_INTERVAL_SECONDS": "1",
     }
     api = Proc([*elmo_cmd, "api", "--port", str(port)], env, tmp_path / "api.log")
