@@ -17,6 +17,7 @@ from service.core.config import Settings
 from service.core.db import session_scope
 from service.models import Dataset, Job, Model, new_id
 from worker.callbacks import DBCallbacks, jsonable
+from worker.failures import describe_failure
 from worker.lease import Heartbeat, LeaseLost, add_log, claim, fenced_update, now
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
     with session_scope(db) as session:
         job = session.get(Job, job_id)
         dataset = session.get(Dataset, job.dataset_id)
-        config_raw, owner, name = job.config, job.owner, job.name
+        config_raw, owner, name, plan = job.config, job.owner, job.name, job.memory_plan
         dataset_path = dataset.path if dataset is not None else None
         dataset_id = job.dataset_id
     out_dir = run_dir(settings, job_id)
@@ -130,7 +131,7 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
             return _finish(db, job_id, attempt, "cancelled", None, f"cancelled: {exc}")
         except Exception as exc:
             log.exception("job %s failed", job_id)
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = describe_failure(exc, plan)
             return _finish(db, job_id, attempt, "failed", reason, f"failed: {reason}")
 
 
