@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,3 +115,20 @@ def test_other_precisions_train(mini_dataset, tmp_path, precision, small_config)
     assert result.last_metrics["P@1"] >= 0.0
     config = json.loads((result.model_dir / "config.json").read_text())
     assert config["head"]["precision"] == precision
+
+
+def test_features_encoder_trains_on_a_bow_dataset(tmp_path, small_config):
+    from elmo_core.data import load_dataset
+
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "bow-tiny"
+    dataset = load_dataset(fixture, empty_rows="keep")
+    config = small_config(
+        encoder={"name": "features", "dim": 8},
+        batch_size=2,
+        data={"max_train_points": None, "max_test_points": None},
+    )
+    result = train(config, dataset, tmp_path)
+    meta = json.loads((result.model_dir / "config.json").read_text())
+    assert meta["encoder"] == {"kind": "sparse", "num_features": 6, "dim": 8}
+    assert result.steps == 2 * 2
+    assert set(result.last_metrics) >= {"P@1", "PSP@1"}
