@@ -29,7 +29,6 @@ from elmo_core.data import XMCDataset, XMCSplit
 from elmo_core.encoders import build_encoder, cast_encoder, enable_float8
 from elmo_core.errors import ConfigError
 from elmo_core.head import XMCHead
-from elmo_core.inference.artifact import save_model
 from elmo_core.inference.topk import predict_topk
 from elmo_core.metrics import evaluate, jain_propensities
 from elmo_core.training.callbacks import Progress, TrainerCallbacks, TrainingCancelled, TrainResult
@@ -431,6 +430,10 @@ class Recipe:
         }
 
     def _save_model(self, directory: Path, metrics: dict[str, float] | None) -> Path:
+        # Imported here: elmo_core.inference imports elmo_core.training (for TrainConfig), so a
+        # module-level import would make `import elmo_core.inference` first a circular import.
+        from elmo_core.inference.artifact import save_model
+
         return save_model(
             directory,
             config=self.config,

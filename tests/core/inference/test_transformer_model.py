@@ -1,0 +1,56 @@
+"""A tiny local BERT (`hf:PATH`) trained through the recipe, saved and reloaded for prediction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from elmo_core.data import load_dataset  # noqa: E402
+from elmo_core.inference import Predictor  # noqa: E402
+from elmo_core.training import TrainConfig, train  # noqa: E402
+
+MINI = Path(__file__).resolve().parents[3] / "examples" / "debian-deps-mini"
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "python", "perl", "library", "data", "gtk"]
+
+
+def test_hf_encoder_trains_saves_and_predicts(tmp_path):
+    model_dir = tmp_path / "tiny-bert"
+    model_dir.mkdir()
+    (model_dir / "vocab.txt").write_text("\n".join(WORDS) + "\n", encoding="utf-8")
+    transformers.BertTokenizerFast(vocab_file=str(model_dir / "vocab.txt")).save_pretrained(
+        str(model_dir)
+    )
+    config = transformers.BertConfig(
+        vocab_size=len(WORDS),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(str(model_dir))
+    run_config = TrainConfig.model_validate(
+        {
+            "encoder": {"name": f"hf:{model_dir}", "max_length": 32},
+            "precision": "bf16",
+            "epochs": 1,
+            "batch_size": 40,
+            "data": {"max_train_points": 80, "max_test_points": 20},
+            "device": "cpu",
+        }
+    )
+    dataset = load_dataset(MINI, empty_rows="keep")
+    result = train(run_config, dataset, tmp_path / "run")
+    assert (result.model_dir / "encoder" / "tokenizer.json").exists()
+    assert not list(result.model_dir.rglob("*.bin")) and not list(result.model_dir.rglob("*.pt"))
+    predictor = Predictor.load(result.model_dir)
+    assert predictor.model.encoder.dim == 17
+    texts = ["python library", "perl data"]
+    first = predictor.predict(texts, k=4)
+    again = Predictor.load(result.model_dir).predict(texts, k=4)
+    assert first == again and len(first[0]) == 4
