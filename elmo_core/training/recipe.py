@@ -154,7 +154,7 @@ class Recipe:
         self.out_dir = out_dir
         self.cb = callbacks
         self.ckpt_dir = out_dir / "checkpoints"
-        self.best_dir = self.ckpt_dir / "best-model"
+        self.best_dir = out_dir / "model-best"
         self.pos = _Position()
         self.history: list[dict] = []
         self.telemetry: dict = {"static": None, "epochs": []}
@@ -224,8 +224,9 @@ class Recipe:
             self._load_checkpoint()
         else:
             self._init_head_from_label_texts()
-            if self.ckpt_dir.exists():
-                shutil.rmtree(self.ckpt_dir)
+            for stale in (self.ckpt_dir, self.best_dir):
+                if stale.exists():
+                    shutil.rmtree(stale)
             write_json_atomic(self.out_dir / RUN_CONFIG, cfg.model_dump(mode="json"))
 
     def _init_head_from_label_texts(self) -> None:
