@@ -15,3 +15,9 @@ lint:
 format:
 	ruff check --fix .
 	ruff format .
+
+demo:  ## start `elmo serve`, train on examples/debian-deps-mini over REST, print predictions
+	$(PYTHON) examples/demo.py
+
+bench:  ## head step benchmark on the current device (CPU: small sizes)
+	$(PYTHON) -m elmo_core.cli.main bench head --labels 50000 --dim 256 --batch 128 --precision fp8 --steps 3 --json
