@@ -28,3 +28,7 @@ app.command("predict")(train_cmd.predict)
 def main() -> None:
     """Run the `elmo` command line."""
     app()
+
+
+if __name__ == "__main__":
+    main()
