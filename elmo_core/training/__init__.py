@@ -5,6 +5,7 @@ from elmo_core.training.callbacks import (
     Progress,
     TrainerCallbacks,
     TrainingCancelled,
+    TrainingDiverged,
     TrainResult,
 )
 from elmo_core.training.checkpoint import CheckpointError
@@ -21,6 +22,7 @@ __all__ = [
     "TrainResult",
     "TrainerCallbacks",
     "TrainingCancelled",
+    "TrainingDiverged",
     "load_config",
     "parse_config",
     "plan_memory",

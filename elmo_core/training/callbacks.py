@@ -25,6 +25,15 @@ class TrainingCancelled(ElmoError):
         )
 
 
+class TrainingDiverged(ElmoError):
+    """A non-finite (NaN/Inf) loss or weight appeared; names which and where. No checkpoint of
+    the diverged state is written, so the last checkpoint holds finite weights."""
+
+    def __init__(self, what: str, epoch: int, step: int) -> None:
+        self.what, self.epoch, self.step = what, epoch, step
+        super().__init__(f"training diverged: {what} at epoch {epoch}, step {step}")
+
+
 @dataclass
 class Progress:
     """Where a run is: 1-based epoch, global step (0-based count of finished steps), throughput."""

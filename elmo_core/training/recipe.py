@@ -31,7 +31,13 @@ from elmo_core.errors import ConfigError
 from elmo_core.head import XMCHead
 from elmo_core.inference.topk import predict_topk
 from elmo_core.metrics import evaluate, jain_propensities
-from elmo_core.training.callbacks import Progress, TrainerCallbacks, TrainingCancelled, TrainResult
+from elmo_core.training.callbacks import (
+    Progress,
+    TrainerCallbacks,
+    TrainingCancelled,
+    TrainingDiverged,
+    TrainResult,
+)
 from elmo_core.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -337,6 +343,10 @@ class Recipe:
         loss = None
         if self.pos.global_step % cfg.log_every == 0:
             loss = self.head.loss(detached, pair_rows, pair_cols)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"non-finite loss {loss}", self.pos.epoch + 1, self.pos.global_step
+                )
         with self.memory.phase("head_step"):
             grad = self.head.step(detached, pair_rows, pair_cols, cfg.schedule.head_lr * factor)
         with self.memory.phase("encoder_backward"):
@@ -351,9 +361,23 @@ class Recipe:
             self.cb.on_telemetry(self.telemetry["static"])
         return loss
 
+    def _check_finite(self) -> None:
+        """Raise `TrainingDiverged` naming the first encoder or head tensor with a NaN/Inf."""
+        tensors = [(f"encoder.{n}", t) for n, t in self.encoder.named_parameters()]
+        tensors += [(f"head.{n}", t) for n, t in self.head.state_dict().items()]
+        for name, tensor in tensors:
+            if not tensor.is_floating_point():
+                continue
+            chunks = tensor.detach().reshape(-1).split(1 << 24)  # bounded fp32 copies (fp8 too)
+            if not all(bool(torch.isfinite(chunk.float()).all()) for chunk in chunks):
+                raise TrainingDiverged(
+                    f"non-finite values in weight {name}", self.pos.epoch + 1, self.pos.global_step
+                )
+
     def _end_epoch(self) -> None:
         cfg = self.config
         epoch = self.pos.epoch + 1
+        self._check_finite()
         record = self.memory.epoch_record(epoch, self.pos.global_step)
         self.telemetry["epochs"].append(record)
         self.cb.on_telemetry(record)
@@ -405,7 +429,10 @@ class Recipe:
         model_dir = self.out_dir / "model"
         if model_dir.exists():
             shutil.rmtree(model_dir)
-        if self.best is not None and self.best_dir.exists():
+        # The best epoch becomes the model only when it was chosen on a validation slice of train:
+        # picking it by the test split would report test metrics tuned on that split.
+        chosen_on_validation = self.config.eval.split == "validation"
+        if chosen_on_validation and self.best is not None and self.best_dir.exists():
             shutil.copytree(self.best_dir, model_dir)
         else:
             shutil.copytree(last_dir, model_dir)
