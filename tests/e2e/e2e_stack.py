@@ -147,3 +147,24 @@ def wait_job(client: httpx.Client, path: str, until: tuple[str, ...] = TERMINAL,
             return body
         time.sleep(0.5)
     raise TimeoutError(f"{path} still {body.get('state')} after {timeout}s: {body}")
+
+
+def start_redis(port: int, log: Path, timeout: float = 20) -> Proc:
+    """A private, empty, non-persistent `redis-server` on 127.0.0.1:port (never the shared one)."""
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+    argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+    proc = Proc(argv, dict(os.environ), log)
+    deadline = time.monotonic() + timeout
+    while not reachable("127.0.0.1", port):
+        if proc.popen.poll() is not None or time.monotonic() > deadline:
+            proc.stop()
+            raise RuntimeError(f"redis-server on port {port} did not start:\n{proc.tail()}")
+        time.sleep(0.1)
+    return proc
+
+
+def job_logs(client: httpx.Client, job_id: str) -> list[str]:
+    """The messages of GET /v1/jobs/{id}/logs, oldest first."""
+    response = client.get(f"/v1/jobs/{job_id}/logs")
+    assert response.status_code == 200, response.text
+    return [line["message"] for line in response.json()]
