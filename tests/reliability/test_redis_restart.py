@@ -2,7 +2,7 @@
 is the source of truth, so the reconciler re-sends the jobs whose messages vanished; the running
 job carries on (its heartbeat goes to the database); every job succeeds, and each ran exactly once
 (one claimed attempt, one start, one success, never re-queued) although two workers compete and
-duplicate messages exist.
+duplicate messages exist. A job submitted while Redis is down is accepted and runs too.
 
 A private `redis-server` on a free port is used; the machine's Redis is never touched.
 """
@@ -79,6 +79,11 @@ def test_jobs_survive_a_redis_restart(tmp_path: Path, elmo_cmd: list[str]) -> No
         redis.popen.wait()
         redis.stop()
         assert client.get("/readyz").status_code == 503  # the API sees the broker down
+        # A job submitted while the broker is down is still accepted: the database row is the job.
+        config = {**TINY, "epochs": 2, "seed": 99}
+        response = client.post("/v1/jobs", json={"dataset_id": dataset["id"], "config": config})
+        assert response.status_code == 202 and response.json()["state"] == "queued", response.text
+        jobs.append(response.json()["id"])
         redis = start_redis(redis_port, tmp_path / "redis2.log")  # same port, empty
         workers.append(_worker(elmo_cmd, env, tmp_path, "w2"))
 
