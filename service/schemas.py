@@ -163,7 +163,10 @@ class PlanRequest(BaseModel):
     num_labels: int | None = Field(default=None, ge=1)
     num_features: int | None = Field(default=None, ge=1)
     gpu_memory_gib: float | None = Field(
-        default=None, gt=0, description="GPU to check against; default the worker's setting."
+        default=None,
+        gt=0,
+        le=1e6,
+        description="GPU to check against (GiB, at most 1e6); default the worker's setting.",
     )
 
 

@@ -414,12 +414,6 @@ def test_corpus_is_large_enough() -> None:
     assert len(CASES) >= 15 and len({c[0] for c in CASES}) == len(CASES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by the seeded schemathesis run (docs/reliability.md): POST /v1/plan with "
-    "gpu_memory_gib=8e307 overflows int(gpu_memory_gib * GIB) in service/core/planning.py -> 500; "
-    "fix: bound PlanRequest.gpu_memory_gib (e.g. le=1e6) so it is a 422",
-)
 def test_plan_with_an_absurd_gpu_size_is_a_4xx(ctx: Ctx) -> None:
     body = {"dataset_id": ctx.dataset["id"], "config": TINY, "gpu_memory_gib": 8.0e307}
     response = ctx.client.post("/v1/plan", headers=ctx.headers, json=body)
