@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,11 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+LimitQuery = Annotated[int, Query(ge=1, le=1000)]
+"""Page size of the list routes."""
+OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000_000)]
+"""Rows the list routes skip; bounded, since an unbounded offset overflows on SQLite."""
 
 
 def get_current_key(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import shutil
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 from sqlalchemy import select
 
-from service.api.deps import OwnerDep, SessionDep, SettingsDep
+from service.api.deps import LimitQuery, OffsetQuery, OwnerDep, SessionDep, SettingsDep
 from service.api.links import id_links
 from service.core.uploads import ingest_dataset, safe_filename
 from service.crud import get_owned, list_owned
@@ -90,8 +90,8 @@ def _default_name(filename: str | None, fallback: str) -> str:
 def list_datasets(
     session: SessionDep,
     owner: OwnerDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    limit: LimitQuery = 100,
+    offset: OffsetQuery = 0,
 ) -> list[Dataset]:
     """The caller's datasets, newest first."""
     return list_owned(session, Dataset, owner, limit, offset)

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from service.api.deps import DispatcherDep, OwnerDep, SessionDep, SettingsDep
+from service.api.deps import (
+    DispatcherDep,
+    LimitQuery,
+    OffsetQuery,
+    OwnerDep,
+    SessionDep,
+    SettingsDep,
+)
 from service.api.links import id_links
 from service.core.planning import plan_for, worker_gpu_for
 from service.core.plots import telemetry_png
@@ -168,8 +175,8 @@ def list_jobs(
     session: SessionDep,
     owner: OwnerDep,
     state: JobState | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    limit: LimitQuery = 100,
+    offset: OffsetQuery = 0,
 ) -> list[JobOut]:
     """The caller's jobs, newest first, optionally only those in `state`."""
     return [job_out(j) for j in list_owned(session, Job, owner, limit, offset, state=state)]

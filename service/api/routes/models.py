@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from service.api.deps import OwnerDep, SessionDep, SettingsDep
+from service.api.deps import LimitQuery, OffsetQuery, OwnerDep, SessionDep, SettingsDep
 from service.crud import get_owned, list_owned
 from service.errors import PayloadTooLarge, Unprocessable
 from service.models import Model
@@ -21,8 +20,8 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 def list_models(
     session: SessionDep,
     owner: OwnerDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    limit: LimitQuery = 100,
+    offset: OffsetQuery = 0,
 ) -> list[Model]:
     """The caller's models, newest first."""
     return list_owned(session, Model, owner, limit, offset)

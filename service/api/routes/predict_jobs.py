@@ -8,13 +8,20 @@ import shutil
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Response, UploadFile
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from elmo_core.errors import DatasetFormatError
-from service.api.deps import DispatcherDep, OwnerDep, SessionDep, SettingsDep
+from service.api.deps import (
+    DispatcherDep,
+    LimitQuery,
+    OffsetQuery,
+    OwnerDep,
+    SessionDep,
+    SettingsDep,
+)
 from service.api.links import id_links
 from service.core.uploads import safe_filename, save_stream, scratch_dir
 from service.crud import get_owned, list_owned
@@ -160,8 +167,8 @@ def list_predict_jobs(
     session: SessionDep,
     owner: OwnerDep,
     state: JobState | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    limit: LimitQuery = 100,
+    offset: OffsetQuery = 0,
 ) -> list[PredictJobOut]:
     """The caller's batch inference jobs, newest first."""
     rows = list_owned(session, PredictJob, owner, limit, offset, state=state)
