@@ -184,7 +184,6 @@ def eval_model(
     """Evaluate a model on a dataset's test split (P/nDCG/PSP/R@k, filter pairs removed)."""
     from elmo_core.data import load_dataset
     from elmo_core.inference import Predictor
-    from elmo_core.inference.topk import predict_topk
     from elmo_core.metrics import evaluate, jain_propensities
     from elmo_core.training.recipe import max_filters_per_row
 
@@ -197,18 +196,8 @@ def eval_model(
         if dataset.num_labels != predictor.num_labels:
             raise _fail(f"{data} has {dataset.num_labels} labels, the model {predictor.num_labels}")
         test = dataset.test
-        encoder = predictor.model.encoder
-        prepared = encoder.featurize(test.texts, test.features)
         extra = max_filters_per_row(test.filter_pairs, test.num_points)
-        _, ids = predict_topk(
-            encoder,
-            predictor.model.head,
-            prepared,
-            test.num_points,
-            max(config.eval.ks) + extra,
-            config.eval.batch_size,
-            predictor.device,
-        )
+        _, ids = predictor.rank(test.texts, test.features, max(config.eval.ks) + extra)
         propensities = jain_propensities(
             dataset.train.labels, config.eval.propensity_a, config.eval.propensity_b
         )
@@ -230,10 +219,10 @@ def predict(
     model: Path = typer.Option(..., "--model", help="Model directory."),
     text: list[str] = typer.Option(..., "--text", help="Input text (repeat for several)."),
     k: int = typer.Option(10, "-k", "--k", min=1, help="Labels per text."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Minimum sigmoid score."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Minimum score (0-1)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Predict the top-k labels (ids, texts, sigmoid scores) of one or more texts."""
+    """Predict the top-k labels (ids, texts, scores in [0, 1]) of one or more texts."""
     from elmo_core.inference import Predictor
 
     try:

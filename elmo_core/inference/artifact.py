@@ -5,6 +5,8 @@
                         plus scale, step, Kahan buffer, permutation)
     label_texts.json    list of label texts (line i = label id i), or null
     tfidf.json          TF-IDF vocabulary and idf (sparse text encoder)
+    fusion.json         score fusion: weights and the text priors' settings and vocabularies
+    fusion.safetensors  the priors' arrays: character n-grams, label-text and train-point rows
     encoder/            transformer config + tokenizer files (transformer encoder)
     metrics.json        best / last metrics and the per-epoch history
     telemetry.json      memory telemetry of the run
@@ -31,6 +33,7 @@ from elmo_core.encoders import (
     load_encoder_skeleton,
 )
 from elmo_core.errors import ElmoError
+from elmo_core.fusion import FusedScorer
 from elmo_core.head import XMCHead
 from elmo_core.training.config import TrainConfig, parse_config
 
@@ -51,6 +54,7 @@ class LoadedModel:
     head: XMCHead
     label_texts: list[str] | None
     metrics: dict | None
+    fusion: FusedScorer | None = None
 
 
 def save_model(
@@ -60,6 +64,7 @@ def save_model(
     encoder: SparseEncoder | TransformerEncoder,
     head: XMCHead,
     label_texts: list[str] | None,
+    fusion: FusedScorer | None = None,
     metrics: dict | None = None,
     telemetry: dict | None = None,
 ) -> Path:
@@ -90,6 +95,8 @@ def save_model(
     _write(tmp / "metrics.json", metrics or {})
     _write(tmp / "telemetry.json", telemetry or {})
     export_encoder(encoder, tmp)
+    if fusion is not None:
+        fusion.save(tmp)
     old = directory.parent / f".{directory.name}.old"
     if directory.exists():
         if old.exists():
@@ -138,7 +145,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
     metrics = None
     if metrics_file.exists():
         metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-    return LoadedModel(config, encoder, head, label_texts, metrics)
+    return LoadedModel(config, encoder, head, label_texts, metrics, FusedScorer.load(directory))
 
 
 def _write(path: Path, payload: object) -> None:

@@ -1,14 +1,15 @@
-"""`Predictor`: a loaded model that turns texts into top-k labels with sigmoid scores."""
+"""`Predictor`: a loaded model that turns texts into top-k labels with scores in [0, 1]."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from elmo_core.inference.artifact import load_model
-from elmo_core.inference.topk import predict_topk
+from elmo_core.inference.ranking import rank_topk
 from elmo_core.training.config import TrainConfig
 
 BATCH_SIZE = 256
@@ -30,10 +31,29 @@ class Predictor:
         dev = torch.device(device)
         return cls(load_model(model_dir, dev), dev)
 
+    def rank(
+        self, texts: list[str] | None, features: sp.csr_matrix | None, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores in [0, 1] and label ids (N x k, best first) of texts or feature rows; fused
+        with the model's text priors when it has them and texts are given."""
+        encoder = self.model.encoder
+        prepared = encoder.featurize(texts, features)
+        num_rows = prepared.shape[0] if texts is None else len(texts)
+        fusion = self.model.fusion if texts is not None else None
+        priors = None
+        if fusion is not None and fusion.active:
+            priors = fusion.priors(texts, self.num_labels)
+        return rank_topk(
+            encoder, self.model.head, prepared, num_rows, k, BATCH_SIZE, self.device, fusion, priors
+        )
+
     def predict(
         self, texts: list[str], k: int = 10, threshold: float | None = None
     ) -> list[list[dict]]:
-        """Per text, the k best labels: `{"label_id", "label", "score"}` (sigmoid), best first.
+        """Per text, the k best labels: `{"label_id", "label", "score"}`, best first.
+
+        `score` lies in [0, 1]: the fused score (see `elmo_core.fusion`), or the head's sigmoid
+        probability for a model without text priors.
 
         `threshold` drops labels whose score is below it. `k` is capped at the label count.
         """
@@ -43,12 +63,7 @@ class Predictor:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
         if not texts:
             return []
-        encoder = self.model.encoder
-        prepared = encoder.featurize(list(texts), None)
-        logits, ids = predict_topk(
-            encoder, self.model.head, prepared, len(texts), k, BATCH_SIZE, self.device
-        )
-        scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        scores, ids = self.rank(list(texts), None, k)
         results = []
         for row_ids, row_scores in zip(ids, scores, strict=True):
             row = []

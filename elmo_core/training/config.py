@@ -115,6 +115,40 @@ class ScheduleConfig(_Section):
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
 
 
+class FusionConfig(_Section):
+    """Score fusion (`elmo_core.fusion`): the head's probability plus two text priors fitted on
+    the train split, `(p + a * neighbour vote + b * label-text cosine) / (1 + a + b)`.
+
+    Needs raw texts; a weight of 0 turns its prior off (both 0: the head alone).
+    """
+
+    label_text_weight: float = Field(
+        0.5, ge=0.0, le=100.0, description="b: character n-gram cosine to each label's text."
+    )
+    neighbour_weight: float = Field(
+        0.5, ge=0.0, le=100.0, description="a: labels of the nearest train points (TF-IDF)."
+    )
+    neighbours: int = Field(25, ge=1, le=1000, description="Train points in the neighbour vote.")
+    candidates: int = Field(
+        100, ge=1, le=10_000, description="Head and label-text candidates per text."
+    )
+    char_ngrams: tuple[int, int] = Field((3, 5), description="Character n-gram lengths (lo, hi).")
+    min_df: int = Field(2, ge=1, description="Keep character n-grams in >= this many texts.")
+
+    @field_validator("char_ngrams")
+    @classmethod
+    def _ngram_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = value
+        if not 1 <= lo <= hi <= 7:
+            raise ValueError(f"char_ngrams must satisfy 1 <= lo <= hi <= 7, got {list(value)}")
+        return value
+
+    @property
+    def active(self) -> bool:
+        """True when at least one prior has a positive weight."""
+        return self.label_text_weight > 0 or self.neighbour_weight > 0
+
+
 class EvalConfig(_Section):
     """Evaluation after each epoch and the metric that picks the best model."""
 
@@ -148,6 +182,7 @@ class TrainConfig(_Section):
     precision: Precision = "fp8"
     head: HeadConfig = HeadConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    fusion: FusionConfig = FusionConfig()
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
     seed: int = 0

@@ -28,6 +28,7 @@ from optimi import AdamW
 from elmo_core.data import XMCDataset, XMCSplit
 from elmo_core.encoders import build_encoder, cast_encoder, enable_float8
 from elmo_core.errors import ConfigError
+from elmo_core.fusion import FusedScorer, fuse_topk
 from elmo_core.head import XMCHead
 from elmo_core.inference.topk import predict_topk
 from elmo_core.metrics import evaluate, jain_propensities
@@ -193,6 +194,7 @@ class Recipe:
             if self.eval_split is None
             else self.encoder.featurize(self.eval_split.texts, self.eval_split.features)
         )
+        self.fusion, self.eval_priors = self._build_fusion(train)
         self.encoder = cast_encoder(self.encoder, cfg.precision).to(self.device)
         if cfg.encoder.float8 and not cfg.encoder.is_sparse:
             if enable_float8(self.encoder):
@@ -257,6 +259,35 @@ class Recipe:
         if getattr(self.encoder, "bias_feature", 0.0):
             weights[:, -1] = 0.0
         self.head.load_weights(weights.to(self.device))
+
+    def _build_fusion(self, train: XMCSplit) -> tuple[FusedScorer | None, sp.csr_matrix | None]:
+        """The text priors (fitted on the train split) and those of the evaluation split."""
+        cfg = self.config.fusion
+        if not cfg.active:
+            return None, None
+        if train.texts is None:
+            self.cb.on_log("fusion needs raw texts; this dataset has none: the head ranks alone")
+            return None, None
+        fusion = FusedScorer.fit(
+            train.texts,
+            train.labels,
+            self.dataset.label_texts,
+            label_text_weight=cfg.label_text_weight,
+            neighbour_weight=cfg.neighbour_weight,
+            neighbours=cfg.neighbours,
+            candidates=cfg.candidates,
+            char_ngrams=cfg.char_ngrams,
+            min_df=cfg.min_df,
+            word_featurizer=getattr(self.encoder, "featurizer", None),
+        )
+        self.cb.on_log(
+            f"fusion: label-text weight {fusion.label_text_weight}, "
+            f"neighbour weight {fusion.neighbour_weight}"
+        )
+        split = self.eval_split
+        if split is None or split.texts is None:
+            return fusion, None
+        return fusion, fusion.priors(split.texts, self.dataset.num_labels)
 
     def _with_label_points(self, train: XMCSplit) -> XMCSplit:
         """The split the encoder and head are fitted on: train, plus the label texts as points
@@ -400,26 +431,40 @@ class Recipe:
         self._save_checkpoint()
 
     def evaluate(self) -> dict[str, float]:
-        """P/nDCG/PSP/R@k on the evaluation split, filter pairs removed before the top k."""
+        """P/nDCG/PSP/R@k on the evaluation split, filter pairs removed before the top k.
+
+        With fusion the metrics are the fused ranking's, and `head P@1` etc. the head's alone.
+        """
         cfg = self.config
         split = self.eval_split
-        extra = max_filters_per_row(split.filter_pairs, split.num_points)
-        _, ids = predict_topk(
+        k = max(cfg.eval.ks) + max_filters_per_row(split.filter_pairs, split.num_points)
+        logits, ids = predict_topk(
             self.encoder,
             self.head,
             self.eval_inputs,
             split.num_points,
-            max(cfg.eval.ks) + extra,
+            k if self.fusion is None else max(k, self.fusion.candidates),
             cfg.eval.batch_size,
             self.device,
         )
-        return evaluate(
-            ids,
+        head_metrics = evaluate(
+            ids[:, :k],
             split.labels,
             ks=cfg.eval.ks,
             propensities=self.propensities,
             filter_pairs=split.filter_pairs,
         )
+        if self.fusion is None or self.eval_priors is None:
+            return head_metrics
+        _, fused_ids = fuse_topk(logits, ids, self.eval_priors, self.fusion.scale, k)
+        metrics = evaluate(
+            fused_ids,
+            split.labels,
+            ks=cfg.eval.ks,
+            propensities=self.propensities,
+            filter_pairs=split.filter_pairs,
+        )
+        return {**metrics, **{f"head {key}": value for key, value in head_metrics.items()}}
 
     def _finish(self) -> TrainResult:
         self.cb.on_phase("saving")
@@ -468,6 +513,7 @@ class Recipe:
             encoder=self.encoder,
             head=self.head,
             label_texts=self.dataset.label_texts,
+            fusion=self.fusion,
             metrics=self._metrics_summary(metrics),
             telemetry=self.telemetry,
         )

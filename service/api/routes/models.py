@@ -54,7 +54,7 @@ def predict(
     owner: OwnerDep,
     settings: SettingsDep,
 ) -> PredictResponse:
-    """Per text, the k best labels with their texts and sigmoid scores.
+    """Per text, the k best labels with their texts and scores in [0, 1] (fused with text priors).
 
     413 past `max_predict_texts` texts or `max_text_chars` characters in a text; 422 past
     `max_predict_k`. k larger than the label count returns every label.

@@ -39,6 +39,8 @@ def test_artifact_holds_only_json_and_safetensors(trained):
     names = sorted(p.name for p in result.model_dir.iterdir())
     assert names == [
         "config.json",
+        "fusion.json",
+        "fusion.safetensors",
         "label_texts.json",
         "metrics.json",
         "model.safetensors",
@@ -66,20 +68,50 @@ def test_loaded_model_scores_like_the_trained_one(trained):
         assert all(item["label"] == dataset.label_texts[item["label_id"]] for item in row)
 
 
-def test_scores_are_sigmoid_of_the_head_logits(trained):
-    dataset, result = trained
-    predictor = Predictor.load(result.model_dir)
-    text = dataset.test.texts[0]
-    row = predictor.predict([text], k=3)[0]
+def _head_probabilities(predictor: Predictor, text: str) -> torch.Tensor:
+    """sigmoid(W e) of every label for one text, in fp64 from the dequantized head."""
     encoder, head = predictor.model.encoder, predictor.model.head
     prepared = encoder.featurize([text], None)
     with torch.no_grad():
-        emb = encoder(encoder.make_batch(prepared, np.array([0]), torch.device("cpu"))).float()
-        full = emb @ head.dequantized().T
-    logits = full[0, [item["label_id"] for item in row]].double()
-    expected = torch.sigmoid(logits).tolist()
+        emb = encoder(encoder.make_batch(prepared, np.array([0]), torch.device("cpu"))).double()
+        return torch.sigmoid(emb @ head.dequantized().double().T)[0]
+
+
+def test_scores_are_sigmoid_of_the_head_logits_without_fusion(trained):
+    dataset, result = trained
+    model = load_model(result.model_dir)
+    model.fusion = None
+    predictor = Predictor(model, torch.device("cpu"))
+    text = dataset.test.texts[0]
+    row = predictor.predict([text], k=3)[0]
+    probs = _head_probabilities(predictor, text)
+    expected = probs[[item["label_id"] for item in row]].tolist()
     assert [item["score"] for item in row] == pytest.approx(expected, rel=1e-3)
-    assert row[0]["label_id"] == int(full[0].argmax())
+    assert row[0]["label_id"] == int(probs.argmax())
+
+
+def test_fused_scores_follow_the_formula(trained):
+    """score = (p_head + a * vote + b * cosine) / (1 + a + b), p_head 0 outside the head's
+    candidates; checked against the head in fp64 and the two priors computed densely."""
+    dataset, result = trained
+    predictor = Predictor.load(result.model_dir)
+    fusion = predictor.model.fusion
+    assert fusion is not None and fusion.label_text_weight > 0 and fusion.neighbour_weight > 0
+    text = dataset.test.texts[1]
+    row = predictor.predict([text], k=5)[0]
+    probs = _head_probabilities(predictor, text).numpy()
+    in_head = np.zeros_like(probs, dtype=bool)
+    in_head[np.argsort(-probs, kind="stable")[: fusion.candidates]] = True
+    cosine = fusion.label_text.scores([text]).toarray()[0]
+    vote = fusion.neighbours.scores([text]).toarray()[0]
+    expected = (
+        np.where(in_head, probs, 0.0)
+        + fusion.neighbour_weight * vote
+        + fusion.label_text_weight * cosine
+    ) / fusion.scale
+    ids = [item["label_id"] for item in row]
+    assert [item["score"] for item in row] == pytest.approx(expected[ids].tolist(), abs=1e-4)
+    assert expected[ids[0]] == pytest.approx(expected.max(), abs=1e-4)
 
 
 def test_threshold_k_and_bad_inputs(trained):

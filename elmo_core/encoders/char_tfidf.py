@@ -1,0 +1,140 @@
+"""Character n-gram TF-IDF, computed with numpy over the UTF-8 bytes of all texts at once.
+
+A text is lower-cased and its whitespace collapsed; every word is padded with one space on each
+side, and the n-grams (n in `ngram_range`, at most 7) are the byte windows inside one padded word
+(scikit-learn's "char_wb" analyzer, on bytes). A window is identified exactly by its bytes packed
+into one integer (`n << 56 | bytes`), so the vocabulary is a sorted array of integers: no strings,
+no Python loop over n-grams. Weights as in `tfidf.py`: sublinear tf x smoothed idf, rows L2-normed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+MAX_N = 7
+_SPACE, _NEWLINE = 32, 10
+CHUNK_TEXTS = 20_000
+
+
+def _byte_ngrams(texts: Sequence[str], ngram_range: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """(row, code) of every n-gram occurrence: int64 row within `texts`, uint64 packed code."""
+    joined = "\n".join(" " + " ".join(text.lower().split()) + " " for text in texts)
+    buf = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
+    newline = buf == _NEWLINE
+    separator = newline | (buf == _SPACE)
+    row_of = np.concatenate([[0], np.cumsum(newline)])[:-1]
+    sep_sum = np.concatenate([[0], np.cumsum(separator)])
+    nl_sum = np.concatenate([[0], np.cumsum(newline)])
+    rows, codes = [], []
+    lo, hi = ngram_range
+    for n in range(lo, hi + 1):
+        starts = np.arange(max(len(buf) - n + 1, 0))
+        inner_separators = sep_sum[starts + n - 1] - sep_sum[starts + 1]
+        crosses_text = nl_sum[starts + n] - nl_sum[starts]
+        starts = starts[(inner_separators == 0) & (crosses_text == 0)]
+        packed = np.full(len(starts), np.uint64(n) << np.uint64(56), dtype=np.uint64)
+        for j in range(n):
+            packed |= buf[starts + j].astype(np.uint64) << np.uint64(8 * j)
+        rows.append(row_of[starts])
+        codes.append(packed)
+    return np.concatenate(rows).astype(np.int64), np.concatenate(codes)
+
+
+@dataclass
+class CharTfidf:
+    """Maps texts to an N x F float32 CSR matrix of L2-normalised character n-gram TF-IDF."""
+
+    ngram_range: tuple[int, int] = (3, 5)
+    min_df: int = 2
+    max_features: int = 1_000_000
+    codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    idf: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+
+    @property
+    def num_features(self) -> int:
+        """Number of feature columns (kept n-grams)."""
+        return len(self.codes)
+
+    def fit(self, texts: Sequence[str]) -> CharTfidf:
+        """Keep the n-grams in >= `min_df` texts (the `max_features` most frequent); set idf."""
+        lo, hi = self.ngram_range
+        if not 1 <= lo <= hi <= MAX_N:
+            raise ValueError(f"char ngram_range needs 1 <= lo <= hi <= {MAX_N}, got {lo, hi}")
+        if not texts:
+            raise ValueError("cannot fit character TF-IDF on an empty list of texts")
+        uniques, counts = [], []
+        for start in range(0, len(texts), CHUNK_TEXTS):
+            rows, codes = _byte_ngrams(texts[start : start + CHUNK_TEXTS], self.ngram_range)
+            order = np.lexsort((codes, rows))
+            rows, codes = rows[order], codes[order]
+            first = np.ones(len(codes), dtype=bool)
+            first[1:] = (rows[1:] != rows[:-1]) | (codes[1:] != codes[:-1])
+            code, count = np.unique(codes[first], return_counts=True)
+            uniques.append(code)
+            counts.append(count)
+        all_codes = np.concatenate(uniques)
+        code, inverse = np.unique(all_codes, return_inverse=True)
+        df = np.bincount(inverse, weights=np.concatenate(counts)).astype(np.int64)
+        keep = np.flatnonzero(df >= self.min_df)
+        if len(keep) > self.max_features:
+            ranked = np.lexsort((code[keep], -df[keep]))
+            keep = np.sort(keep[ranked[: self.max_features]])
+        if len(keep) == 0:
+            raise ValueError(f"no character n-gram occurs in >= min_df={self.min_df} texts")
+        self.codes = code[keep]
+        self.idf = (np.log((1.0 + len(texts)) / (1.0 + df[keep])) + 1.0).astype(np.float32)
+        return self
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """N x F float32 CSR: sublinear tf x idf, rows L2-normalised (rows without a known n-gram
+        are empty)."""
+        if self.num_features == 0:
+            raise ValueError("CharTfidf.transform called before fit")
+        blocks = [
+            self._transform_chunk(texts[start : start + CHUNK_TEXTS])
+            for start in range(0, len(texts), CHUNK_TEXTS)
+        ]
+        if not blocks:
+            return sp.csr_matrix((0, self.num_features), dtype=np.float32)
+        return sp.vstack(blocks, format="csr")
+
+    def _transform_chunk(self, texts: Sequence[str]) -> sp.csr_matrix:
+        rows, codes = _byte_ngrams(texts, self.ngram_range)
+        columns = np.searchsorted(self.codes, codes)
+        columns[columns == len(self.codes)] = 0
+        known = self.codes[columns] == codes
+        key = rows[known] * self.num_features + columns[known]
+        key, tf = np.unique(key, return_counts=True)
+        row, column = np.divmod(key, self.num_features)
+        values = (1.0 + np.log(tf)) * self.idf[column]
+        norms = np.sqrt(np.bincount(row, weights=values * values, minlength=len(texts)))
+        values = values / np.where(norms > 0, norms, 1.0)[row]
+        return sp.csr_matrix(
+            (values.astype(np.float32), (row, column)), shape=(len(texts), self.num_features)
+        )
+
+    def to_json(self) -> dict:
+        """The fitted state as a JSON-serialisable dict."""
+        return {
+            "ngram_range": list(self.ngram_range),
+            "min_df": self.min_df,
+            "max_features": self.max_features,
+            "codes": [int(c) for c in self.codes],
+            "idf": [float(v) for v in self.idf],
+        }
+
+    @classmethod
+    def from_json(cls, state: dict) -> CharTfidf:
+        """Rebuild a fitted featurizer from `to_json`'s output."""
+        lo, hi = state["ngram_range"]
+        return cls(
+            ngram_range=(int(lo), int(hi)),
+            min_df=int(state["min_df"]),
+            max_features=int(state["max_features"]),
+            codes=np.asarray(state["codes"], dtype=np.uint64),
+            idf=np.asarray(state["idf"], dtype=np.float32),
+        )

@@ -1,0 +1,170 @@
+"""`FusedScorer`: final score = (p + a * neighbour vote + b * label-text cosine) / (1 + a + b).
+
+p is the head's sigmoid probability for the labels among its `candidates` best (0 for the others);
+the priors add the labels they rank. Every term lies in [0, 1], so the fused score does too. The
+priors of a text do not depend on the head, so evaluation computes them once per split and fuses
+them with each epoch's head scores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from safetensors.numpy import load_file, save_file
+
+from elmo_core.encoders.tfidf import TfidfFeaturizer
+from elmo_core.fusion.label_text import LabelTextScorer
+from elmo_core.fusion.neighbours import NeighbourScorer
+from elmo_core.fusion.sparse_topk import row_topk
+
+PRIOR_BATCH = 256
+FUSION_JSON = "fusion.json"
+FUSION_TENSORS = "fusion.safetensors"
+
+
+class FusedScorer:
+    """The text priors of a model and their weights (a prior that is None has weight 0)."""
+
+    def __init__(
+        self,
+        *,
+        label_text: LabelTextScorer | None,
+        neighbours: NeighbourScorer | None,
+        label_text_weight: float,
+        neighbour_weight: float,
+        candidates: int,
+    ) -> None:
+        self.label_text = label_text
+        self.neighbours = neighbours
+        self.label_text_weight = float(label_text_weight) if label_text is not None else 0.0
+        self.neighbour_weight = float(neighbour_weight) if neighbours is not None else 0.0
+        self.candidates = int(candidates)
+
+    @classmethod
+    def fit(
+        cls,
+        train_texts: Sequence[str],
+        train_labels: sp.csr_matrix,
+        label_texts: Sequence[str] | None,
+        *,
+        label_text_weight: float,
+        neighbour_weight: float,
+        neighbours: int,
+        candidates: int,
+        char_ngrams: tuple[int, int],
+        min_df: int,
+        word_featurizer: TfidfFeaturizer | None = None,
+    ) -> FusedScorer:
+        """Build the priors with positive weight from the train split (and the label texts)."""
+        label_scorer = None
+        if label_text_weight > 0 and label_texts is not None:
+            label_scorer = LabelTextScorer.fit(
+                train_texts, label_texts, ngram_range=char_ngrams, min_df=min_df, top=candidates
+            )
+        neighbour_scorer = None
+        if neighbour_weight > 0:
+            neighbour_scorer = NeighbourScorer.fit(
+                train_texts, train_labels, k=neighbours, featurizer=word_featurizer
+            )
+        return cls(
+            label_text=label_scorer,
+            neighbours=neighbour_scorer,
+            label_text_weight=label_text_weight,
+            neighbour_weight=neighbour_weight,
+            candidates=candidates,
+        )
+
+    @property
+    def active(self) -> bool:
+        """True when at least one prior has a positive weight."""
+        return self.label_text_weight > 0 or self.neighbour_weight > 0
+
+    @property
+    def scale(self) -> float:
+        """The sum of the weights (the head's is 1): divides the fused score into [0, 1]."""
+        return 1.0 + self.label_text_weight + self.neighbour_weight
+
+    def priors(self, texts: Sequence[str], num_labels: int) -> sp.csr_matrix:
+        """N x L CSR: a x neighbour vote + b x label-text cosine of each text (not yet scaled)."""
+        blocks = []
+        for start in range(0, len(texts), PRIOR_BATCH):
+            batch = texts[start : start + PRIOR_BATCH]
+            block = sp.csr_matrix((len(batch), num_labels), dtype=np.float32)
+            if self.label_text is not None:
+                block = block + self.label_text_weight * self.label_text.scores(batch)
+            if self.neighbours is not None:
+                block = block + self.neighbour_weight * self.neighbours.scores(batch)
+            blocks.append(sp.csr_matrix(block, dtype=np.float32))
+        if not blocks:
+            return sp.csr_matrix((0, num_labels), dtype=np.float32)
+        return sp.vstack(blocks, format="csr")
+
+    def save(self, directory: Path) -> None:
+        """Write `fusion.json` and `fusion.safetensors` into a model directory."""
+        tensors: dict[str, np.ndarray] = {}
+        meta: dict = {
+            "label_text_weight": self.label_text_weight,
+            "neighbour_weight": self.neighbour_weight,
+            "candidates": self.candidates,
+            "label_text": None,
+            "neighbours": None,
+        }
+        if self.label_text is not None:
+            meta["label_text"] = self.label_text.meta()
+            tensors.update(self.label_text.tensors())
+        if self.neighbours is not None:
+            meta["neighbours"] = self.neighbours.meta()
+            tensors.update(self.neighbours.tensors())
+        save_file(tensors, str(Path(directory) / FUSION_TENSORS))
+        (Path(directory) / FUSION_JSON).write_text(json.dumps(meta), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> FusedScorer | None:
+        """Read a model directory's fusion files (JSON + safetensors); None when it has none."""
+        meta_path = Path(directory) / FUSION_JSON
+        if not meta_path.exists():
+            return None
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        tensors = load_file(str(Path(directory) / FUSION_TENSORS))
+        return cls(
+            label_text=None
+            if meta["label_text"] is None
+            else LabelTextScorer.from_state(meta["label_text"], tensors),
+            neighbours=None
+            if meta["neighbours"] is None
+            else NeighbourScorer.from_state(meta["neighbours"], tensors),
+            label_text_weight=float(meta["label_text_weight"]),
+            neighbour_weight=float(meta["neighbour_weight"]),
+            candidates=int(meta["candidates"]),
+        )
+
+
+def fuse_topk(
+    logits: np.ndarray, ids: np.ndarray, priors: sp.csr_matrix, scale: float, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fused scores (N x k float32) and label ids (N x k int64) of every row, best first.
+
+    `logits`/`ids` are the head's raw scores of its candidates (N x C); `priors` the weighted
+    priors of the same rows (N x L); `scale` the sum of the weights. A row with fewer than k
+    candidates in all pads with id -1 and score 0.
+    """
+    num_rows, width = ids.shape
+    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    head = sp.csr_matrix(
+        (probs.ravel(), ids.ravel(), np.arange(0, num_rows * width + 1, width)),
+        shape=priors.shape,
+    )
+    fused = row_topk((head + priors).tocsr(), k)
+    out_ids = np.full((num_rows, k), -1, dtype=np.int64)
+    out_scores = np.zeros((num_rows, k), dtype=np.float32)
+    for row in range(num_rows):
+        lo, hi = fused.indptr[row], fused.indptr[row + 1]
+        values, columns = fused.data[lo:hi], fused.indices[lo:hi]
+        order = np.lexsort((columns, -values))
+        out_ids[row, : len(order)] = columns[order]
+        out_scores[row, : len(order)] = values[order] / scale
+    return out_scores, out_ids

@@ -1,0 +1,77 @@
+"""Label-text prior: cosine of the character n-gram TF-IDF of a text and of each label's text.
+
+In datasets with label texts (the LF layout) a label's text often shares names and words with the
+texts it is relevant to (`libfoo-dev` -> `libfoo1: ...`, a product title -> a similar product's
+title), including labels seen rarely or never in train: this prior ranks them where the head,
+which learns only from train points, cannot. The n-grams and their idf come from the train texts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from elmo_core.encoders.char_tfidf import CharTfidf
+from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
+from elmo_core.fusion.sparse_topk import row_topk
+
+
+class LabelTextScorer:
+    """Per text, its `top` most similar labels by character n-gram TF-IDF cosine."""
+
+    def __init__(self, featurizer: CharTfidf, label_matrix: sp.csr_matrix, top: int) -> None:
+        self.featurizer = featurizer
+        self.label_matrix = sp.csr_matrix(label_matrix, dtype=np.float32)
+        self.label_matrix_t = sp.csr_matrix(self.label_matrix.T)
+        self.top = int(top)
+
+    @classmethod
+    def fit(
+        cls,
+        train_texts: Sequence[str],
+        label_texts: Sequence[str],
+        *,
+        ngram_range: tuple[int, int],
+        min_df: int,
+        top: int,
+    ) -> LabelTextScorer:
+        """Fit the n-grams and idf on the train texts, then index the label texts."""
+        featurizer = CharTfidf(ngram_range=ngram_range, min_df=min_df).fit(train_texts)
+        return cls(featurizer, featurizer.transform(label_texts), top)
+
+    def scores(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """N x L CSR of cosines, the `top` largest per row."""
+        rows = self.featurizer.transform(texts)
+        return row_topk(rows @ self.label_matrix_t, self.top).astype(np.float32)
+
+    def meta(self) -> dict:
+        """The JSON half of the state (the arrays are in `tensors`)."""
+        return {
+            "ngram_range": list(self.featurizer.ngram_range),
+            "min_df": self.featurizer.min_df,
+            "max_features": self.featurizer.max_features,
+            "top": self.top,
+        }
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The array half of the state, for safetensors."""
+        return {
+            "label_text.codes": self.featurizer.codes,
+            "label_text.idf": self.featurizer.idf,
+            **csr_tensors("label_text.matrix", self.label_matrix),
+        }
+
+    @classmethod
+    def from_state(cls, meta: dict, tensors: dict[str, np.ndarray]) -> LabelTextScorer:
+        """Rebuild from `meta()` and `tensors()`."""
+        lo, hi = meta["ngram_range"]
+        featurizer = CharTfidf(
+            ngram_range=(int(lo), int(hi)),
+            min_df=int(meta["min_df"]),
+            max_features=int(meta["max_features"]),
+            codes=tensors["label_text.codes"],
+            idf=tensors["label_text.idf"],
+        )
+        return cls(featurizer, csr_from_tensors(tensors, "label_text.matrix"), int(meta["top"]))

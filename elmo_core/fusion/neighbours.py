@@ -1,0 +1,78 @@
+"""Neighbour prior: the labels of the train points most similar to a text (cosine of word
+uni+bi-gram TF-IDF), each weighted by its similarity, normalised to sum 1 over the neighbours."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from elmo_core.encoders.tfidf import TfidfFeaturizer
+from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
+from elmo_core.fusion.sparse_topk import row_topk
+
+
+class NeighbourScorer:
+    """A similarity-weighted vote of the `k` nearest train points' labels."""
+
+    def __init__(
+        self,
+        featurizer: TfidfFeaturizer,
+        train_rows: sp.csr_matrix,
+        train_labels: sp.csr_matrix,
+        k: int,
+    ) -> None:
+        if train_rows.shape[0] != train_labels.shape[0]:
+            raise ValueError(
+                f"{train_rows.shape[0]} train rows but {train_labels.shape[0]} label rows"
+            )
+        self.featurizer = featurizer
+        self.train_rows = sp.csr_matrix(train_rows, dtype=np.float32)
+        self.train_rows_t = sp.csr_matrix(self.train_rows.T)
+        self.train_labels = sp.csr_matrix(train_labels, dtype=np.float32)
+        self.k = int(k)
+
+    @classmethod
+    def fit(
+        cls,
+        train_texts: Sequence[str],
+        train_labels: sp.csr_matrix,
+        *,
+        k: int,
+        featurizer: TfidfFeaturizer | None = None,
+    ) -> NeighbourScorer:
+        """Index the train points; `featurizer` (already fitted on them) or a new default one."""
+        if featurizer is None:
+            featurizer = TfidfFeaturizer().fit(train_texts)
+        return cls(featurizer, featurizer.transform(train_texts), train_labels, k)
+
+    def scores(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """N x L CSR: sum over the `k` nearest train points of similarity x labels / total
+        similarity (rows with no similar train point are empty)."""
+        similar = row_topk(self.featurizer.transform(texts) @ self.train_rows_t, self.k)
+        totals = np.asarray(similar.sum(axis=1)).ravel()
+        totals[totals == 0] = 1.0
+        weights = sp.diags(1.0 / totals) @ similar
+        return sp.csr_matrix(weights @ self.train_labels, dtype=np.float32)
+
+    def meta(self) -> dict:
+        """The JSON half of the state (the arrays are in `tensors`)."""
+        return {"k": self.k, "tfidf": self.featurizer.to_json()}
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The array half of the state, for safetensors."""
+        return {
+            **csr_tensors("neighbours.rows", self.train_rows),
+            **csr_tensors("neighbours.labels", self.train_labels),
+        }
+
+    @classmethod
+    def from_state(cls, meta: dict, tensors: dict[str, np.ndarray]) -> NeighbourScorer:
+        """Rebuild from `meta()` and `tensors()`."""
+        return cls(
+            TfidfFeaturizer.from_json(meta["tfidf"]),
+            csr_from_tensors(tensors, "neighbours.rows"),
+            csr_from_tensors(tensors, "neighbours.labels"),
+            int(meta["k"]),
+        )

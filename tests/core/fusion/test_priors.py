@@ -1,0 +1,113 @@
+"""The text priors and the fusion, each against a dense fp64 reference computed here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from elmo_core.fusion import FusedScorer, LabelTextScorer, NeighbourScorer, fuse_topk, row_topk
+
+TEXTS = [
+    "libfoo-dev: development files for foo",
+    "foo-utils: command line tools for foo",
+    "python3-bar: bar bindings for python",
+    "bar-doc: documentation of bar",
+    "libbaz1: shared library for baz",
+    "baz: the baz program",
+]
+LABEL_TEXTS = ["libfoo1: foo shared library", "python3: interpreter", "libbar0: bar library"]
+LABELS = sp.csr_matrix(
+    np.array([[1, 0, 0], [1, 0, 0], [0, 1, 1], [0, 0, 1], [0, 0, 0], [1, 1, 0]], np.float32)
+)
+
+
+def test_row_topk_matches_a_dense_sort():
+    rng = np.random.default_rng(0)
+    dense = rng.random((30, 40)) * (rng.random((30, 40)) < 0.3)
+    kept = row_topk(sp.csr_matrix(dense), 4).toarray()
+    for row, out in zip(dense, kept, strict=True):
+        top = np.argsort(-row, kind="stable")[: min(4, np.count_nonzero(row))]
+        assert set(np.flatnonzero(out)) == set(top)
+        assert np.allclose(out[top], row[top])
+
+
+def test_label_text_scores_are_cosines_of_the_char_rows():
+    scorer = LabelTextScorer.fit(TEXTS, LABEL_TEXTS, ngram_range=(3, 5), min_df=1, top=2)
+    queries = ["libfoo-dev: files for foo", "python3 bar"]
+    x = scorer.featurizer.transform(queries).toarray().astype(np.float64)
+    labels = scorer.featurizer.transform(LABEL_TEXTS).toarray().astype(np.float64)
+    cos = x @ labels.T
+    got = scorer.scores(queries).toarray()
+    for row in range(len(queries)):
+        top = np.argsort(-cos[row], kind="stable")[:2]
+        np.testing.assert_allclose(got[row, top], cos[row, top], atol=1e-6)
+        assert np.count_nonzero(got[row]) <= 2
+    assert got[0].argmax() == 0  # libfoo-dev is closest to libfoo1
+
+
+def test_neighbour_vote_is_the_normalised_similarity_weighted_label_sum():
+    scorer = NeighbourScorer.fit(TEXTS, LABELS, k=2)
+    queries = ["development files for foo", "bar documentation"]
+    x = scorer.featurizer.transform(queries).toarray().astype(np.float64)
+    train = scorer.featurizer.transform(TEXTS).toarray().astype(np.float64)
+    sims = x @ train.T
+    got = scorer.scores(queries).toarray()
+    for row in range(len(queries)):
+        nearest = np.argsort(-sims[row], kind="stable")[:2]
+        weights = sims[row, nearest] / sims[row, nearest].sum()
+        expected = weights @ LABELS.toarray()[nearest]
+        np.testing.assert_allclose(got[row], expected, atol=1e-6)
+        assert got[row].sum() == pytest.approx(LABELS.toarray()[nearest].sum(1) @ weights)
+
+
+def test_fuse_topk_against_a_dense_reference():
+    rng = np.random.default_rng(1)
+    num_rows, num_labels, width = 6, 50, 8
+    logits = rng.normal(size=(num_rows, width)).astype(np.float32)
+    ids = np.stack([rng.choice(num_labels, width, replace=False) for _ in range(num_rows)])
+    priors = sp.csr_matrix(rng.random((num_rows, num_labels)) * (rng.random((6, 50)) < 0.2))
+    scores, top = fuse_topk(logits, ids, priors, 2.0, 5)
+    dense = priors.toarray().astype(np.float64)
+    for row in range(num_rows):
+        dense[row, ids[row]] += 1.0 / (1.0 + np.exp(-logits[row].astype(np.float64)))
+        order = np.argsort(-dense[row], kind="stable")[:5]
+        assert list(top[row]) == list(order)
+        np.testing.assert_allclose(scores[row], dense[row, order] / 2.0, rtol=1e-6)
+
+
+def test_fused_scorer_saves_and_loads_to_the_same_priors(tmp_path):
+    fused = FusedScorer.fit(
+        TEXTS,
+        LABELS,
+        LABEL_TEXTS,
+        label_text_weight=0.5,
+        neighbour_weight=0.25,
+        neighbours=3,
+        candidates=2,
+        char_ngrams=(3, 5),
+        min_df=1,
+    )
+    assert fused.scale == pytest.approx(1.75)
+    queries = ["libfoo tools", "python bar bindings", "nothing known here zzz"]
+    before = fused.priors(queries, 3)
+    fused.save(tmp_path)
+    loaded = FusedScorer.load(tmp_path)
+    assert abs(loaded.priors(queries, 3) - before).max() == 0
+    assert before[2].nnz == 0
+    assert FusedScorer.load(tmp_path / "missing") is None
+
+
+def test_a_prior_with_weight_zero_is_not_built():
+    fused = FusedScorer.fit(
+        TEXTS,
+        LABELS,
+        None,
+        label_text_weight=0.5,
+        neighbour_weight=0.0,
+        neighbours=3,
+        candidates=2,
+        char_ngrams=(3, 5),
+        min_df=1,
+    )
+    assert fused.label_text is None and fused.neighbours is None and not fused.active
