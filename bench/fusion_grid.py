@@ -1,0 +1,90 @@
+"""Choose the fusion weights on a validation slice: one trained model, every (a, b, k) combination.
+
+The model must come from a run with `data.validation_fraction` > 0 and `eval.split` "validation"
+(its config says which slice); the priors do not depend on the head, so each is computed once per
+neighbour count and the grid costs one fusion per cell.
+
+    python bench/fusion_grid.py --model RUN/model --data DIR [--device cuda] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from elmo_core.data import load_dataset
+from elmo_core.fusion import LabelTextScorer, NeighbourScorer, fuse_topk
+from elmo_core.inference import load_model
+from elmo_core.inference.topk import predict_topk
+from elmo_core.metrics import evaluate, jain_propensities
+from elmo_core.training.recipe import max_filters_per_row, select_splits
+
+WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
+NEIGHBOURS = (10, 25, 50)
+
+
+def main() -> None:
+    """Print and optionally save P@1/P@5/PSP@5 of every grid cell on the validation slice."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    model = load_model(args.model, args.device)
+    config = model.config
+    if config.eval.split != "validation":
+        raise SystemExit("the model's run did not hold out a validation slice")
+    dataset = load_dataset(args.data, format=config.data.format, empty_rows="keep")
+    train, val = select_splits(config, dataset)
+    fusion = config.fusion
+    started = time.perf_counter()
+    label_text = LabelTextScorer.fit(
+        train.texts,
+        dataset.label_texts,
+        ngram_range=fusion.char_ngrams,
+        min_df=fusion.min_df,
+        top=fusion.candidates,
+    )
+    cosine = label_text.scores(val.texts)
+    featurizer = getattr(model.encoder, "featurizer", None)
+    votes = {
+        k: NeighbourScorer.fit(train.texts, train.labels, k=k, featurizer=featurizer).scores(
+            val.texts
+        )
+        for k in NEIGHBOURS
+    }
+    print(f"priors: {time.perf_counter() - started:.1f} s")
+    k = max(config.eval.ks) + max_filters_per_row(val.filter_pairs, val.num_points)
+    prepared = model.encoder.featurize(val.texts, val.features)
+    logits, ids = predict_topk(
+        model.encoder,
+        model.head,
+        prepared,
+        val.num_points,
+        max(k, fusion.candidates),
+        512,
+        torch.device(args.device),
+    )
+    propensities = jain_propensities(train.labels)
+    rows = []
+    for n, a, b in itertools.product(NEIGHBOURS, WEIGHTS, WEIGHTS):
+        _, top = fuse_topk(logits, ids, a * votes[n] + b * cosine, 1.0 + a + b, k)
+        m = evaluate(top, val.labels, [1, 3, 5], propensities, filter_pairs=val.filter_pairs)
+        rows.append({"neighbours": n, "a": a, "b": b, **m})
+        print(f"k={n:3d} a={a:.2f} b={b:.2f}  P@1 {m['P@1']:.2f}  P@5 {m['P@5']:.2f}  "
+              f"PSP@5 {m['PSP@5']:.2f}")  # fmt: skip
+    best = max(rows, key=lambda r: r["P@1"])
+    print(f"best by P@1: {best}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One device call: full debian-deps with the default config (fusion on):
+#   val-fp8   on the validation slice (last 10% of train), then bench/fusion_grid.py on its model;
+#   test-fp8, test-fp32 on the test split.
+# Usage on the H200: OUT=/some/dir bash bench/gpu_fusion_run.sh
+set -u
+export PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD
+mkdir -p /tmp/data && tar -C /tmp/data -xzf .data/debian-deps.tgz
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+D=/tmp/data/debian-deps
+echo '{"data": {"validation_fraction": 0.1}, "eval": {"split": "validation"}}' > /tmp/val.json
+train() {  # name precision [config]
+  local cfg=${3:+--config $3}
+  /usr/bin/time -v python3 -m elmo_core.cli.main train --data $D --device cuda --precision $2 \
+    $cfg --out /tmp/runs/$1 > "$OUT/$1.log" 2>&1
+  cp /tmp/runs/$1/metrics.json "$OUT/$1-metrics.json"
+  cp /tmp/runs/$1/telemetry.json "$OUT/$1-telemetry.json"
+}
+train val-fp8 fp8 /tmp/val.json &
+train test-fp8 fp8 &
+train test-fp32 fp32 &
+wait %1
+timeout 200 python3 bench/fusion_grid.py --model /tmp/runs/val-fp8/model --data $D \
+  --json "$OUT/grid.json" > "$OUT/grid.log" 2>&1
+wait
+du -sh /tmp/runs/test-fp8/model/* > "$OUT/artifact-sizes.txt"
+grep -a -h "^model:\|Elapsed\|Maximum resident" "$OUT"/*.log
+sort -t'P' -k2 "$OUT/grid.log" | tail -8
