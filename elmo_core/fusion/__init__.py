@@ -6,6 +6,13 @@ See docs/training.md ("Score fusion") for why and how the weights were chosen.
 from elmo_core.fusion.fused import FusedScorer, fuse_topk
 from elmo_core.fusion.label_text import LabelTextScorer
 from elmo_core.fusion.neighbours import NeighbourScorer
-from elmo_core.fusion.sparse_topk import row_topk
+from elmo_core.fusion.sparse_topk import row_topk, topk_product
 
-__all__ = ["FusedScorer", "LabelTextScorer", "NeighbourScorer", "fuse_topk", "row_topk"]
+__all__ = [
+    "FusedScorer",
+    "LabelTextScorer",
+    "NeighbourScorer",
+    "fuse_topk",
+    "row_topk",
+    "topk_product",
+]

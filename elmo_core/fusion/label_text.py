@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from elmo_core.encoders.char_tfidf import CharTfidf
 from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
-from elmo_core.fusion.sparse_topk import row_topk
+from elmo_core.fusion.sparse_topk import topk_product
 
 
 class LabelTextScorer:
@@ -44,7 +44,7 @@ class LabelTextScorer:
     def scores(self, texts: Sequence[str]) -> sp.csr_matrix:
         """N x L CSR of cosines, the `top` largest per row."""
         rows = self.featurizer.transform(texts)
-        return row_topk(rows @ self.label_matrix_t, self.top).astype(np.float32)
+        return topk_product(rows, self.label_matrix_t, self.top)
 
     def meta(self) -> dict:
         """The JSON half of the state (the arrays are in `tensors`)."""

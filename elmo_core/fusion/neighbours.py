@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from elmo_core.encoders.tfidf import TfidfFeaturizer
 from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
-from elmo_core.fusion.sparse_topk import row_topk
+from elmo_core.fusion.sparse_topk import topk_product
 
 
 class NeighbourScorer:
@@ -50,7 +50,7 @@ class NeighbourScorer:
     def scores(self, texts: Sequence[str]) -> sp.csr_matrix:
         """N x L CSR: sum over the `k` nearest train points of similarity x labels / total
         similarity (rows with no similar train point are empty)."""
-        similar = row_topk(self.featurizer.transform(texts) @ self.train_rows_t, self.k)
+        similar = topk_product(self.featurizer.transform(texts), self.train_rows_t, self.k)
         totals = np.asarray(similar.sum(axis=1)).ravel()
         totals[totals == 0] = 1.0
         weights = sp.diags(1.0 / totals) @ similar
