@@ -24,8 +24,8 @@ from elmo_core.inference.topk import predict_topk
 from elmo_core.metrics import evaluate, jain_propensities
 from elmo_core.training.recipe import max_filters_per_row, select_splits
 
-WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
-NEIGHBOURS = (10, 25, 50)
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+NEIGHBOURS = (25, 50, 100, 200)
 
 
 def main() -> None:

@@ -123,12 +123,12 @@ class FusionConfig(_Section):
     """
 
     label_text_weight: float = Field(
-        0.5, ge=0.0, le=100.0, description="b: character n-gram cosine to each label's text."
+        1.0, ge=0.0, le=100.0, description="b: character n-gram cosine to each label's text."
     )
     neighbour_weight: float = Field(
-        0.5, ge=0.0, le=100.0, description="a: labels of the nearest train points (TF-IDF)."
+        1.0, ge=0.0, le=100.0, description="a: labels of the nearest train points (TF-IDF)."
     )
-    neighbours: int = Field(25, ge=1, le=1000, description="Train points in the neighbour vote.")
+    neighbours: int = Field(50, ge=1, le=1000, description="Train points in the neighbour vote.")
     candidates: int = Field(
         100, ge=1, le=10_000, description="Head and label-text candidates per text."
     )
