@@ -2,7 +2,8 @@
 # One device call: full debian-deps with the default config (fusion on):
 #   val-fp8   on the validation slice (last 10% of train), then bench/fusion_grid.py on its model;
 #   test-fp8, test-fp32 on the test split.
-# Usage on the H200: OUT=/some/dir bash bench/gpu_fusion_run.sh
+#   then `elmo eval` of test-fp8 and bench/predict_latency.py on it.
+# Usage on the H200: OUT=/some/dir [GRID=0] bash bench/gpu_fusion_run.sh
 set -u
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -23,9 +24,16 @@ train val-fp8 fp8 /tmp/val.json &
 train test-fp8 fp8 &
 train test-fp32 fp32 &
 wait %1
-timeout 200 python3 bench/fusion_grid.py --model /tmp/runs/val-fp8/model --data $D \
-  --json "$OUT/grid.json" > "$OUT/grid.log" 2>&1
+if [ "${GRID:-1}" = 1 ]; then
+  timeout 200 python3 bench/fusion_grid.py --model /tmp/runs/val-fp8/model --data $D \
+    --json "$OUT/grid.json" > "$OUT/grid.log" 2>&1
+fi
 wait
 du -sh /tmp/runs/test-fp8/model/* > "$OUT/artifact-sizes.txt"
+python3 -m elmo_core.cli.main eval --model /tmp/runs/test-fp8/model --data $D --json \
+  > "$OUT/eval-test-fp8.json" 2>&1
+python3 bench/predict_latency.py --model /tmp/runs/test-fp8/model --data $D --device cuda \
+  > "$OUT/predict-latency.txt" 2>&1
 grep -a -h "^model:\|Elapsed\|Maximum resident" "$OUT"/*.log
-sort -t'P' -k2 "$OUT/grid.log" | tail -8
+cat "$OUT/predict-latency.txt"
+[ -f "$OUT/grid.log" ] && sort -t'P' -k2 "$OUT/grid.log" | tail -8
