@@ -185,7 +185,7 @@ def eval_model(
     from elmo_core.data import load_dataset
     from elmo_core.inference import Predictor
     from elmo_core.metrics import evaluate, jain_propensities
-    from elmo_core.training.recipe import max_filters_per_row
+    from elmo_core.training.recipe import max_filters_per_row, select_splits
 
     try:
         predictor = Predictor.load(model)
@@ -198,8 +198,9 @@ def eval_model(
         test = dataset.test
         extra = max_filters_per_row(test.filter_pairs, test.num_points)
         _, ids = predictor.rank(test.texts, test.features, max(config.eval.ks) + extra)
+        run_train, _ = select_splits(config, dataset)  # the run's own train points
         propensities = jain_propensities(
-            dataset.train.labels, config.eval.propensity_a, config.eval.propensity_b
+            run_train.labels, config.eval.propensity_a, config.eval.propensity_b
         )
         metrics = evaluate(
             ids, test.labels, config.eval.ks, propensities, filter_pairs=test.filter_pairs

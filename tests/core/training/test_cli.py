@@ -21,7 +21,7 @@ def run_dir(tmp_path_factory):
     config.write_text(
         json.dumps(
             {
-                "data": {"max_train_points": 150, "max_test_points": 40},
+                "data": {"max_train_points": 150},
                 "encoder": {"dim": 16, "tfidf": {"max_features": 3000}},
                 "batch_size": 50,
                 "device": "cpu",
@@ -63,6 +63,10 @@ def test_eval_json_prints_the_metrics(run_dir):
     metrics = json.loads(result.stdout)
     assert set(metrics) >= {"P@1", "P@5", "nDCG@3", "PSP@5", "R@5"}
     assert all(0.0 <= v <= 100.0 for v in metrics.values())
+    trained = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    assert {k: metrics[k] for k in trained if not k.startswith("head ")} == pytest.approx(
+        {k: v for k, v in trained.items() if not k.startswith("head ")}, abs=1e-9
+    )  # the artifact ranks (fused) exactly as the run's own evaluation did
 
 
 def test_predict_json(run_dir):
