@@ -83,8 +83,9 @@ def _predict(client: httpx.Client, model_id: str) -> list:
 
 def test_api_restart_mid_job(fs_stack: FsStack, elmo_cmd: list[str]) -> None:
     client, ds = fs_stack.client, fs_stack.dataset
-    first = client.post("/v1/jobs", json={"dataset_id": ds["id"], "config": TINY}).json()
-    first = wait_job(client, f"/v1/jobs/{first['id']}")
+    created = client.post("/v1/jobs", json={"dataset_id": ds["id"], "config": TINY})
+    assert created.status_code == 202, created.text
+    first = wait_job(client, f"/v1/jobs/{created.json()['id']}")
     assert first["state"] == "succeeded", first
     before = _predict(client, first["model_id"])
 
