@@ -4,13 +4,7 @@
 #   test-fp8, test-fp32 on the test split.
 #   then `elmo eval` of test-fp8 and bench/predict_latency.py on it.
 # Usage on the H200: OUT=/some/dir [GRID=0] bash bench/gpu_fusion_run.sh
-set -u
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD
-mkdir -p /tmp/data && tar -C /tmp/data -xzf .data/debian-deps.tgz
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+source bench/h200_env.sh
 D=/tmp/data/debian-deps
 echo '{"data": {"validation_fraction": 0.1}, "eval": {"split": "validation"}}' > /tmp/val.json
 train() {  # name precision [config]

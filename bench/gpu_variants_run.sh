@@ -3,12 +3,8 @@
 # twice side by side: on the validation slice (last 10% of train: the choice) and on the test split
 # (the number reported for the chosen one). Logs are written straight into $OUT.
 # Usage on the H200: OUT=/some/dir bash bench/gpu_variants_run.sh VARIANTS.json
-set -u
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD
-mkdir -p /tmp/data /tmp/cfg && tar -C /tmp/data -xzf .data/debian-deps.tgz
+source bench/h200_env.sh
+mkdir -p /tmp/cfg
 python3 - "$1" <<'PY'
 import json, sys
 sys.path.insert(0, "bench")
