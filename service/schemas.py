@@ -121,6 +121,11 @@ class PredictRequest(BaseModel):
     texts: list[str] = Field(min_length=1)
     k: int = Field(default=10, ge=1)
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    exclude_label_ids: list[list[int]] | None = Field(
+        default=None,
+        description="One list per text of label ids never to return for it (e.g. the item the "
+        "text describes, when that item is itself a label).",
+    )
 
 
 class LabelScore(BaseModel):

@@ -48,7 +48,11 @@ class Predictor:
         )
 
     def predict(
-        self, texts: list[str], k: int = 10, threshold: float | None = None
+        self,
+        texts: list[str],
+        k: int = 10,
+        threshold: float | None = None,
+        exclude: list[list[int]] | None = None,
     ) -> list[list[dict]]:
         """Per text, the k best labels: `{"label_id", "label", "score"}`, best first.
 
@@ -56,21 +60,46 @@ class Predictor:
         probability for a model without text priors.
 
         `threshold` drops labels whose score is below it. `k` is capped at the label count.
+        `exclude[i]` lists label ids never to return for text i (e.g. the item a text describes,
+        which the label-text prior ranks high when the item is itself a label).
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
+        excluded = self._check_exclude(exclude, len(texts))
         if not texts:
             return []
-        scores, ids = self.rank(list(texts), None, k)
+        extra = max((len(ids) for ids in excluded), default=0)
+        scores, ids = self.rank(list(texts), None, k + extra)
         results = []
-        for row_ids, row_scores in zip(ids, scores, strict=True):
+        for row_ids, row_scores, skip in zip(ids, scores, excluded, strict=True):
             row = []
             for label_id, score in zip(row_ids.tolist(), row_scores.tolist(), strict=True):
+                if label_id in skip or label_id < 0 or len(row) == k:
+                    continue
                 if threshold is not None and score < threshold:
                     continue
                 label = None if self.label_texts is None else self.label_texts[label_id]
                 row.append({"label_id": int(label_id), "label": label, "score": float(score)})
             results.append(row)
         return results
+
+    def _check_exclude(self, exclude: list[list[int]] | None, num_texts: int) -> list[set[int]]:
+        """`exclude` as one set per text; ValueError naming a wrong length or a bad label id."""
+        if exclude is None:
+            return [set() for _ in range(num_texts)]
+        if len(exclude) != num_texts:
+            raise ValueError(
+                f"exclude has {len(exclude)} lists for {num_texts} texts; give one per text"
+            )
+        for i, ids in enumerate(exclude):
+            for label_id in ids:
+                if isinstance(label_id, bool) or not isinstance(label_id, int):
+                    raise ValueError(f"exclude[{i}]: label id {label_id!r} is not an integer")
+                if not 0 <= label_id < self.num_labels:
+                    raise ValueError(
+                        f"exclude[{i}]: label id {label_id} is out of range "
+                        f"(the model has {self.num_labels} labels)"
+                    )
+        return [set(ids) for ids in exclude]

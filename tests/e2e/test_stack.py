@@ -68,6 +68,15 @@ def test_predict_top5_with_label_texts(stack: Stack, trained: dict) -> None:
         scores = [p["score"] for p in row]
         assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
         assert all(p["label"] == label_texts[p["label_id"]] for p in row)
+    drop = [[predictions[0][0]["label_id"]], [], []]
+    r = stack.alice.post(
+        f"/v1/models/{model_id}/predict",
+        json={"texts": texts, "k": 5, "exclude_label_ids": drop},
+    )
+    assert r.status_code == 200, r.text
+    kept = r.json()["predictions"]
+    assert [p["label_id"] for p in kept[0][:4]] == [p["label_id"] for p in predictions[0][1:]]
+    assert len(kept[0]) == 5 and kept[1:] == predictions[1:]
     too_many = stack.alice.post(
         f"/v1/models/{model_id}/predict", json={"texts": ["x"] * 257, "k": 5}
     )

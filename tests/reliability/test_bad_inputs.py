@@ -328,6 +328,27 @@ CASES = [
     ),
     ("predict-no-texts", _predict_body({"texts": []}), 422, "validation", "body.texts"),
     (
+        "predict-exclude-wrong-length",
+        _predict_body({"texts": ["x", "y"], "exclude_label_ids": [[1]]}),
+        422,
+        "unprocessable",
+        "exclude has 1 lists for 2 texts",
+    ),
+    (
+        "predict-exclude-out-of-range",
+        _predict_body({"texts": ["x"], "exclude_label_ids": [[10**6]]}),
+        422,
+        "unprocessable",
+        "label id 1000000 is out of range",
+    ),
+    (
+        "predict-exclude-too-many",
+        _predict_body({"texts": ["x"], "exclude_label_ids": [list(range(1001))]}),
+        422,
+        "unprocessable",
+        "1001 ids for one text; the limit is 1000",
+    ),
+    (
         "predict-malformed-json",
         _raw("POST", "/v1/models/{model}/predict", b"{bad", "application/json"),
         422,

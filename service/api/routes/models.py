@@ -57,15 +57,28 @@ def predict(
     """Per text, the k best labels with their texts and scores in [0, 1] (fused with text priors).
 
     413 past `max_predict_texts` texts or `max_text_chars` characters in a text; 422 past
-    `max_predict_k`. k larger than the label count returns every label.
+    `max_predict_k` (k, or the labels excluded for one text), or for `exclude_label_ids` without
+    one list per text or with an id outside the model's labels. k larger than the label count
+    returns every label.
     """
     row = get_owned(session, Model, model_id, owner)
     check_predict_limits(settings, body.texts, body.k)
+    longest_exclude = max((len(ids) for ids in body.exclude_label_ids or []), default=0)
+    if longest_exclude > settings.max_predict_k:
+        raise Unprocessable(
+            f"exclude_label_ids: {longest_exclude} ids for one text; the limit is "
+            f"{settings.max_predict_k}"
+        )
     path = row.path
     session.close()
     predictor = request.app.state.model_cache.get(model_id, path)
     k = min(body.k, predictor.num_labels)
-    predictions = predictor.predict(body.texts, k=k, threshold=body.threshold)
+    try:
+        predictions = predictor.predict(
+            body.texts, k=k, threshold=body.threshold, exclude=body.exclude_label_ids
+        )
+    except ValueError as exc:
+        raise Unprocessable(f"exclude_label_ids: {exc}") from None
     request.app.state.metrics.predictions.inc(len(body.texts))
     return PredictResponse(model_id=model_id, k=k, predictions=predictions)
 

@@ -131,3 +131,22 @@ def test_threshold_k_and_bad_inputs(trained):
 def test_not_a_model_directory(tmp_path):
     with pytest.raises(ModelLoadError, match="not a model directory"):
         Predictor.load(tmp_path)
+
+
+def test_exclude_drops_the_given_labels_and_keeps_k(trained):
+    dataset, result = trained
+    predictor = Predictor.load(result.model_dir)
+    texts = dataset.test.texts[:2]
+    full = predictor.predict(texts, k=8)
+    drop = [[full[0][0]["label_id"], full[0][2]["label_id"]], []]
+    got = predictor.predict(texts, k=5, exclude=drop)
+    assert [i["label_id"] for i in got[0]] == [
+        i["label_id"] for i in full[0] if i["label_id"] not in drop[0]
+    ][:5]
+    assert got[1] == full[1][:5]
+    with pytest.raises(ValueError, match="one per text"):
+        predictor.predict(texts, k=3, exclude=[[1]])
+    with pytest.raises(ValueError, match="out of range"):
+        predictor.predict(texts, k=3, exclude=[[predictor.num_labels], []])
+    with pytest.raises(ValueError, match="not an integer"):
+        predictor.predict(texts, k=3, exclude=[["7"], []])
