@@ -4,7 +4,8 @@ The model must come from a run with `data.validation_fraction` > 0 and `eval.spl
 (its config says which slice); the priors do not depend on the head, so each is computed once per
 neighbour count and the grid costs one fusion per cell.
 
-    python bench/fusion_grid.py --model RUN/model --data DIR [--device cuda] [--json OUT.json]
+    python bench/fusion_grid.py --model RUN/model --data DIR [--device cuda] [--json OUT.json] \
+        [--weights 0 0.25 0.5 1 2 4] [--neighbours 25 50 100 200]
 """
 
 from __future__ import annotations
@@ -24,9 +25,6 @@ from elmo_core.inference.topk import predict_topk
 from elmo_core.metrics import evaluate, jain_propensities
 from elmo_core.training.recipe import max_filters_per_row, select_splits
 
-WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
-NEIGHBOURS = (25, 50, 100, 200)
-
 
 def main() -> None:
     """Print and optionally save P@1/P@5/PSP@5 of every grid cell on the validation slice."""
@@ -35,6 +33,8 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0, 2.0, 4.0])
+    parser.add_argument("--neighbours", type=int, nargs="+", default=[25, 50, 100, 200])
     args = parser.parse_args()
 
     model = load_model(args.model, args.device)
@@ -58,7 +58,7 @@ def main() -> None:
         k: NeighbourScorer.fit(train.texts, train.labels, k=k, featurizer=featurizer).scores(
             val.texts
         )
-        for k in NEIGHBOURS
+        for k in args.neighbours
     }
     print(f"priors: {time.perf_counter() - started:.1f} s")
     k = max(config.eval.ks) + max_filters_per_row(val.filter_pairs, val.num_points)
@@ -74,7 +74,7 @@ def main() -> None:
     )
     propensities = jain_propensities(train.labels)
     rows = []
-    for n, a, b in itertools.product(NEIGHBOURS, WEIGHTS, WEIGHTS):
+    for n, a, b in itertools.product(args.neighbours, args.weights, args.weights):
         _, top = fuse_topk(logits, ids, a * votes[n] + b * cosine, 1.0 + a + b, k)
         m = evaluate(top, val.labels, [1, 3, 5], propensities, filter_pairs=val.filter_pairs)
         rows.append({"neighbours": n, "a": a, "b": b, **m})
