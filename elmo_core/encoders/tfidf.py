@@ -21,6 +21,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -86,13 +87,19 @@ class TfidfFeaturizer:
             )
         num_docs = len(texts)
         self.idf = (np.log((1.0 + num_docs) / (1.0 + counts)) + 1.0).tolist()
+        self.__dict__.pop("idf_array", None)
         return self
+
+    @cached_property
+    def idf_array(self) -> np.ndarray:
+        """`idf` as a float64 array, converted once (transform runs on every prediction)."""
+        return np.asarray(self.idf, dtype=np.float64)
 
     def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
         """N x F float32 CSR: sublinear tf x idf, rows L2-normalised (unknown-only rows: empty)."""
         if not self.idf:
             raise ValueError("TfidfFeaturizer.transform called before fit")
-        idf = np.asarray(self.idf, dtype=np.float64)
+        idf = self.idf_array
         indptr = [0]
         indices: list[int] = []
         values: list[float] = []
