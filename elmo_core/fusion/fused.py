@@ -88,8 +88,14 @@ class FusedScorer:
         """The sum of the weights (the head's is 1): divides the fused score into [0, 1]."""
         return 1.0 + self.label_text_weight + self.neighbour_weight
 
-    def priors(self, texts: Sequence[str], num_labels: int) -> sp.csr_matrix:
-        """N x L CSR: a x neighbour vote + b x label-text cosine of each text (not yet scaled)."""
+    def priors(
+        self, texts: Sequence[str], num_labels: int, word_rows: sp.csr_matrix | None = None
+    ) -> sp.csr_matrix:
+        """N x L CSR: a x neighbour vote + b x label-text cosine of each text (not yet scaled).
+
+        `word_rows`: the texts' rows from the neighbour prior's own TF-IDF featurizer, when the
+        caller has them already (the `tfidf` encoder's input is exactly that), to skip redoing it.
+        """
         blocks = []
         for start in range(0, len(texts), PRIOR_BATCH):
             batch = texts[start : start + PRIOR_BATCH]
@@ -97,7 +103,8 @@ class FusedScorer:
             if self.label_text is not None:
                 block = block + self.label_text_weight * self.label_text.scores(batch)
             if self.neighbours is not None:
-                block = block + self.neighbour_weight * self.neighbours.scores(batch)
+                rows = None if word_rows is None else word_rows[start : start + PRIOR_BATCH]
+                block = block + self.neighbour_weight * self.neighbours.scores(batch, rows)
             blocks.append(sp.csr_matrix(block, dtype=np.float32))
         if not blocks:
             return sp.csr_matrix((0, num_labels), dtype=np.float32)

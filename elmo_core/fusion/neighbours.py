@@ -47,10 +47,13 @@ class NeighbourScorer:
             featurizer = TfidfFeaturizer().fit(train_texts)
         return cls(featurizer, featurizer.transform(train_texts), train_labels, k)
 
-    def scores(self, texts: Sequence[str]) -> sp.csr_matrix:
+    def scores(self, texts: Sequence[str], rows: sp.csr_matrix | None = None) -> sp.csr_matrix:
         """N x L CSR: sum over the `k` nearest train points of similarity x labels / total
-        similarity (rows with no similar train point are empty)."""
-        similar = topk_product(self.featurizer.transform(texts), self.train_rows_t, self.k)
+        similarity (rows with no similar train point are empty). `rows`: the texts' TF-IDF rows
+        when the caller already has them from this same featurizer."""
+        if rows is None:
+            rows = self.featurizer.transform(texts)
+        similar = topk_product(rows, self.train_rows_t, self.k)
         totals = np.asarray(similar.sum(axis=1)).ravel()
         totals[totals == 0] = 1.0
         weights = sp.diags(1.0 / totals) @ similar

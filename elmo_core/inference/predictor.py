@@ -24,6 +24,7 @@ class Predictor:
         self.config: TrainConfig = model.config
         self.num_labels: int = model.head.num_labels
         self.label_texts: list[str] | None = model.label_texts
+        self._shares_word_rows = _same_featurizer(model)
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> Predictor:
@@ -42,7 +43,8 @@ class Predictor:
         fusion = self.model.fusion if texts is not None else None
         priors = None
         if fusion is not None and fusion.active:
-            priors = fusion.priors(texts, self.num_labels)
+            word_rows = prepared if self._shares_word_rows else None
+            priors = fusion.priors(texts, self.num_labels, word_rows)
         return rank_topk(
             encoder, self.model.head, prepared, num_rows, k, BATCH_SIZE, self.device, fusion, priors
         )
@@ -103,3 +105,13 @@ class Predictor:
                         f"(the model has {self.num_labels} labels)"
                     )
         return [set(ids) for ids in exclude]
+
+
+def _same_featurizer(model) -> bool:
+    """True when the neighbour prior's TF-IDF featurizer equals the encoder's (a `tfidf` encoder
+    trained with fusion): the encoder's input rows are then the prior's rows too."""
+    fusion = model.fusion
+    encoder_featurizer = getattr(model.encoder, "featurizer", None)
+    if fusion is None or fusion.neighbours is None or encoder_featurizer is None:
+        return False
+    return fusion.neighbours.featurizer.to_json() == encoder_featurizer.to_json()

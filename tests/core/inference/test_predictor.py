@@ -97,6 +97,7 @@ def test_fused_scores_follow_the_formula(trained):
     predictor = Predictor.load(result.model_dir)
     fusion = predictor.model.fusion
     assert fusion is not None and fusion.label_text_weight > 0 and fusion.neighbour_weight > 0
+    assert predictor._shares_word_rows  # the encoder's TF-IDF rows feed the neighbour prior
     text = dataset.test.texts[1]
     row = predictor.predict([text], k=5)[0]
     probs = _head_probabilities(predictor, text).numpy()
