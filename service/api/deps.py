@@ -28,7 +28,12 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
 def get_session(settings: SettingsDep) -> Iterator[Session]:
-    """A session per request, committed when the route returns without error."""
+    """A session per request, committed when the route returns without error.
+
+    Scope "function" (below): the commit runs before the response is sent, so a client that
+    reads a 201 and at once uses what it created finds it (FastAPI's default scope commits after
+    sending, a race a test caught: a job posted right after its dataset's 201 got a 404).
+    """
     session = get_sessionmaker(settings.effective_database_url)()
     try:
         yield session
@@ -40,7 +45,7 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
         session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 LimitQuery = Annotated[int, Query(ge=1, le=1000)]
 """Page size of the list routes."""
