@@ -58,8 +58,13 @@ class FusedScorer:
         char_ngrams: tuple[int, int],
         min_df: int,
         word_featurizer: TfidfFeaturizer | None = None,
+        word_rows: sp.csr_matrix | None = None,
     ) -> FusedScorer:
-        """Build the priors with positive weight from the train split (and the label texts)."""
+        """Build the priors with positive weight from the train split (and the label texts).
+
+        `word_featurizer`: a word TF-IDF already fitted on the train texts for the neighbour
+        prior (else it fits its own); `word_rows`: the train texts' rows from it, if at hand.
+        """
         label_scorer = None
         if label_text_weight > 0 and label_texts is not None:
             label_scorer = LabelTextScorer.fit(
@@ -68,7 +73,11 @@ class FusedScorer:
         neighbour_scorer = None
         if neighbour_weight > 0:
             neighbour_scorer = NeighbourScorer.fit(
-                train_texts, train_labels, k=neighbours, featurizer=word_featurizer
+                train_texts,
+                train_labels,
+                k=neighbours,
+                featurizer=word_featurizer,
+                train_rows=word_rows,
             )
         return cls(
             label_text=label_scorer,

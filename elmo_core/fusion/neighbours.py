@@ -41,11 +41,16 @@ class NeighbourScorer:
         *,
         k: int,
         featurizer: TfidfFeaturizer | None = None,
+        train_rows: sp.csr_matrix | None = None,
     ) -> NeighbourScorer:
-        """Index the train points; `featurizer` (already fitted on them) or a new default one."""
+        """Index the train points; `featurizer` (already fitted on them) or a new default one.
+        `train_rows`: the train texts' rows from that `featurizer`, when the caller has them."""
         if featurizer is None:
             featurizer = TfidfFeaturizer().fit(train_texts)
-        return cls(featurizer, featurizer.transform(train_texts), train_labels, k)
+            train_rows = None
+        if train_rows is None:
+            train_rows = featurizer.transform(train_texts)
+        return cls(featurizer, train_rows, train_labels, k)
 
     def scores(self, texts: Sequence[str], rows: sp.csr_matrix | None = None) -> sp.csr_matrix:
         """N x L CSR: sum over the `k` nearest train points of similarity x labels / total

@@ -268,6 +268,10 @@ class Recipe:
         if train.texts is None:
             self.cb.on_log("fusion needs raw texts; this dataset has none: the head ranks alone")
             return None, None
+        # A `tfidf` encoder's inputs are the neighbour prior's word rows: reuse, do not redo them
+        # (the first rows of train_inputs are train's, label-text points follow them).
+        featurizer = getattr(self.encoder, "featurizer", None)
+        shared = featurizer is not None
         fusion = FusedScorer.fit(
             train.texts,
             train.labels,
@@ -278,7 +282,8 @@ class Recipe:
             candidates=cfg.candidates,
             char_ngrams=cfg.char_ngrams,
             min_df=cfg.min_df,
-            word_featurizer=getattr(self.encoder, "featurizer", None),
+            word_featurizer=featurizer,
+            word_rows=self.train_inputs[: train.num_points] if shared else None,
         )
         self.cb.on_log(
             f"fusion: label-text weight {fusion.label_text_weight}, "
@@ -287,7 +292,8 @@ class Recipe:
         split = self.eval_split
         if split is None or split.texts is None:
             return fusion, None
-        return fusion, fusion.priors(split.texts, self.dataset.num_labels)
+        word_rows = self.eval_inputs if shared else None
+        return fusion, fusion.priors(split.texts, self.dataset.num_labels, word_rows)
 
     def _with_label_points(self, train: XMCSplit) -> XMCSplit:
         """The split the encoder and head are fitted on: train, plus the label texts as points
