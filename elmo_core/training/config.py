@@ -18,6 +18,9 @@ from elmo_core.errors import ConfigError
 
 Precision = Literal["fp8", "bf16", "fp32"]
 
+SPARSE_ENCODER_LR = 1e-3
+TRANSFORMER_ENCODER_LR = 1e-4
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -107,7 +110,12 @@ class HeadConfig(_Section):
 class ScheduleConfig(_Section):
     """Learning rates and their warm-up + decay, separately for the encoder and the head."""
 
-    encoder_lr: float = Field(1e-3, gt=0.0)
+    encoder_lr: float | None = Field(
+        None,
+        gt=0.0,
+        description="None: 1e-3 for the sparse encoders, 1e-4 for transformers "
+        "(TrainConfig.encoder_lr).",
+    )
     head_lr: float = Field(1.0, gt=0.0)
     encoder_weight_decay: float = Field(0.0, ge=0.0)
     warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0)
@@ -191,6 +199,14 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = Field(50, ge=1, description="Compute and report the loss every N steps.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (None: default).")
+
+    @property
+    def encoder_lr(self) -> float:
+        """The encoder's peak learning rate: `schedule.encoder_lr`, or the encoder kind's default
+        (a pretrained transformer is fine-tuned 10x more gently than a sparse table is trained)."""
+        if self.schedule.encoder_lr is not None:
+            return self.schedule.encoder_lr
+        return SPARSE_ENCODER_LR if self.encoder.is_sparse else TRANSFORMER_ENCODER_LR
 
     def to_json(self) -> str:
         """The config as indented JSON (the skeleton `elmo train --print-config` prints)."""

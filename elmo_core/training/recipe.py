@@ -203,7 +203,7 @@ class Recipe:
                 self.cb.on_log("float8 requested but unavailable (needs torchao and an FP8 GPU)")
         self.optimizer = AdamW(
             self.encoder.parameters(),
-            lr=cfg.schedule.encoder_lr,
+            lr=cfg.encoder_lr,
             weight_decay=cfg.schedule.encoder_weight_decay,
             kahan_sum=cfg.precision != "fp32",
         )
@@ -371,7 +371,7 @@ class Recipe:
             cfg.schedule.min_lr_ratio,
         )
         for group in self.optimizer.param_groups:
-            group["lr"] = cfg.schedule.encoder_lr * factor
+            group["lr"] = cfg.encoder_lr * factor
         batch = self.encoder.make_batch(self.train_inputs, rows, self.device)
         pair_rows, pair_cols = batch_pairs(self.fit_split.labels, rows)
         with self.memory.phase("encoder_forward"):

@@ -39,3 +39,15 @@ def test_load_config_errors_name_the_file(tmp_path):
     bad.write_text('{"epochs": 3,\n oops}')
     with pytest.raises(ConfigError, match=r"bad\.json:2"):
         load_config(bad)
+
+
+def test_encoder_lr_defaults_to_the_encoder_kind_and_an_explicit_value_wins():
+    assert TrainConfig().encoder_lr == 1e-3
+    assert parse_config({"encoder": {"name": "features"}}).encoder_lr == 1e-3
+    assert parse_config({"encoder": {"name": "minilm"}}).encoder_lr == 1e-4
+    assert parse_config({"encoder": {"name": "hf:/m"}}).encoder_lr == 1e-4
+    explicit = {"encoder": {"name": "minilm"}, "schedule": {"encoder_lr": 3e-5}}
+    assert parse_config(explicit).encoder_lr == 3e-5
+    assert json.loads(TrainConfig().to_json())["schedule"]["encoder_lr"] is None
+    with pytest.raises(ConfigError, match=r"schedule\.encoder_lr"):
+        parse_config({"schedule": {"encoder_lr": 0}})
