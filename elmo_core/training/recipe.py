@@ -196,6 +196,11 @@ class Recipe:
         )
         self.fusion, self.eval_priors = self._build_fusion(train)
         self.encoder = cast_encoder(self.encoder, cfg.precision).to(self.device)
+        if self.device.type == "cpu" and not cfg.encoder.is_sparse and cfg.precision != "fp32":
+            self.cb.on_log(
+                "a pure-BF16 transformer trains slowly on CPUs without native BF16 matmuls "
+                "(15x slower than fp32 on a 2-core CI machine): prefer a GPU or --precision fp32"
+            )
         if cfg.encoder.float8 and not cfg.encoder.is_sparse:
             if enable_float8(self.encoder):
                 self.cb.on_log("transformer linear layers use torchao float8 training")

@@ -11,10 +11,20 @@ transformers = pytest.importorskip("transformers")
 
 from elmo_core.data import load_dataset  # noqa: E402
 from elmo_core.inference import Predictor  # noqa: E402
-from elmo_core.training import TrainConfig, train  # noqa: E402
+from elmo_core.training import TrainConfig, TrainerCallbacks, train  # noqa: E402
 
 MINI = Path(__file__).resolve().parents[3] / "examples" / "debian-deps-mini"
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "python", "perl", "library", "data", "gtk"]
+
+
+class LogCollector(TrainerCallbacks):
+    """Keeps the recipe's log lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def on_log(self, message: str) -> None:
+        self.lines.append(message)
 
 
 def test_hf_encoder_trains_saves_and_predicts(tmp_path):
@@ -45,7 +55,10 @@ def test_hf_encoder_trains_saves_and_predicts(tmp_path):
         }
     )
     dataset = load_dataset(MINI, empty_rows="keep")
-    result = train(run_config, dataset, tmp_path / "run")
+    logs = LogCollector()
+    result = train(run_config, dataset, tmp_path / "run", logs)
+    assert any("pure-BF16 transformer trains slowly" in line for line in logs.lines)
+    assert run_config.encoder_lr == 1e-4
     assert (result.model_dir / "encoder" / "tokenizer.json").exists()
     assert not list(result.model_dir.rglob("*.bin")) and not list(result.model_dir.rglob("*.pt"))
     predictor = Predictor.load(result.model_dir)
