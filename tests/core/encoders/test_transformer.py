@@ -47,6 +47,20 @@ def test_mean_pooling_ignores_padding(tiny_model_dir):
     assert pooled.shape == (2, 16)
 
 
+def test_padding_to_a_token_multiple_keeps_the_pooled_embedding(tiny_model_dir):
+    """float8 training pads batches to 16-token multiples; the padding must not change outputs."""
+    encoder = TransformerEncoder.from_directory(tiny_model_dir, max_length=16).eval()
+    texts = ["debian package", "python library debian"]
+    rows = np.array([0, 1])
+    plain = encoder.make_batch(texts, rows, torch.device("cpu"))
+    encoder.pad_to_multiple_of = 16
+    padded = encoder.make_batch(texts, rows, torch.device("cpu"))
+    assert plain["input_ids"].shape[1] % 16 != 0
+    assert padded["input_ids"].shape == (2, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(padded), encoder(plain), rtol=1e-4, atol=1e-5)
+
+
 def test_export_and_rebuild_skeleton(tiny_model_dir, tmp_path_factory):
     encoder = TransformerEncoder.from_directory(tiny_model_dir, max_length=16)
     target = tmp_path_factory.mktemp("export")
