@@ -98,14 +98,18 @@ def serve(
 
 
 def _stop_workers(workers: list[subprocess.Popen], grace_s: float) -> None:
-    """SIGTERM each worker's process group (a warm shutdown), SIGKILL what is left after grace_s.
+    """SIGTERM each worker's main process (Celery's warm shutdown, which stops its own pool
+    children), then SIGKILL each worker's process group if it is still there after grace_s.
 
-    A job cut short stays `running` until the reconciler of the next worker re-queues it
-    (after ELMO_JOB_LEASE_SECONDS); it then resumes from its last checkpoint.
+    Only the main process gets the SIGTERM: signalling the whole group made the pool children
+    die under the main process, which logged "Process 'ForkPoolWorker-1' ... exited with
+    'signal 15 (SIGTERM)'" errors at every clean stop. A job cut short stays `running` until the
+    reconciler of the next worker re-queues it (after ELMO_JOB_LEASE_SECONDS); it then resumes
+    from its last checkpoint.
     """
     for proc in workers:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     for proc in workers:
         try:

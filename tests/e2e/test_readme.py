@@ -102,6 +102,7 @@ def test_readme_curl_examples_against_elmo_serve(tmp_path: Path, elmo_cmd: list[
     finally:
         serve.stop()
     assert processes_with_env(f"ELMO_HOME={env['ELMO_HOME']}") == [], "workers outlived elmo serve"
+    assert "exited with 'signal" not in serve.tail(100_000), "a worker's pool died at shutdown"
     outputs = json_documents(result.stdout)
     job = next(o for o in outputs if "state" in o)
     assert job["state"] == "succeeded" and job["progress"]["epoch"] == 2
