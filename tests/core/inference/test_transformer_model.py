@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 transformers = pytest.importorskip("transformers")
 
@@ -63,6 +64,12 @@ def test_hf_encoder_trains_saves_and_predicts(tmp_path):
     assert not list(result.model_dir.rglob("*.bin")) and not list(result.model_dir.rglob("*.pt"))
     predictor = Predictor.load(result.model_dir)
     assert predictor.model.encoder.dim == 17
+    # On CPU the BF16-trained transformer runs in fp32: an exact upcast of the stored weights.
+    stored = load_file(str(result.model_dir / "model.safetensors"))
+    for name, param in predictor.model.encoder.named_parameters():
+        assert stored[f"encoder.{name}"].dtype == torch.bfloat16
+        assert param.dtype == torch.float32
+        assert torch.equal(param.detach(), stored[f"encoder.{name}"].float())
     texts = ["python library", "perl data"]
     first = predictor.predict(texts, k=4)
     again = Predictor.load(result.model_dir).predict(texts, k=4)
