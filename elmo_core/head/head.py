@@ -27,6 +27,7 @@ PRECISIONS = ("fp8", "bf16", "fp32")
 BACKENDS = ("auto", "reference", "triton")
 BACKEND_ENV = "ELMO_HEAD_BACKEND"
 DEFAULT_INIT_STD = 0.02
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 STORED_RMS_LOG2 = 0
 """Low-precision storage holds ``w / s`` with ``s`` a power of two making its rms about 2^this."""
 INIT_ROWS = 1 << 16
@@ -229,6 +230,11 @@ class XMCHead:
         if not math.isfinite(lr):
             raise HeadInputError(f"lr must be finite, got {lr!r}")
         s = self.scale
+        if abs(float(lr)) / (s * s) > FLOAT32_MAX:
+            raise HeadInputError(
+                f"lr {lr!r} is too large: the step on the scaled weights, lr / scale^2 = "
+                f"{float(lr) / (s * s):.3g}, overflows float32"
+            )
         grad = self.backend.step(
             self.weight,
             e * s,

@@ -195,6 +195,8 @@ def test_invalid_inputs_raise_clear_errors():
         head.step(emb[:, :-1], rows, cols, 0.1)
     with pytest.raises(HeadInputError, match="lr"):
         head.step(emb, rows, cols, float("nan"))
+    with pytest.raises(HeadInputError, match=r"lr 1e\+38 is too large.*overflows float32"):
+        head.step(emb, rows, cols, 1e38)
     with pytest.raises(HeadInputError, match="NaN"):
         head.load_weights(torch.full((L, D), float("nan")))
     before = head.dequantized()
