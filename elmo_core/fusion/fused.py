@@ -119,8 +119,10 @@ class FusedScorer:
             return sp.csr_matrix((0, num_labels), dtype=np.float32)
         return sp.vstack(blocks, format="csr")
 
-    def save(self, directory: Path) -> None:
-        """Write `fusion.json` and `fusion.safetensors` into a model directory."""
+    def save(self, directory: Path, encoder_featurizer: TfidfFeaturizer | None = None) -> None:
+        """Write `fusion.json` and `fusion.safetensors` into a model directory. The neighbour
+        prior's TF-IDF is not written again when it is `encoder_featurizer` (saved by the
+        encoder as `tfidf.json`)."""
         tensors: dict[str, np.ndarray] = {}
         meta: dict = {
             "label_text_weight": self.label_text_weight,
@@ -133,14 +135,17 @@ class FusedScorer:
             meta["label_text"] = self.label_text.meta()
             tensors.update(self.label_text.tensors())
         if self.neighbours is not None:
-            meta["neighbours"] = self.neighbours.meta()
+            meta["neighbours"] = self.neighbours.meta(encoder_featurizer)
             tensors.update(self.neighbours.tensors())
         save_file(tensors, str(Path(directory) / FUSION_TENSORS))
         (Path(directory) / FUSION_JSON).write_text(json.dumps(meta), encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: Path) -> FusedScorer | None:
-        """Read a model directory's fusion files (JSON + safetensors); None when it has none."""
+    def load(
+        cls, directory: Path, encoder_featurizer: TfidfFeaturizer | None = None
+    ) -> FusedScorer | None:
+        """Read a model directory's fusion files (JSON + safetensors); None when it has none.
+        `encoder_featurizer`: the encoder's TF-IDF, for a neighbour prior saved as sharing it."""
         meta_path = Path(directory) / FUSION_JSON
         if not meta_path.exists():
             return None
@@ -152,7 +157,7 @@ class FusedScorer:
             else LabelTextScorer.from_state(meta["label_text"], tensors),
             neighbours=None
             if meta["neighbours"] is None
-            else NeighbourScorer.from_state(meta["neighbours"], tensors),
+            else NeighbourScorer.from_state(meta["neighbours"], tensors, encoder_featurizer),
             label_text_weight=float(meta["label_text_weight"]),
             neighbour_weight=float(meta["neighbour_weight"]),
             candidates=int(meta["candidates"]),

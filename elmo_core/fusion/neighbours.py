@@ -12,6 +12,9 @@ from elmo_core.encoders.tfidf import TfidfFeaturizer
 from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
 from elmo_core.fusion.sparse_topk import topk_product
 
+SHARED_FEATURIZER = "encoder"
+"""`meta()["tfidf"]` when the featurizer is stored by the model's `tfidf` encoder."""
+
 
 class NeighbourScorer:
     """A similarity-weighted vote of the `k` nearest train points' labels."""
@@ -64,8 +67,12 @@ class NeighbourScorer:
         weights = sp.diags(1.0 / totals) @ similar
         return sp.csr_matrix(weights @ self.train_labels, dtype=np.float32)
 
-    def meta(self) -> dict:
-        """The JSON half of the state (the arrays are in `tensors`)."""
+    def meta(self, encoder_featurizer: TfidfFeaturizer | None = None) -> dict:
+        """The JSON half of the state (the arrays are in `tensors`). When the featurizer is the
+        model's `tfidf` encoder's (`encoder_featurizer`), it is stored once, by the encoder:
+        `"tfidf": "encoder"` here."""
+        if encoder_featurizer is not None and self.featurizer is encoder_featurizer:
+            return {"k": self.k, "tfidf": SHARED_FEATURIZER}
         return {"k": self.k, "tfidf": self.featurizer.to_json()}
 
     def tensors(self) -> dict[str, np.ndarray]:
@@ -76,10 +83,21 @@ class NeighbourScorer:
         }
 
     @classmethod
-    def from_state(cls, meta: dict, tensors: dict[str, np.ndarray]) -> NeighbourScorer:
-        """Rebuild from `meta()` and `tensors()`."""
+    def from_state(
+        cls,
+        meta: dict,
+        tensors: dict[str, np.ndarray],
+        encoder_featurizer: TfidfFeaturizer | None = None,
+    ) -> NeighbourScorer:
+        """Rebuild from `meta()` and `tensors()`; a shared featurizer is `encoder_featurizer`."""
+        if meta["tfidf"] == SHARED_FEATURIZER:
+            if encoder_featurizer is None:
+                raise ValueError("the neighbour prior shares the encoder's TF-IDF; it is missing")
+            featurizer = encoder_featurizer
+        else:
+            featurizer = TfidfFeaturizer.from_json(meta["tfidf"])
         return cls(
-            TfidfFeaturizer.from_json(meta["tfidf"]),
+            featurizer,
             csr_from_tensors(tensors, "neighbours.rows"),
             csr_from_tensors(tensors, "neighbours.labels"),
             int(meta["k"]),

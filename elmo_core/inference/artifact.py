@@ -6,6 +6,7 @@
     label_texts.json    list of label texts (line i = label id i), or null
     tfidf.json          TF-IDF vocabulary and idf (sparse text encoder)
     fusion.json         score fusion: weights and the text priors' settings and vocabularies
+                        (the neighbour prior's word TF-IDF is "encoder" when it is tfidf.json's)
     fusion.safetensors  the priors' arrays: character n-grams, label-text and train-point rows
     encoder/            transformer config + tokenizer files (transformer encoder)
     metrics.json        best / last metrics and the per-epoch history
@@ -37,7 +38,9 @@ from elmo_core.fusion import FusedScorer
 from elmo_core.head import XMCHead
 from elmo_core.training.config import TrainConfig, parse_config
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: a neighbour prior that shares the `tfidf` encoder's featurizer stores it once (tfidf.json)."""
+READABLE_FORMATS = (1, 2)
 WEIGHTS = "model.safetensors"
 
 
@@ -96,7 +99,7 @@ def save_model(
     _write(tmp / "telemetry.json", telemetry or {})
     export_encoder(encoder, tmp)
     if fusion is not None:
-        fusion.save(tmp)
+        fusion.save(tmp, getattr(encoder, "featurizer", None))
     old = directory.parent / f".{directory.name}.old"
     if directory.exists():
         if old.exists():
@@ -116,9 +119,10 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
             f"{directory} is not a model directory (config.json / {WEIGHTS} missing)"
         )
     meta = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_FORMATS:
         raise ModelLoadError(
-            f"{directory}: model format {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
+            f"{directory}: model format {meta.get('format_version')!r}, "
+            f"this version reads {list(READABLE_FORMATS)}"
         )
     config = parse_config(meta["train_config"], source=str(directory / "config.json"))
     device = torch.device(device)
@@ -149,7 +153,8 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
     metrics = None
     if metrics_file.exists():
         metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-    return LoadedModel(config, encoder, head, label_texts, metrics, FusedScorer.load(directory))
+    fusion = FusedScorer.load(directory, getattr(encoder, "featurizer", None))
+    return LoadedModel(config, encoder, head, label_texts, metrics, fusion)
 
 
 def _write(path: Path, payload: object) -> None:

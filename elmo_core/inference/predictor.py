@@ -108,10 +108,11 @@ class Predictor:
 
 
 def _same_featurizer(model) -> bool:
-    """True when the neighbour prior's TF-IDF featurizer equals the encoder's (a `tfidf` encoder
-    trained with fusion): the encoder's input rows are then the prior's rows too."""
+    """True when the neighbour prior's TF-IDF featurizer is the encoder's (a `tfidf` encoder
+    trained with fusion; the artifact stores it once): the encoder's input rows are then the
+    prior's rows too."""
     fusion = model.fusion
     encoder_featurizer = getattr(model.encoder, "featurizer", None)
     if fusion is None or fusion.neighbours is None or encoder_featurizer is None:
         return False
-    return fusion.neighbours.featurizer.to_json() == encoder_featurizer.to_json()
+    return fusion.neighbours.featurizer is encoder_featurizer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +152,26 @@ def test_exclude_drops_the_given_labels_and_keeps_k(trained):
         predictor.predict(texts, k=3, exclude=[[predictor.num_labels], []])
     with pytest.raises(ValueError, match="not an integer"):
         predictor.predict(texts, k=3, exclude=[["7"], []])
+
+
+def test_shared_tfidf_is_stored_once_and_format_1_models_still_load(trained, tmp_path):
+    dataset, result = trained
+    fusion_meta = json.loads((result.model_dir / "fusion.json").read_text())
+    assert fusion_meta["neighbours"]["tfidf"] == "encoder"
+    model = load_model(result.model_dir)
+    assert model.fusion.neighbours.featurizer is model.encoder.featurizer
+    texts = dataset.test.texts[:5]
+    expected = Predictor(model, torch.device("cpu")).predict(texts, k=5)
+    # A format-1 model directory (written before the sharing) holds its own copy of the TF-IDF.
+    old = tmp_path / "format-1"
+    shutil.copytree(result.model_dir, old)
+    fusion_meta["neighbours"]["tfidf"] = json.loads((old / "tfidf.json").read_text())
+    (old / "fusion.json").write_text(json.dumps(fusion_meta))
+    meta = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**meta, "format_version": 1}))
+    loaded = load_model(old)
+    assert loaded.fusion.neighbours.featurizer is not loaded.encoder.featurizer
+    assert Predictor(loaded, torch.device("cpu")).predict(texts, k=5) == expected
+    (old / "config.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(ModelLoadError, match=r"model format 99, this version reads \[1, 2\]"):
+        load_model(old)
