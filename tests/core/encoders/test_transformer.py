@@ -11,29 +11,9 @@ transformers = pytest.importorskip("transformers")
 from elmo_core.encoders import TransformerEncoder, minilm_path, resolve_model_dir  # noqa: E402
 from elmo_core.errors import ConfigError  # noqa: E402
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "debian", "package", "python", "library"]
 
-
-@pytest.fixture()
-def tiny_model_dir(tmp_path):
-    (tmp_path / "vocab.txt").write_text("\n".join(WORDS) + "\n", encoding="utf-8")
-    tokenizer = transformers.BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
-    config = transformers.BertConfig(
-        vocab_size=len(WORDS),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(str(tmp_path))
-    tokenizer.save_pretrained(str(tmp_path))
-    return tmp_path
-
-
-def test_mean_pooling_ignores_padding(tiny_model_dir):
-    encoder = TransformerEncoder.from_directory(tiny_model_dir, max_length=16).eval()
+def test_mean_pooling_ignores_padding(tiny_bert_dir):
+    encoder = TransformerEncoder.from_directory(tiny_bert_dir, max_length=16).eval()
     texts = ["debian package", "python library debian package python"]
     batch = encoder.make_batch(texts, np.array([0, 1]), torch.device("cpu"))
     assert batch["attention_mask"][0].sum() < batch["attention_mask"][1].sum()
@@ -47,9 +27,9 @@ def test_mean_pooling_ignores_padding(tiny_model_dir):
     assert pooled.shape == (2, 16)
 
 
-def test_padding_to_a_token_multiple_keeps_the_pooled_embedding(tiny_model_dir):
+def test_padding_to_a_token_multiple_keeps_the_pooled_embedding(tiny_bert_dir):
     """float8 training pads batches to 16-token multiples; the padding must not change outputs."""
-    encoder = TransformerEncoder.from_directory(tiny_model_dir, max_length=16).eval()
+    encoder = TransformerEncoder.from_directory(tiny_bert_dir, max_length=16).eval()
     texts = ["debian package", "python library debian"]
     rows = np.array([0, 1])
     plain = encoder.make_batch(texts, rows, torch.device("cpu"))
@@ -61,8 +41,8 @@ def test_padding_to_a_token_multiple_keeps_the_pooled_embedding(tiny_model_dir):
         torch.testing.assert_close(encoder(padded), encoder(plain), rtol=1e-4, atol=1e-5)
 
 
-def test_export_and_rebuild_skeleton(tiny_model_dir, tmp_path_factory):
-    encoder = TransformerEncoder.from_directory(tiny_model_dir, max_length=16)
+def test_export_and_rebuild_skeleton(tiny_bert_dir, tmp_path_factory):
+    encoder = TransformerEncoder.from_directory(tiny_bert_dir, max_length=16)
     target = tmp_path_factory.mktemp("export")
     encoder.export(target)
     rebuilt = TransformerEncoder.from_config_dir(target, max_length=16)

@@ -15,7 +15,6 @@ from elmo_core.inference import Predictor  # noqa: E402
 from elmo_core.training import TrainConfig, TrainerCallbacks, train  # noqa: E402
 
 MINI = Path(__file__).resolve().parents[3] / "examples" / "debian-deps-mini"
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "python", "perl", "library", "data", "gtk"]
 
 
 class LogCollector(TrainerCallbacks):
@@ -28,26 +27,10 @@ class LogCollector(TrainerCallbacks):
         self.lines.append(message)
 
 
-def test_hf_encoder_trains_saves_and_predicts(tmp_path):
-    model_dir = tmp_path / "tiny-bert"
-    model_dir.mkdir()
-    (model_dir / "vocab.txt").write_text("\n".join(WORDS) + "\n", encoding="utf-8")
-    transformers.BertTokenizerFast(vocab_file=str(model_dir / "vocab.txt")).save_pretrained(
-        str(model_dir)
-    )
-    config = transformers.BertConfig(
-        vocab_size=len(WORDS),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(str(model_dir))
+def test_hf_encoder_trains_saves_and_predicts(tiny_bert_dir, tmp_path):
     run_config = TrainConfig.model_validate(
         {
-            "encoder": {"name": f"hf:{model_dir}", "max_length": 32},
+            "encoder": {"name": f"hf:{tiny_bert_dir}", "max_length": 32},
             "precision": "bf16",
             "epochs": 1,
             "batch_size": 40,

@@ -70,3 +70,19 @@ def test_resume_refuses_a_different_config(mini_dataset, tmp_path, small_config)
 def test_resume_without_checkpoint_is_a_clear_error(mini_dataset, tmp_path, small_config):
     with pytest.raises(CheckpointError, match="no checkpoint"):
         train(small_config(), mini_dataset, tmp_path, resume=True)
+
+
+def test_resume_with_a_transformer_encoder(mini_dataset, tmp_path, small_config, tiny_bert_dir):
+    """The transformer's pure-BF16 weights, Kahan AdamW states and dropout RNG survive a resume."""
+    config = small_config(encoder={"name": f"hf:{tiny_bert_dir}", "max_length": 32})
+    full = train(config, mini_dataset, tmp_path / "full")
+    with pytest.raises(TrainingCancelled):
+        train(config, mini_dataset, tmp_path / "cut", StopAfter(11))
+    resumed = train(config, mini_dataset, tmp_path / "cut", resume=True)
+    assert resumed.history == full.history
+    a = load_file(str(full.last_model_dir / "model.safetensors"))
+    b = load_file(str(resumed.last_model_dir / "model.safetensors"))
+    assert any(key.startswith("encoder.model.") for key in a)
+    assert a["encoder.model.embeddings.word_embeddings.weight"].dtype == torch.bfloat16
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
