@@ -1,6 +1,7 @@
 """Latency of `Predictor.predict` (one text, and batches) on a trained model, fusion included.
 
 python bench/predict_latency.py --model RUN/model --data DIR [--device cuda] [--repeats 50]
+    [--no-float32-copy]   (CPU: score from the fp8/bf16 weights, converting them on every call)
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--no-float32-copy", action="store_true")
     args = parser.parse_args()
     texts = load_dataset(args.data, empty_rows="keep").test.texts
     started = time.perf_counter()
     predictor = Predictor.load(args.model, args.device)
     print(f"load: {time.perf_counter() - started:.2f} s (device {args.device})")
+    if args.no_float32_copy:
+        predictor.model.head.keep_float32_copy(max_bytes=0)
     predictor.predict(texts[:4], k=10)
     for batch in (1, 16, 256):
         times = []

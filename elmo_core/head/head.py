@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from elmo_core.errors import ConfigError
 from elmo_core.head import rounding
 from elmo_core.head.backend import HeadBackend, HeadInputError
-from elmo_core.head.reference import ReferenceBackend, sorted_positives
+from elmo_core.head.reference import ReferenceBackend, embedding_operand, sorted_positives
 
 PRECISIONS = ("fp8", "bf16", "fp32")
 BACKENDS = ("auto", "reference", "triton")
@@ -148,6 +148,7 @@ class XMCHead:
         )
         self.scale = storage_scale(precision, self.init_std if self.init_std > 0 else dim**-0.5)
         self.weight = torch.zeros(num_labels, dim, device=self.device, dtype=self.dtype)
+        self._float32_copy: torch.Tensor | None = None
         if self.init_std == 0.0:  # e.g. a head about to load a checkpoint
             return
         gen = torch.Generator(device=self.device).manual_seed(seed)
@@ -227,6 +228,7 @@ class XMCHead:
         summed BCE. ``rows``/``cols``: int64 positive pairs (batch row, label id)."""
         e = self._embedding(embedding)
         rows, cols = self._pairs(rows, cols, e.shape[0])
+        self._float32_copy = None
         if not math.isfinite(lr):
             raise HeadInputError(f"lr must be finite, got {lr!r}")
         s = self.scale
@@ -254,11 +256,25 @@ class XMCHead:
         scored chunk by chunk; never holds B x L scores."""
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_labels:
             raise HeadInputError(f"k must be an int in [1, {self.num_labels}], got {k!r}")
-        e = self._embedding(embedding)
-        vals, ids = self.backend.topk(
-            self.weight, e * self.scale, k, chunk_size=self._chunk(e.shape[0])
-        )
+        e = self._embedding(embedding) * self.scale
+        weight = self.weight
+        if self._float32_copy is not None:  # the same products: the embedding rounded as before
+            weight, e = self._float32_copy, embedding_operand(e, self.weight)
+        vals, ids = self.backend.topk(weight, e, k, chunk_size=self._chunk(e.shape[0]))
         return vals, (ids if self.perm is None else self.perm[ids])
+
+    @torch.no_grad()
+    def keep_float32_copy(self, max_bytes: int) -> bool:
+        """For repeated scoring (a CPU predictor): keep an exact fp32 copy of the low-precision
+        weights, so `topk` stops converting every chunk on every call. Returns False, keeping
+        nothing, for fp32 storage or when the copy would exceed `max_bytes`. Any change of the
+        weights (`step`, `load_weights`, `load_state_dict`) drops the copy."""
+        self._float32_copy = None
+        size = self.num_labels * self.dim * 4
+        if self.weight.dtype == torch.float32 or size > max_bytes:
+            return False
+        self._float32_copy = self.weight.to(torch.float32)
+        return True
 
     @torch.no_grad()
     def loss(self, embedding: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> float:
@@ -307,6 +323,7 @@ class XMCHead:
             raise HeadInputError(
                 f"weights must be ({self.num_labels}, {self.dim}), got {tuple(weights.shape)}"
             )
+        self._float32_copy = None
         sq, amax = 0.0, 0.0
         for r0 in range(0, self.num_labels, INIT_ROWS):
             part = weights[r0 : r0 + INIT_ROWS].to(torch.float64)
@@ -382,6 +399,7 @@ class XMCHead:
             if not torch.equal(torch.sort(perm).values, torch.arange(self.num_labels)):
                 raise HeadInputError("state perm is not a permutation of the label ids")
         self._set_perm(perm)
+        self._float32_copy = None
         self.weight.copy_(w.to(self.device))
         self.scale = float(state["scale"])
         self.steps = int(state["step"])

@@ -13,6 +13,9 @@ from elmo_core.inference.ranking import rank_topk
 from elmo_core.training.config import TrainConfig
 
 BATCH_SIZE = 256
+CPU_FLOAT32_HEAD_BYTES = 1 << 30
+"""On a CPU, heads up to this size as fp32 are scored from an fp32 copy of their fp8/bf16 weights
+(exact; no per-call conversion): 87 MB for debian-deps, so the copy is cheap where it matters."""
 
 
 class Predictor:
@@ -25,6 +28,8 @@ class Predictor:
         self.num_labels: int = model.head.num_labels
         self.label_texts: list[str] | None = model.label_texts
         self._shares_word_rows = _same_featurizer(model)
+        if device.type == "cpu":
+            model.head.keep_float32_copy(CPU_FLOAT32_HEAD_BYTES)
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> Predictor:

@@ -231,3 +231,24 @@ def test_fp8_scale_matters_for_small_weights():
         hits = (head.topk(x[n:], 1)[1] == top[n:]).any(dim=1)
         p_at_1.append(float(hits.double().mean()) * 100)
     assert p_at_1[0] > p_at_1[1] + 3.0, p_at_1
+
+
+@pytest.mark.parametrize("precision", ["fp8", "bf16"])
+def test_float32_copy_scores_identically_and_follows_weight_changes(precision):
+    counts = torch.arange(L, dtype=torch.float32)
+    head = XMCHead(L, D, precision, head_ratio=0.1, label_counts=counts, chunk_size=64)
+    emb, rows, cols = _batch(3)
+    plain = head.topk(emb, 10)
+    assert head.keep_float32_copy(max_bytes=L * D * 4)
+    copied = head.topk(emb, 10)
+    assert torch.equal(copied[0], plain[0]) and torch.equal(copied[1], plain[1])
+    head.step(emb, rows, cols, 0.5)  # the weights change: the copy must not be used any more
+    vals, ids = head.topk(emb, 10)
+    operand = emb.to(torch.bfloat16).double()  # low-precision heads see a bf16 embedding
+    expected = (operand @ head.dequantized().double().T).topk(10, dim=1)
+    torch.testing.assert_close(vals.double(), expected.values, rtol=1e-5, atol=1e-5)
+    assert torch.equal(ids, expected.indices)
+    assert head.keep_float32_copy(max_bytes=L * D * 4)
+    assert not head.keep_float32_copy(max_bytes=L * D * 4 - 1)  # too small: the copy is dropped
+    assert torch.equal(head.topk(emb, 10)[0], vals)
+    assert not XMCHead(L, D, "fp32").keep_float32_copy(max_bytes=1 << 30)
