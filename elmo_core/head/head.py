@@ -228,7 +228,6 @@ class XMCHead:
         summed BCE. ``rows``/``cols``: int64 positive pairs (batch row, label id)."""
         e = self._embedding(embedding)
         rows, cols = self._pairs(rows, cols, e.shape[0])
-        self._float32_copy = None
         if not math.isfinite(lr):
             raise HeadInputError(f"lr must be finite, got {lr!r}")
         s = self.scale
@@ -237,6 +236,7 @@ class XMCHead:
                 f"lr {lr!r} is too large: the step on the scaled weights, lr / scale^2 = "
                 f"{float(lr) / (s * s):.3g}, overflows float32"
             )
+        self._float32_copy = None
         grad = self.backend.step(
             self.weight,
             e * s,

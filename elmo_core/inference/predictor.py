@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from elmo_core.encoders import TransformerEncoder
 from elmo_core.inference.artifact import load_model
 from elmo_core.inference.ranking import rank_topk
 from elmo_core.training.config import TrainConfig
@@ -29,7 +30,11 @@ class Predictor:
         self.label_texts: list[str] | None = model.label_texts
         self._shares_word_rows = _same_featurizer(model)
         if device.type == "cpu":
+            # Scoring in fp32 from exact copies: CPUs without BF16/FP8 units convert or emulate
+            # them on every call (a BF16 MiniLM: 16 texts in 2.96 s vs 0.58 s in fp32, 2 cores).
             model.head.keep_float32_copy(CPU_FLOAT32_HEAD_BYTES)
+            if isinstance(model.encoder, TransformerEncoder):
+                model.encoder.float()
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> Predictor:

@@ -62,13 +62,7 @@ def predict(
     returns every label.
     """
     row = get_owned(session, Model, model_id, owner)
-    check_predict_limits(settings, body.texts, body.k)
-    longest_exclude = max((len(ids) for ids in body.exclude_label_ids or []), default=0)
-    if longest_exclude > settings.max_predict_k:
-        raise Unprocessable(
-            f"exclude_label_ids: {longest_exclude} ids for one text; the limit is "
-            f"{settings.max_predict_k}"
-        )
+    check_predict_limits(settings, body.texts, body.k, body.exclude_label_ids)
     path = row.path
     session.close()
     predictor = request.app.state.model_cache.get(model_id, path)
@@ -83,7 +77,9 @@ def predict(
     return PredictResponse(model_id=model_id, k=k, predictions=predictions)
 
 
-def check_predict_limits(settings: SettingsDep, texts: list[str], k: int) -> None:
+def check_predict_limits(
+    settings: SettingsDep, texts: list[str], k: int, exclude: list[list[int]] | None = None
+) -> None:
     """Raise 413/422 when a prediction request exceeds the configured limits."""
     if len(texts) > settings.max_predict_texts:
         raise PayloadTooLarge(
@@ -97,3 +93,9 @@ def check_predict_limits(settings: SettingsDep, texts: list[str], k: int) -> Non
         )
     if k > settings.max_predict_k:
         raise Unprocessable(f"k={k} is above the limit of {settings.max_predict_k}")
+    longest_exclude = max((len(ids) for ids in exclude or []), default=0)
+    if longest_exclude > settings.max_predict_k:
+        raise Unprocessable(
+            f"exclude_label_ids: {longest_exclude} ids for one text; the limit is "
+            f"{settings.max_predict_k}"
+        )
