@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from elmo_core.data import load_dataset
+from elmo_core.data.splits import select_splits
 from elmo_core.fusion import LabelTextScorer, NeighbourScorer, fuse_topk
-from elmo_core.inference import load_model
-from elmo_core.inference.topk import predict_topk
-from elmo_core.metrics import evaluate, jain_propensities
-from elmo_core.training.recipe import max_filters_per_row, select_splits
+from elmo_core.model import load_model
+from elmo_core.model.evaluation import ranking_depth, score_ids, split_propensities
+from elmo_core.model.scoring import predict_topk, shared_word_featurizer
 
 
 def main() -> None:
@@ -39,10 +39,11 @@ def main() -> None:
 
     model = load_model(args.model, args.device)
     config = model.config
-    if config.eval.split != "validation":
-        raise SystemExit("the model's run did not hold out a validation slice")
     dataset = load_dataset(args.data, format=config.data.format, empty_rows="keep")
-    train, val = select_splits(config, dataset)
+    splits = select_splits(config, dataset)
+    train, val = splits.train, splits.validation
+    if val is None:
+        raise SystemExit("the model's run did not hold out a validation slice")
     fusion = config.fusion
     started = time.perf_counter()
     label_text = LabelTextScorer.fit(
@@ -53,7 +54,7 @@ def main() -> None:
         top=fusion.candidates,
     )
     cosine = label_text.scores(val.texts)
-    featurizer = getattr(model.encoder, "featurizer", None)
+    featurizer = shared_word_featurizer(model.encoder)
     votes = {
         k: NeighbourScorer.fit(train.texts, train.labels, k=k, featurizer=featurizer).scores(
             val.texts
@@ -61,7 +62,7 @@ def main() -> None:
         for k in args.neighbours
     }
     print(f"priors: {time.perf_counter() - started:.1f} s")
-    k = max(config.eval.ks) + max_filters_per_row(val.filter_pairs, val.num_points)
+    k = ranking_depth(config.eval.ks, val)
     prepared = model.encoder.featurize(val.texts, val.features)
     logits, ids = predict_topk(
         model.encoder,
@@ -72,11 +73,11 @@ def main() -> None:
         512,
         torch.device(args.device),
     )
-    propensities = jain_propensities(train.labels)
+    propensities = split_propensities(train.labels, config.eval)
     rows = []
     for n, a, b in itertools.product(args.neighbours, args.weights, args.weights):
         _, top = fuse_topk(logits, ids, a * votes[n] + b * cosine, 1.0 + a + b, k)
-        m = evaluate(top, val.labels, [1, 3, 5], propensities, filter_pairs=val.filter_pairs)
+        m = score_ids(top, val, config.eval, propensities)
         rows.append({"neighbours": n, "a": a, "b": b, **m})
         print(f"k={n:3d} a={a:.2f} b={b:.2f}  P@1 {m['P@1']:.2f}  P@5 {m['P@5']:.2f}  "
               f"PSP@5 {m['PSP@5']:.2f}")  # fmt: skip

@@ -25,9 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from elmo_core.head import triton_kernels as tk
+from elmo_core.precision import storage_dtype
 
 GIB = 1024**3
-DTYPES = {"fp8": torch.float8_e4m3fn, "bf16": torch.bfloat16}
 HEAD_SIZES = (670_091, 2_812_281, 8_600_000)
 
 
@@ -78,7 +78,7 @@ def row(case: str, labels: int, precision: str, ms: float, peak: float, **extra)
 
 
 def bench_head(labels, precision, cfg, steps, dim=768, batch=128, phases=False) -> dict:
-    weight = init_weight(labels, dim, DTYPES[precision])
+    weight = init_weight(labels, dim, storage_dtype(precision))
     emb, rows, cols = batch_inputs(labels, dim, batch)
     static = torch.cuda.memory_allocated() / GIB
     counter = iter(range(1 << 30))

@@ -12,16 +12,15 @@ from rich.table import Table
 
 from elmo_core.bench import bench_head
 from elmo_core.errors import ElmoError
+from elmo_core.precision import PRECISIONS
 
 app = typer.Typer(help="Measure the speed and memory of the library's parts.", no_args_is_help=True)
 
 
-class Precision(str, Enum):
-    """Storage types of the head's weights."""
-
-    fp8 = "fp8"
-    bf16 = "bf16"
-    fp32 = "fp32"
+PrecisionChoice = Enum(  # type: ignore[misc]
+    "PrecisionChoice", {name: name for name in PRECISIONS}, type=str
+)
+"""The head's storage types as the choices of `--precision`."""
 
 
 @app.command()
@@ -29,7 +28,9 @@ def head(
     labels: int = typer.Option(..., "--labels", min=1, help="Number of labels L."),
     dim: int = typer.Option(768, "--dim", min=1, help="Embedding dimension d."),
     batch: int = typer.Option(128, "--batch", min=1, help="Batch size B (5 positives per row)."),
-    precision: Precision = typer.Option(Precision.fp8, "--precision", help="Weight storage."),
+    precision: PrecisionChoice = typer.Option(
+        PrecisionChoice.fp8, "--precision", help="Weight storage."
+    ),
     chunks: int | None = typer.Option(
         None, "--chunks", min=1, help="Number of label chunks (default: automatic chunk size)."
     ),

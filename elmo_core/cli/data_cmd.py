@@ -13,36 +13,31 @@ from rich.console import Console
 from rich.table import Table
 
 from elmo_core.data import dataset_stats, load_dataset
+from elmo_core.data.vocabulary import EMPTY_ROWS_POLICIES, FORMATS
 from elmo_core.errors import DatasetFormatError
 
 app = typer.Typer(help="Validate and describe datasets.", no_args_is_help=True)
 
 
-class Format(str, Enum):
-    """Dataset formats `--format` accepts."""
-
-    auto = "auto"
-    lf_raw = "lf-raw"
-    bow = "bow"
-    jsonl = "jsonl"
-
-
-class EmptyRows(str, Enum):
-    """What to do with points that have no labels."""
-
-    warn = "warn"
-    drop = "drop"
-    error = "error"
-    keep = "keep"
+FormatChoice = Enum(  # type: ignore[misc]
+    "FormatChoice", {name: name for name in FORMATS}, type=str
+)
+"""The dataset formats as the choices of `--format`."""
+EmptyRowsChoice = Enum(  # type: ignore[misc]
+    "EmptyRowsChoice", {name: name for name in EMPTY_ROWS_POLICIES}, type=str
+)
+"""The empty-rows policies as the choices of `--empty-rows`."""
 
 
 @app.command()
 def inspect(
     path: Path = typer.Argument(..., help="Dataset directory or file."),
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
-    format: Format = typer.Option(Format.auto, "--format", help="Dataset format."),
-    empty_rows: EmptyRows = typer.Option(
-        EmptyRows.warn, "--empty-rows", help="Points with no labels: warn, drop, error or keep."
+    format: FormatChoice = typer.Option(FormatChoice.auto, "--format", help="Dataset format."),
+    empty_rows: EmptyRowsChoice = typer.Option(
+        EmptyRowsChoice.warn,
+        "--empty-rows",
+        help="Points with no labels: warn, drop, error or keep.",
     ),
 ) -> None:
     """Load and validate a dataset, then print its statistics.

@@ -171,9 +171,20 @@ def train(
         raise typer.Exit(130) from None
     except (ElmoError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
-    best = result.best_metrics or result.last_metrics
-    summary = "" if best is None else f" (epoch {result.best_epoch}: P@1 {best['P@1']:.2f})"
-    out.print(f"model: {result.model_dir}{summary}", highlight=False)
+    out.print(f"model: {result.model_dir} ({_describe(result)})", highlight=False, soft_wrap=True)
+
+
+def _describe(result) -> str:  # type: ignore[no-untyped-def]
+    """`epoch N, test P@1 x P@5 y PSP@5 z` of the saved model (the split named)."""
+    text = f"epoch {result.epoch}"
+    if result.metrics is None:
+        return f"{text}; no test split to report"
+    shown = ", ".join(
+        f"{key} {result.metrics[key]:.2f}"
+        for key in ("P@1", "P@5", "PSP@5")
+        if key in result.metrics
+    )
+    return f"{text}, test {shown}"
 
 
 def eval_model(
@@ -181,29 +192,36 @@ def eval_model(
     data: Path = typer.Option(..., "--data", help="Dataset with a test split."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
-    """Evaluate a model on a dataset's test split (P/nDCG/PSP/R@k, filter pairs removed)."""
+    """Evaluate a model on a dataset's test split (P/nDCG/PSP/R@k, filter pairs removed).
+
+    The same evaluation as the end of `elmo train`: for the model a run saved, the same numbers.
+    """
+    import torch
+
     from elmo_core.data import load_dataset
-    from elmo_core.inference import Predictor
-    from elmo_core.metrics import evaluate, jain_propensities
-    from elmo_core.training.recipe import max_filters_per_row, select_splits
+    from elmo_core.data.splits import select_splits
+    from elmo_core.model import load_model
+    from elmo_core.model.evaluation import evaluate_split, split_propensities
 
     try:
-        predictor = Predictor.load(model)
-        config = predictor.config
+        loaded = load_model(model)
+        config = loaded.config
         dataset = load_dataset(data, format=config.data.format, empty_rows="keep")
         if dataset.test is None:
             raise _fail(f"{data} has no test split")
-        if dataset.num_labels != predictor.num_labels:
-            raise _fail(f"{data} has {dataset.num_labels} labels, the model {predictor.num_labels}")
-        test = dataset.test
-        extra = max_filters_per_row(test.filter_pairs, test.num_points)
-        _, ids = predictor.rank(test.texts, test.features, max(config.eval.ks) + extra)
-        run_train, _ = select_splits(config, dataset)  # the run's own train points
-        propensities = jain_propensities(
-            run_train.labels, config.eval.propensity_a, config.eval.propensity_b
-        )
-        metrics = evaluate(
-            ids, test.labels, config.eval.ks, propensities, filter_pairs=test.filter_pairs
+        if dataset.num_labels != loaded.head.num_labels:
+            raise _fail(
+                f"{data} has {dataset.num_labels} labels, the model {loaded.head.num_labels}"
+            )
+        splits = select_splits(config, dataset)  # the run's own train points: its propensities
+        metrics = evaluate_split(
+            loaded.encoder,
+            loaded.head,
+            loaded.fusion,
+            splits.test,
+            config=config.eval,
+            propensities=split_propensities(splits.train.labels, config.eval),
+            device=torch.device("cpu"),
         )
     except (ElmoError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None

@@ -10,13 +10,13 @@ from elmo_core.data.bow import read_bow
 from elmo_core.data.dataset import XMCDataset
 from elmo_core.data.jsonl import read_jsonl
 from elmo_core.data.lf_raw import read_lf_raw
-from elmo_core.data.rows import EMPTY_ROWS_POLICIES, LoadedSplit, apply_empty_rows
+from elmo_core.data.rows import LoadedSplit, apply_empty_rows
+from elmo_core.data.vocabulary import EMPTY_ROWS_POLICIES, FORMATS
 from elmo_core.errors import DatasetFormatError
 
 Reader = Callable[[Path], tuple[int, list[LoadedSplit], list[str] | None]]
 READERS: dict[str, Reader] = {"lf-raw": read_lf_raw, "bow": read_bow, "jsonl": read_jsonl}
 _BOW_HEADER_RE = re.compile(rb"[ \t]*[0-9]+[ \t]+[0-9]+[ \t]+[0-9]+[ \t]*\r?")
-FORMATS = ("auto", *READERS)
 
 
 def detect_format(path: Path) -> str:

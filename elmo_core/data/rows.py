@@ -10,8 +10,6 @@ import numpy as np
 from elmo_core.data.dataset import XMCSplit
 from elmo_core.errors import DatasetFormatError
 
-EMPTY_ROWS_POLICIES = ("warn", "drop", "error", "keep")
-
 
 class EmptyRowsWarning(UserWarning):
     """Some points have no labels; they were kept (`empty_rows="warn"`)."""

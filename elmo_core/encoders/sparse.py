@@ -8,13 +8,17 @@ on the output is the embedding dropout the head sees; `bias_feature` appends a c
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
+from elmo_core.config import EncoderConfig
 from elmo_core.encoders.bias import append_bias
-from elmo_core.encoders.tfidf import TfidfFeaturizer, l2_normalize_rows
+from elmo_core.text_features.word_tfidf import TfidfFeaturizer, l2_normalize_rows
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -27,7 +31,8 @@ class SparseEncoder(nn.Module):
     sparse features (rows are L2-normalised here).
     """
 
-    kind = "tfidf"
+    artifact_kind = "sparse"
+    vocabulary_file = "tfidf.json"
 
     def __init__(
         self,
@@ -101,3 +106,39 @@ class SparseEncoder(nn.Module):
         for block in self.blocks:
             out = out + block(out)
         return append_bias(self.dropout(out), self.bias_feature)
+
+    def save(self, directory: Path) -> dict:
+        """Write the TF-IDF vocabulary (if any) into a model directory; return the JSON meta
+        that `load` needs to rebuild this encoder's skeleton."""
+        if self.featurizer is not None:
+            (directory / self.vocabulary_file).write_text(
+                json.dumps(self.featurizer.to_json()), encoding="utf-8"
+            )
+        return {"kind": self.artifact_kind, "num_features": self.num_features, "dim": self.width}
+
+    @classmethod
+    def load(cls, config: EncoderConfig, meta: dict, directory: Path) -> SparseEncoder:
+        """The skeleton `save` described (weights are loaded by the caller from safetensors)."""
+        featurizer = None
+        vocabulary = directory / cls.vocabulary_file
+        if vocabulary.exists():
+            featurizer = TfidfFeaturizer.from_json(
+                json.loads(vocabulary.read_text(encoding="utf-8"))
+            )
+        return build_sparse_encoder(config, int(meta["num_features"]), featurizer)
+
+
+def build_sparse_encoder(
+    config: EncoderConfig, num_features: int, featurizer: TfidfFeaturizer | None
+) -> SparseEncoder:
+    """A sparse encoder of `num_features` inputs with the options of `config`."""
+    return SparseEncoder(
+        num_features,
+        config.dim,
+        featurizer=featurizer,
+        mlp_layers=config.mlp_layers,
+        activation=config.activation,
+        dropout=config.dropout,
+        init_std=config.init_std,
+        bias_feature=config.bias_feature,
+    )

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from elmo_core.config import EncoderConfig
 from elmo_core.encoders.bias import append_bias
 from elmo_core.errors import ConfigError
 
@@ -44,7 +45,8 @@ def resolve_model_dir(name: str) -> Path:
 class TransformerEncoder(nn.Module):
     """Texts -> tokenizer -> AutoModel -> mean of the last hidden states over real tokens."""
 
-    kind = "transformer"
+    artifact_kind = "transformer"
+    assets_folder = "encoder"
 
     def __init__(
         self,
@@ -88,11 +90,24 @@ class TransformerEncoder(nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         return cls(AutoModel.from_config(config), tokenizer, max_length, dropout, bias_feature)
 
-    def export(self, directory: Path) -> None:
-        """Write the model config and tokenizer files (JSON / text) into `directory`."""
-        directory.mkdir(parents=True, exist_ok=True)
-        self.model.config.to_json_file(str(directory / "config.json"))
-        self.tokenizer.save_pretrained(str(directory))
+    def save(self, directory: Path) -> dict:
+        """Write the model config and tokenizer files (JSON / text) into a model directory's
+        `encoder/`; return the JSON meta that `load` needs."""
+        assets = directory / self.assets_folder
+        assets.mkdir(parents=True, exist_ok=True)
+        self.model.config.to_json_file(str(assets / "config.json"))
+        self.tokenizer.save_pretrained(str(assets))
+        return {"kind": self.artifact_kind, "dim": self.dim, "max_length": self.max_length}
+
+    @classmethod
+    def load(cls, config: EncoderConfig, meta: dict, directory: Path) -> TransformerEncoder:
+        """The skeleton `save` described (weights are loaded by the caller from safetensors)."""
+        return cls.from_config_dir(
+            directory / cls.assets_folder,
+            int(meta["max_length"]),
+            config.dropout,
+            config.bias_feature,
+        )
 
     def featurize(self, texts: list[str] | None, features: sp.csr_matrix | None) -> list[str]:
         """The raw texts of a split (tokenized per batch)."""

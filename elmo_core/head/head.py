@@ -22,8 +22,14 @@ from elmo_core.errors import ConfigError
 from elmo_core.head import rounding
 from elmo_core.head.backend import HeadBackend, HeadInputError
 from elmo_core.head.reference import ReferenceBackend, embedding_operand, sorted_positives
+from elmo_core.precision import (
+    KAHAN_DTYPES,
+    PRECISIONS,
+    compensation_dtype,
+    is_low_precision,
+    storage_dtype,
+)
 
-PRECISIONS = ("fp8", "bf16", "fp32")
 BACKENDS = ("auto", "reference", "triton")
 BACKEND_ENV = "ELMO_HEAD_BACKEND"
 DEFAULT_INIT_STD = 0.02
@@ -37,7 +43,7 @@ def storage_scale(precision: str, rms: float) -> float:
     """The power-of-two scale ``s`` (stored = weight / s) for weights of root-mean-square ``rms``:
     1 for fp32; else ``2^(round(log2 rms) - STORED_RMS_LOG2)`` so that e4m3 holds typical head
     weights (1e-2 .. 1e-4, mostly subnormal or zero unscaled) in its normal range."""
-    if precision == "fp32" or not math.isfinite(rms) or rms <= 0.0:
+    if not is_low_precision(precision) or not math.isfinite(rms) or rms <= 0.0:
         return 1.0
     return 2.0 ** (round(math.log2(rms)) - STORED_RMS_LOG2)
 
@@ -115,10 +121,8 @@ class XMCHead:
             chunk_size = _int_option("chunk_size (None, 'auto' or an int)", chunk_size, 1)
         if not 0.0 <= float(head_ratio) <= 1.0:
             raise ConfigError(f"head_ratio must lie in [0, 1], got {head_ratio!r}")
-        if kahan_dtype not in rounding.KAHAN_DTYPES:
-            raise ConfigError(
-                f"kahan_dtype must be one of {tuple(rounding.KAHAN_DTYPES)}, got {kahan_dtype!r}"
-            )
+        if kahan_dtype not in KAHAN_DTYPES:
+            raise ConfigError(f"kahan_dtype must be one of {KAHAN_DTYPES}, got {kahan_dtype!r}")
         if not (math.isfinite(weight_decay) and weight_decay >= 0.0):
             raise ConfigError(f"weight_decay must be finite and >= 0, got {weight_decay!r}")
         if not (math.isfinite(init_std) and init_std >= 0.0):
@@ -131,8 +135,8 @@ class XMCHead:
         )
         self.weight_decay, self.init_std, self.seed = float(weight_decay), float(init_std), seed
         self.device = torch.device(device) if device is not None else torch.get_default_device()
-        self.dtype = rounding.STORAGE_DTYPES[precision]
-        self.num_kahan = 0 if precision == "fp32" else round(self.head_ratio * num_labels)
+        self.dtype = storage_dtype(precision)
+        self.num_kahan = round(self.head_ratio * num_labels) if is_low_precision(precision) else 0
         self.backend = select_backend(self.device, backend)
         self.steps = 0
         self.perm: torch.Tensor | None = None
@@ -141,7 +145,7 @@ class XMCHead:
             self._set_perm(_kahan_permutation(label_counts, num_labels, self.num_kahan))
         self.compensation = (
             torch.zeros(
-                self.num_kahan, dim, device=self.device, dtype=rounding.KAHAN_DTYPES[kahan_dtype]
+                self.num_kahan, dim, device=self.device, dtype=compensation_dtype(self.kahan_dtype)
             )
             if self.num_kahan
             else None

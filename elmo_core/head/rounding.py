@@ -39,8 +39,6 @@ import torch
 MASK32 = 0xFFFFFFFF
 E4M3_MAX = 448.0
 E4M3_MIN_NORMAL = 2.0**-6
-STORAGE_DTYPES = {"fp8": torch.float8_e4m3fn, "bf16": torch.bfloat16, "fp32": torch.float32}
-KAHAN_DTYPES = {"bf16": torch.bfloat16, "e5m2": torch.float8_e5m2}
 
 
 def _mul32(a: torch.Tensor, m: int) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """``HeadBackend`` over the Triton kernels of ``triton_kernels.py`` (CUDA, bf16/e4m3 storage).
 
 Cases the kernels do not cover go to the reference: fp32 storage (plain SGD) and batches larger
-than ``triton_kernels.MAX_BATCH``. Importing this module imports triton; the head imports it only
+than ``limits.MAX_BATCH``. Importing this module imports triton; the head imports it only
 for a CUDA device.
 """
 
@@ -12,6 +12,7 @@ import dataclasses
 import torch
 
 from elmo_core.head import triton_kernels as tk
+from elmo_core.head.limits import MAX_BATCH
 from elmo_core.head.reference import ReferenceBackend
 
 
@@ -25,7 +26,7 @@ class TritonBackend:
         self.reference = ReferenceBackend()
 
     def _covers(self, weight: torch.Tensor, batch: int) -> bool:
-        return weight.dtype != torch.float32 and batch <= tk.MAX_BATCH
+        return weight.dtype != torch.float32 and batch <= MAX_BATCH
 
     def default_chunk(self, num_labels: int, dim: int, batch: int, weight: torch.Tensor) -> int:
         """The kernels' tuned chunk (a ``chunk x B`` bf16 buffer), capped by the free memory."""

@@ -37,6 +37,8 @@ import torch
 import triton
 import triton.language as tl
 
+from elmo_core.head.limits import MAX_BATCH, TRITON_CHUNK
+
 BLOCK_L = 128
 """Labels per tile in both kernels; chunk sizes are multiples of it."""
 
@@ -291,7 +293,7 @@ def _update_kernel(
 class KernelConfig:
     """Launch parameters of the two step kernels (defaults tuned on the H200, see docs/gpu.md)."""
 
-    chunk: int = 131072
+    chunk: int = TRITON_CHUNK
     """Labels per chunk: the bf16 ``G`` buffer is ``chunk x B`` (32 MiB at B=128)."""
     block_k: int = 64
     logits_warps: int = 8
@@ -312,7 +314,6 @@ class KernelConfig:
 
 
 DEFAULT_CONFIG = KernelConfig()
-MAX_BATCH = 256
 """Largest batch the fused update kernel holds in registers (the head falls back beyond it)."""
 
 
@@ -327,15 +328,6 @@ def _pow2(n: int, lo: int) -> int:
 @functools.lru_cache(maxsize=8)
 def _num_sms(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def step_seed(seed: int, step: int) -> int:
-    """Mix a head seed and a step counter into the 31-bit seed one step's random bits use."""
-    x = (seed * 0x9E3779B1 + step * 0x85EBCA77 + 0x27D4EB2F) & 0xFFFFFFFF
-    x ^= x >> 16
-    x = (x * 0x7FEB352D) & 0xFFFFFFFF
-    x ^= x >> 15
-    return x & 0x7FFFFFFF
 
 
 def _check_weight(weight: torch.Tensor) -> bool:
@@ -552,7 +544,7 @@ def head_step(
     ``compensation`` (K x d, bf16 or e5m2), if given, is the Kahan buffer of rows ``0 .. K-1``.
     ``rows``/``cols`` are the positive pairs (batch row, label), which must lie in range (not
     checked here, to keep the step free of host synchronisation). ``seed`` is the step's seed
-    (see ``step_seed``): the same seed and inputs give the same weights.
+    (see ``rounding.step_seed``): the same seed and inputs give the same weights.
     """
     return StepPlan(
         weight,

@@ -8,10 +8,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from elmo_core.config import TrainConfig
 from elmo_core.encoders import TransformerEncoder
-from elmo_core.inference.artifact import load_model
-from elmo_core.inference.ranking import rank_topk
-from elmo_core.training.config import TrainConfig
+from elmo_core.model.artifact import LoadedModel, load_model
+from elmo_core.model.scoring import rank_topk, text_priors
 
 BATCH_SIZE = 256
 CPU_FLOAT32_HEAD_BYTES = 1 << 30
@@ -22,13 +22,12 @@ CPU_FLOAT32_HEAD_BYTES = 1 << 30
 class Predictor:
     """Batch prediction through the head's chunked top-k (service and CLI share it)."""
 
-    def __init__(self, model, device: torch.device) -> None:
+    def __init__(self, model: LoadedModel, device: torch.device) -> None:
         self.model = model
         self.device = device
         self.config: TrainConfig = model.config
         self.num_labels: int = model.head.num_labels
         self.label_texts: list[str] | None = model.label_texts
-        self._shares_word_rows = _same_featurizer(model)
         if device.type == "cpu":
             # Scoring in fp32 from exact copies: CPUs without BF16/FP8 units convert or emulate
             # them on every call (a BF16 MiniLM: 16 texts in 2.96 s vs 0.58 s in fp32, 2 cores).
@@ -51,10 +50,7 @@ class Predictor:
         prepared = encoder.featurize(texts, features)
         num_rows = prepared.shape[0] if texts is None else len(texts)
         fusion = self.model.fusion if texts is not None else None
-        priors = None
-        if fusion is not None and fusion.active:
-            word_rows = prepared if self._shares_word_rows else None
-            priors = fusion.priors(texts, self.num_labels, word_rows)
+        priors = text_priors(encoder, fusion, texts, prepared, self.num_labels)
         return rank_topk(
             encoder, self.model.head, prepared, num_rows, k, BATCH_SIZE, self.device, fusion, priors
         )
@@ -115,14 +111,3 @@ class Predictor:
                         f"(the model has {self.num_labels} labels)"
                     )
         return [set(ids) for ids in exclude]
-
-
-def _same_featurizer(model) -> bool:
-    """True when the neighbour prior's TF-IDF featurizer is the encoder's (a `tfidf` encoder
-    trained with fusion; the artifact stores it once): the encoder's input rows are then the
-    prior's rows too."""
-    fusion = model.fusion
-    encoder_featurizer = getattr(model.encoder, "featurizer", None)
-    if fusion is None or fusion.neighbours is None or encoder_featurizer is None:
-        return False
-    return fusion.neighbours.featurizer is encoder_featurizer

@@ -1,5 +1,6 @@
 """Training: `TrainConfig`, the recipe (`train`), callbacks, checkpoints, telemetry, memory plan."""
 
+from elmo_core.config import TrainConfig, load_config, parse_config
 from elmo_core.training.callbacks import (
     PHASES,
     Progress,
@@ -9,7 +10,6 @@ from elmo_core.training.callbacks import (
     TrainResult,
 )
 from elmo_core.training.checkpoint import CheckpointError
-from elmo_core.training.config import TrainConfig, load_config, parse_config
 from elmo_core.training.planner import MemoryPlan, plan_memory
 from elmo_core.training.recipe import train
 

@@ -77,13 +77,17 @@ class TrainerCallbacks:
 
 @dataclass
 class TrainResult:
-    """What `train` returns: where the artifacts are and the metrics per epoch."""
+    """What `train` returns: where the model is, which epoch it is and its metrics.
+
+    `metrics` are the saved model's on the test split (None without one): the numbers shown
+    everywhere. `validation_metrics` are its metrics on the validation slice that selected it.
+    `history` holds each epoch's evaluation (`split` names which split).
+    """
 
     out_dir: Path
     model_dir: Path
-    last_model_dir: Path
-    best_epoch: int | None
-    best_metrics: dict[str, float] | None
-    last_metrics: dict[str, float] | None
+    epoch: int
+    metrics: dict[str, float] | None
+    validation_metrics: dict[str, float] | None = None
     history: list[dict] = field(default_factory=list)
     steps: int = 0

@@ -23,20 +23,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from elmo_core.config import TrainConfig
+from elmo_core.head.limits import MAX_BATCH, MAX_SPLIT_K, REFERENCE_CHUNK, TRITON_CHUNK
 from elmo_core.head.reference import bytes_per_label
-from elmo_core.training.config import TrainConfig
+from elmo_core.precision import KAHAN_BYTES, STORAGE_BYTES, is_low_precision
 
-STORAGE_BYTES = {"fp8": 1, "bf16": 2, "fp32": 4}
-KAHAN_BYTES = {"bf16": 2, "e5m2": 1}
 FRAMEWORK_BYTES = 768 << 20
-DEFAULT_CHUNK = 65536
-"""Reference backend: labels per chunk assumed when the config leaves the chunk to the head."""
-TRITON_CHUNK = 131072
-"""`elmo_core.head.triton_kernels.KernelConfig.chunk` (not imported: it needs triton)."""
-TRITON_MAX_BATCH = 256
-"""`elmo_core.head.triton_kernels.MAX_BATCH`: larger batches fall back to the reference."""
-SPLIT_K = 132
-"""Upper bound of the split-K partial buffers of the Triton update kernel (one per SM)."""
 TRANSFORMER_FALLBACK = {
     "params": 22_713_216,
     "largest": 11_720_448,
@@ -94,7 +86,7 @@ def plan_memory(
         raise ValueError(f"num_labels must be >= 1, got {num_labels}")
     enc = config.encoder
     batch = config.batch_size
-    low = config.precision != "fp32"
+    low = is_low_precision(config.precision)
     param_bytes = 2 if low else 4
     if enc.is_sparse:
         if num_features is None:
@@ -112,13 +104,13 @@ def plan_memory(
         seq = enc.max_length
         per_layer = batch * seq * dim * (34 + 5 * shape["heads"] * seq / dim)
         activations = int(shape["layers"] * per_layer * (1 if low else 2))
-    triton = low and batch <= TRITON_MAX_BATCH
+    triton = low and batch <= MAX_BATCH
     chunk = config.head.chunk_size
     if not isinstance(chunk, int):
-        chunk = TRITON_CHUNK if triton else DEFAULT_CHUNK
+        chunk = TRITON_CHUNK if triton else REFERENCE_CHUNK
     chunk = min(num_labels, chunk)
     if triton:
-        transient = chunk * batch * 2 + SPLIT_K * batch * dim * 4
+        transient = chunk * batch * 2 + MAX_SPLIT_K * batch * dim * 4
     else:
         transient = chunk * bytes_per_label(dim, batch, low)
     kahan_rows = round(config.head.head_ratio * num_labels) if low else 0

@@ -6,7 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from elmo_core.encoders import SparseEncoder, TfidfFeaturizer
+from elmo_core.encoders import SparseEncoder
+from elmo_core.text_features import TfidfFeaturizer
 
 
 def test_forward_equals_dense_product():

@@ -8,7 +8,13 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from elmo_core.encoders import TransformerEncoder, minilm_path, resolve_model_dir  # noqa: E402
+from elmo_core.config import EncoderConfig  # noqa: E402
+from elmo_core.encoders import (  # noqa: E402
+    TransformerEncoder,
+    load_encoder,
+    minilm_path,
+    resolve_model_dir,
+)
 from elmo_core.errors import ConfigError  # noqa: E402
 
 
@@ -41,11 +47,13 @@ def test_padding_to_a_token_multiple_keeps_the_pooled_embedding(tiny_bert_dir):
         torch.testing.assert_close(encoder(padded), encoder(plain), rtol=1e-4, atol=1e-5)
 
 
-def test_export_and_rebuild_skeleton(tiny_bert_dir, tmp_path_factory):
+def test_save_and_rebuild_skeleton(tiny_bert_dir, tmp_path_factory):
     encoder = TransformerEncoder.from_directory(tiny_bert_dir, max_length=16)
     target = tmp_path_factory.mktemp("export")
-    encoder.export(target)
-    rebuilt = TransformerEncoder.from_config_dir(target, max_length=16)
+    meta = encoder.save(target)
+    config = EncoderConfig(name="minilm", dropout=0.0, bias_feature=0.0)
+    rebuilt = load_encoder(config, meta, target)
+    assert isinstance(rebuilt, TransformerEncoder) and rebuilt.max_length == 16
     rebuilt.load_state_dict(encoder.state_dict())
     batch = encoder.make_batch(["python library"], np.array([0]), torch.device("cpu"))
     with torch.no_grad():

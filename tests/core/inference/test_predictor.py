@@ -12,6 +12,7 @@ import torch
 
 from elmo_core.data import load_dataset
 from elmo_core.inference import ModelLoadError, Predictor, load_model
+from elmo_core.model.scoring import prior_word_rows
 from elmo_core.training import TrainConfig, train
 
 MINI = Path(__file__).resolve().parents[3] / "examples" / "debian-deps-mini"
@@ -98,7 +99,10 @@ def test_fused_scores_follow_the_formula(trained):
     predictor = Predictor.load(result.model_dir)
     fusion = predictor.model.fusion
     assert fusion is not None and fusion.label_text_weight > 0 and fusion.neighbour_weight > 0
-    assert predictor._shares_word_rows  # the encoder's TF-IDF rows feed the neighbour prior
+    encoder = predictor.model.encoder
+    prepared = encoder.featurize([dataset.test.texts[1]], None)
+    # the encoder's TF-IDF rows feed the neighbour prior: one TF-IDF pass per prediction
+    assert prior_word_rows(encoder, fusion, prepared) is prepared
     text = dataset.test.texts[1]
     row = predictor.predict([text], k=5)[0]
     probs = _head_probabilities(predictor, text).numpy()

@@ -37,7 +37,7 @@ def run_dir(tmp_path_factory):
             "--config",
             str(config),
             "--epochs",
-            "1",
+            "2",
             "--precision",
             "bf16",
             "--out",
@@ -45,13 +45,14 @@ def run_dir(tmp_path_factory):
         ],
     )
     assert result.exit_code == 0, result.output
+    (root / "run" / "cli-output.txt").write_text(result.stdout)
     return root / "run"
 
 
 def test_train_writes_the_model_and_applies_overrides(run_dir):
     meta = json.loads((run_dir / "model" / "config.json").read_text())
     assert meta["head"]["precision"] == "bf16"
-    assert meta["train_config"]["epochs"] == 1
+    assert meta["train_config"]["epochs"] == 2
     assert meta["train_config"]["data"]["max_train_points"] == 150
 
 
@@ -63,10 +64,13 @@ def test_eval_json_prints_the_metrics(run_dir):
     metrics = json.loads(result.stdout)
     assert set(metrics) >= {"P@1", "P@5", "nDCG@3", "PSP@5", "R@5"}
     assert all(0.0 <= v <= 100.0 for v in metrics.values())
-    trained = json.loads((run_dir / "metrics.json").read_text())["metrics"]
-    assert {k: metrics[k] for k in trained if not k.startswith("head ")} == pytest.approx(
-        {k: v for k, v in trained.items() if not k.startswith("head ")}, abs=1e-9
-    )  # the artifact ranks (fused) exactly as the run's own evaluation did
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert summary == json.loads((run_dir / "model" / "metrics.json").read_text())
+    assert summary["split"] == "test" and summary["selected_on"] == "validation"
+    assert metrics == pytest.approx(summary["metrics"], abs=1e-9)  # the saved model, exactly
+    last_line = (run_dir / "cli-output.txt").read_text().strip().splitlines()[-1]
+    shown = ", ".join(f"{k} {summary['metrics'][k]:.2f}" for k in ("P@1", "P@5", "PSP@5"))
+    assert last_line.endswith(f"(epoch {summary['epoch']}, test {shown})")
 
 
 def test_predict_json(run_dir):

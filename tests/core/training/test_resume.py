@@ -33,9 +33,9 @@ def test_resume_mid_epoch_matches_uninterrupted(mini_dataset, tmp_path, precisio
     resumed = train(config, mini_dataset, tmp_path / "cut", resume=True)
     assert resumed.steps == full.steps == 16
     assert resumed.history == full.history
-    assert resumed.last_metrics == full.last_metrics
-    a = load_file(str(full.last_model_dir / "model.safetensors"))
-    b = load_file(str(resumed.last_model_dir / "model.safetensors"))
+    assert resumed.metrics == full.metrics and resumed.epoch == full.epoch
+    a = load_file(str(full.model_dir / "model.safetensors"))
+    b = load_file(str(resumed.model_dir / "model.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -80,8 +80,8 @@ def test_resume_with_a_transformer_encoder(mini_dataset, tmp_path, small_config,
         train(config, mini_dataset, tmp_path / "cut", StopAfter(11))
     resumed = train(config, mini_dataset, tmp_path / "cut", resume=True)
     assert resumed.history == full.history
-    a = load_file(str(full.last_model_dir / "model.safetensors"))
-    b = load_file(str(resumed.last_model_dir / "model.safetensors"))
+    a = load_file(str(full.model_dir / "model.safetensors"))
+    b = load_file(str(resumed.model_dir / "model.safetensors"))
     assert any(key.startswith("encoder.model.") for key in a)
     assert a["encoder.model.embeddings.word_embeddings.weight"].dtype == torch.bfloat16
     for key in a:

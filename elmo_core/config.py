@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from elmo_core.data.vocabulary import DatasetFormat, EmptyRowsPolicy
 from elmo_core.errors import ConfigError
-
-Precision = Literal["fp8", "bf16", "fp32"]
+from elmo_core.precision import KahanDtype, Precision
 
 SPARSE_ENCODER_LR = 1e-3
 TRANSFORMER_ENCODER_LR = 1e-4
@@ -29,17 +29,21 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Which points of the dataset a run uses."""
 
-    format: Literal["auto", "lf-raw", "bow", "jsonl"] = "auto"
-    empty_rows: Literal["warn", "drop", "error", "keep"] = "keep"
+    format: DatasetFormat = "auto"
+    empty_rows: EmptyRowsPolicy = "keep"
     max_train_points: int | None = Field(
         None, ge=1, description="Use only the first N train points (points are in random order)."
     )
     max_test_points: int | None = Field(None, ge=1, description="Use only the first N test points.")
     validation_fraction: float = Field(
-        0.0,
+        0.05,
         ge=0.0,
         lt=1.0,
-        description="Hold out the last fraction of train as a validation split (for tuning).",
+        description="Hold out the last fraction of train as the validation slice that selects "
+        "the model (never the test split); 0: no slice, the last epoch is the model.",
+    )
+    max_validation_points: int = Field(
+        10_000, ge=1, description="At most this many points in the validation slice."
     )
     label_texts_as_points: bool = Field(
         False,
@@ -96,7 +100,7 @@ class HeadConfig(_Section):
 
     chunk_size: int | Literal["auto"] | None = None
     head_ratio: float = Field(0.0, ge=0.0, le=1.0, description="Kahan on this fraction of labels.")
-    kahan_dtype: Literal["bf16", "e5m2"] = "bf16"
+    kahan_dtype: KahanDtype = "bf16"
     weight_decay: float = Field(0.0, ge=0.0)
     init_std: float = Field(0.0, ge=0.0)
     init_from_label_texts: float = Field(
@@ -158,10 +162,16 @@ class FusionConfig(_Section):
 
 
 class EvalConfig(_Section):
-    """Evaluation after each epoch and the metric that picks the best model."""
+    """Evaluation after each epoch, the metric that selects the model, and the final report.
+
+    `split="validation"` (default): each epoch is evaluated on the validation slice of train and
+    the best epoch by `select_metric` is the model saved; the test split is evaluated once, on
+    that model. `split="test"`: each epoch is evaluated on the test split for monitoring only, and
+    the last epoch is the model (nothing is ever selected on the test split).
+    """
 
     every_epoch: bool = True
-    split: Literal["test", "validation"] = "test"
+    split: Literal["validation", "test"] = "validation"
     ks: list[int] = Field(default_factory=lambda: [1, 3, 5])
     batch_size: int = Field(512, ge=1)
     propensity_a: float = 0.55

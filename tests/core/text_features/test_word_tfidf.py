@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from elmo_core.encoders import TfidfFeaturizer, tokenize
+from elmo_core.text_features import TfidfFeaturizer, tokenize
 
 TEXTS = [
     "libgtk-3-0: the GTK toolkit",

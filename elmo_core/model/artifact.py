@@ -26,17 +26,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from elmo_core.encoders import (
-    SparseEncoder,
-    TransformerEncoder,
-    encoder_meta,
-    export_encoder,
-    load_encoder_skeleton,
-)
+from elmo_core.config import TrainConfig, parse_config
+from elmo_core.encoders import Encoder, load_encoder
 from elmo_core.errors import ElmoError
 from elmo_core.fusion import FusedScorer
 from elmo_core.head import XMCHead
-from elmo_core.training.config import TrainConfig, parse_config
+from elmo_core.model.scoring import shared_word_featurizer
 
 FORMAT_VERSION = 2
 """2: a neighbour prior that shares the `tfidf` encoder's featurizer stores it once (tfidf.json)."""
@@ -53,7 +48,7 @@ class LoadedModel:
     """A model read back from its artifact directory."""
 
     config: TrainConfig
-    encoder: SparseEncoder | TransformerEncoder
+    encoder: Encoder
     head: XMCHead
     label_texts: list[str] | None
     metrics: dict | None
@@ -64,7 +59,7 @@ def save_model(
     directory: Path,
     *,
     config: TrainConfig,
-    encoder: SparseEncoder | TransformerEncoder,
+    encoder: Encoder,
     head: XMCHead,
     label_texts: list[str] | None,
     fusion: FusedScorer | None = None,
@@ -85,7 +80,7 @@ def save_model(
         "format_version": FORMAT_VERSION,
         "num_labels": head.num_labels,
         "dim": head.dim,
-        "encoder": encoder_meta(encoder),
+        "encoder": encoder.save(tmp),
         "head": {
             "precision": head.precision,
             "head_ratio": head.head_ratio,
@@ -97,9 +92,8 @@ def save_model(
     _write(tmp / "label_texts.json", label_texts)
     _write(tmp / "metrics.json", metrics or {})
     _write(tmp / "telemetry.json", telemetry or {})
-    export_encoder(encoder, tmp)
     if fusion is not None:
-        fusion.save(tmp, getattr(encoder, "featurizer", None))
+        fusion.save(tmp, shared_word_featurizer(encoder))
     old = directory.parent / f".{directory.name}.old"
     if directory.exists():
         if old.exists():
@@ -127,7 +121,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
     config = parse_config(meta["train_config"], source=str(directory / "config.json"))
     device = torch.device(device)
     tensors = load_file(str(directory / WEIGHTS))
-    encoder = load_encoder_skeleton(config.encoder, meta["encoder"], directory)
+    encoder = load_encoder(config.encoder, meta["encoder"], directory)
     encoder_state = {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
     encoder.to(next(iter(encoder_state.values())).dtype)
     encoder.load_state_dict(encoder_state)
@@ -149,7 +143,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
     metrics = None
     if metrics_file.exists():
         metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-    fusion = FusedScorer.load(directory, getattr(encoder, "featurizer", None))
+    fusion = FusedScorer.load(directory, shared_word_featurizer(encoder))
     return LoadedModel(config, encoder, head, label_texts, metrics, fusion)
 
 

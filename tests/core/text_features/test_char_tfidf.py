@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from elmo_core.encoders.char_tfidf import CharTfidf
+from elmo_core.text_features.char_tfidf import CharTfidf
 
 WORDS = ["python3", "numpy", "library", "libfoo-dev", "shared", "files", "gtk+3.0", "perl"]
 
@@ -47,7 +47,7 @@ def test_state_round_trip_and_chunking(monkeypatch):
     feat = CharTfidf(ngram_range=(2, 4)).fit(texts)
     again = CharTfidf.from_json(feat.to_json())
     assert (feat.transform(texts) != again.transform(texts)).nnz == 0
-    monkeypatch.setattr("elmo_core.encoders.char_tfidf.CHUNK_TEXTS", 7)
+    monkeypatch.setattr("elmo_core.text_features.char_tfidf.CHUNK_TEXTS", 7)
     chunked = CharTfidf(ngram_range=(2, 4)).fit(texts)
     assert np.array_equal(chunked.codes, feat.codes)
     assert abs(chunked.transform(texts) - feat.transform(texts)).max() < 1e-6

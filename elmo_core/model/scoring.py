@@ -1,0 +1,117 @@
+"""Scoring: encoder + head (+ text priors) -> ranked labels, never B x L scores in memory.
+
+Training's evaluation, `elmo eval` and `Predictor` all rank through `rank_topk`, so the metrics a
+run reports are those of the predictions the model serves. The rule that a `tfidf` encoder and the
+neighbour prior share one word TF-IDF featurizer (fitted once, stored once, applied once per text)
+is written here, in `shared_word_featurizer` and `prior_word_rows`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from elmo_core.encoders import Encoder, SparseEncoder
+from elmo_core.fusion import FusedScorer, fuse_topk
+from elmo_core.head import XMCHead
+from elmo_core.text_features import TfidfFeaturizer
+
+
+def shared_word_featurizer(encoder: Encoder) -> TfidfFeaturizer | None:
+    """The word TF-IDF the neighbour prior shares with the encoder: a `tfidf` encoder's own
+    featurizer (its input rows are then the prior's rows too), else None (the prior fits its
+    own)."""
+    return encoder.featurizer if isinstance(encoder, SparseEncoder) else None
+
+
+def prior_word_rows(
+    encoder: Encoder, fusion: FusedScorer | None, prepared: object
+) -> sp.csr_matrix | None:
+    """The encoder's prepared rows when they are also the neighbour prior's word rows (the
+    prior uses the encoder's featurizer), else None (the prior featurizes the texts itself)."""
+    featurizer = shared_word_featurizer(encoder)
+    if featurizer is None or fusion is None or fusion.neighbours is None:
+        return None
+    if fusion.neighbours.featurizer is not featurizer:
+        return None
+    assert isinstance(prepared, sp.csr_matrix)
+    return prepared
+
+
+def text_priors(
+    encoder: Encoder,
+    fusion: FusedScorer | None,
+    texts: Sequence[str] | None,
+    prepared: object,
+    num_labels: int,
+) -> sp.csr_matrix | None:
+    """The weighted text priors of `texts` (N x L), or None without texts or active priors."""
+    if fusion is None or not fusion.active or texts is None:
+        return None
+    return fusion.priors(texts, num_labels, prior_word_rows(encoder, fusion, prepared))
+
+
+@torch.no_grad()
+def predict_topk(
+    encoder: torch.nn.Module,
+    head: XMCHead,
+    prepared,
+    num_rows: int,
+    k: int,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw logits (float32) and label ids (int64) of the k best labels of every row, best first.
+
+    `prepared` is the encoder's `featurize` output for the rows; `k` is capped at the label count.
+    """
+    k = min(int(k), head.num_labels)
+    was_training = encoder.training
+    encoder.eval()
+    scores = np.empty((num_rows, k), dtype=np.float32)
+    ids = np.empty((num_rows, k), dtype=np.int64)
+    try:
+        for start in range(0, num_rows, batch_size):
+            rows = np.arange(start, min(start + batch_size, num_rows))
+            embedding = encoder(encoder.make_batch(prepared, rows, device)).float()
+            values, labels = head.topk(embedding, k)
+            scores[rows] = values.cpu().numpy()
+            ids[rows] = labels.cpu().numpy()
+    finally:
+        encoder.train(was_training)
+    return scores, ids
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """The head's probabilities of raw logits (computed in float64, returned as float32)."""
+    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+
+def rank_topk(
+    encoder: torch.nn.Module,
+    head: XMCHead,
+    prepared,
+    num_rows: int,
+    k: int,
+    batch_size: int,
+    device: torch.device,
+    fusion: FusedScorer | None = None,
+    priors: sp.csr_matrix | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores in [0, 1] (N x k float32) and label ids (N x k int64) of every row, best first.
+
+    Without an active `fusion` the scores are the head's sigmoid probabilities; with one, `priors`
+    (`fusion.priors` of the same rows) is fused with the head's `fusion.candidates` best labels.
+    """
+    if fusion is None or not fusion.active:
+        logits, ids = predict_topk(encoder, head, prepared, num_rows, k, batch_size, device)
+        return sigmoid(logits), ids
+    if priors is None:
+        raise ValueError("fused ranking needs the priors of the rows (FusedScorer.priors)")
+    k = min(int(k), head.num_labels)
+    width = max(k, fusion.candidates)
+    logits, ids = predict_topk(encoder, head, prepared, num_rows, width, batch_size, device)
+    return fuse_topk(logits, ids, priors, fusion.scale, k)

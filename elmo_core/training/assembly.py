@@ -1,0 +1,111 @@
+"""Assembling a run's model from its config and train split: the fit split (train, plus label
+texts as points), the text priors of score fusion, and the head's start from label texts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from elmo_core.config import TrainConfig
+from elmo_core.data import XMCSplit
+from elmo_core.encoders import Encoder
+from elmo_core.errors import ConfigError
+from elmo_core.fusion import FusedScorer
+from elmo_core.head import XMCHead
+from elmo_core.model.scoring import shared_word_featurizer
+
+
+def with_label_points(
+    config: TrainConfig, train: XMCSplit, label_texts: Sequence[str] | None
+) -> XMCSplit:
+    """The split the encoder and head are fitted on: train, plus the label texts as points
+    (label l's text labelled l) when `data.label_texts_as_points` is set."""
+    if not config.data.label_texts_as_points:
+        return train
+    if label_texts is None or train.texts is None:
+        raise ConfigError("data.label_texts_as_points needs raw texts and label texts")
+    identity = sp.identity(len(label_texts), dtype=np.float32, format="csr")
+    return XMCSplit(
+        labels=sp.vstack([train.labels, identity], format="csr"),
+        texts=list(train.texts) + list(label_texts),
+        features=None,
+        filter_pairs=train.filter_pairs,
+    )
+
+
+def fit_fusion(
+    config: TrainConfig,
+    train: XMCSplit,
+    label_texts: Sequence[str] | None,
+    encoder: Encoder,
+    train_inputs: object,
+    log: Callable[[str], None],
+) -> FusedScorer | None:
+    """The text priors, fitted on the train split; None when fusion is off or has no texts.
+
+    `train_inputs` are the encoder's prepared rows of the fit split (train's rows first): with a
+    `tfidf` encoder they are the neighbour prior's word rows too, reused rather than redone.
+    """
+    cfg = config.fusion
+    if not cfg.active:
+        return None
+    if train.texts is None:
+        log("fusion needs raw texts; this dataset has none: the head ranks alone")
+        return None
+    featurizer = shared_word_featurizer(encoder)
+    word_rows = None
+    if featurizer is not None:
+        assert isinstance(train_inputs, sp.csr_matrix)
+        word_rows = train_inputs[: train.num_points]
+    fusion = FusedScorer.fit(
+        train.texts,
+        train.labels,
+        label_texts,
+        label_text_weight=cfg.label_text_weight,
+        neighbour_weight=cfg.neighbour_weight,
+        neighbours=cfg.neighbours,
+        candidates=cfg.candidates,
+        char_ngrams=cfg.char_ngrams,
+        min_df=cfg.min_df,
+        word_featurizer=featurizer,
+        word_rows=word_rows,
+    )
+    log(
+        f"fusion: label-text weight {fusion.label_text_weight}, "
+        f"neighbour weight {fusion.neighbour_weight}"
+    )
+    return fusion
+
+
+@torch.no_grad()
+def init_head_from_label_texts(
+    config: TrainConfig,
+    head: XMCHead,
+    encoder: Encoder,
+    label_texts: Sequence[str] | None,
+    device: torch.device,
+    log: Callable[[str], None],
+) -> None:
+    """Row l <- factor x encoder(label text l) (bias column 0): a text-similarity prior."""
+    factor = config.head.init_from_label_texts
+    if not factor:
+        return
+    if label_texts is None:
+        log("head.init_from_label_texts is set but the dataset has no label texts")
+        return
+    texts = list(label_texts)
+    inputs = encoder.featurize(texts, None)
+    weights = torch.zeros(len(texts), encoder.dim, dtype=torch.float32)
+    batch = config.eval.batch_size
+    encoder.eval()
+    for start in range(0, len(texts), batch):
+        rows = np.arange(start, min(start + batch, len(texts)))
+        out = encoder(encoder.make_batch(inputs, rows, device)).float()
+        weights[rows] = out.cpu() * factor
+    encoder.train()
+    if getattr(encoder, "bias_feature", 0.0):
+        weights[:, -1] = 0.0
+    head.load_weights(weights.to(device))

@@ -1,0 +1,133 @@
+"""A run's resumable state: where it is, what it selected so far, and its checkpoint round trip.
+
+`RunState` is everything besides the tensors that a resumed run needs to continue exactly: the
+position (epoch, step), the best epoch on the validation slice, the evaluation history and the
+telemetry. `save_run` / `restore_run` write and read it with the encoder, head, optimizer and RNG
+tensors through `checkpoint.py` (safetensors + JSON, atomic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from elmo_core.config import TrainConfig
+from elmo_core.head import XMCHead
+from elmo_core.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    restore_optimizer_state,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+    split_optimizer_state,
+)
+
+
+@dataclass
+class RunState:
+    """The non-tensor state of a run (JSON in each checkpoint)."""
+
+    epoch: int = 0
+    """Finished epochs."""
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_epoch: int | None = None
+    """The epoch of the model saved so far (best on the validation slice)."""
+    best_metrics: dict[str, float] | None = None
+    history: list[dict] = field(default_factory=list)
+    telemetry: dict = field(default_factory=lambda: {"static": None, "epochs": []})
+
+    def to_json(self) -> dict:
+        """The state as a JSON-able dict."""
+        return {
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "best": None
+            if self.best_epoch is None
+            else {"epoch": self.best_epoch, "metrics": self.best_metrics},
+            "history": self.history,
+            "telemetry": self.telemetry,
+        }
+
+    @classmethod
+    def from_json(cls, state: dict) -> RunState:
+        """Inverse of `to_json`."""
+        best = state["best"]
+        return cls(
+            epoch=int(state["epoch"]),
+            step_in_epoch=int(state["step_in_epoch"]),
+            global_step=int(state["global_step"]),
+            best_epoch=None if best is None else int(best["epoch"]),
+            best_metrics=None if best is None else best["metrics"],
+            history=state["history"],
+            telemetry=state["telemetry"],
+        )
+
+
+def save_run(
+    folder: Path,
+    config: TrainConfig,
+    run: RunState,
+    encoder: torch.nn.Module,
+    head: XMCHead,
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+) -> Path:
+    """Write a checkpoint of the run's full state under `folder`; return its directory."""
+    tensors = {f"head.{k}": v for k, v in head.state_dict().items()}
+    tensors.update({f"encoder.{k}": v for k, v in encoder.state_dict().items()})
+    optim_tensors, optim_meta = split_optimizer_state(optimizer)
+    tensors.update(optim_tensors)
+    rng_tensors, rng_meta = rng_state()
+    tensors.update(rng_tensors)
+    state = {
+        "config": config.model_dump(mode="json"),
+        **run.to_json(),
+        "schedule": {"step": run.global_step, "total_steps": total_steps},
+        "data_order": {"seed": config.seed, "epoch": run.epoch},
+        "optimizer": optim_meta,
+        "rng": rng_meta,
+    }
+    return save_checkpoint(folder, run.global_step, tensors, state)
+
+
+def restore_run(
+    folder: Path,
+    config: TrainConfig,
+    encoder: torch.nn.Module,
+    head: XMCHead,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+) -> tuple[RunState, Path]:
+    """Load the latest checkpoint under `folder` into the modules; return its RunState and
+    directory. CheckpointError when its config differs from `config`."""
+    tensors, state, checkpoint = load_checkpoint(folder)
+    saved = state["config"]
+    current = config.model_dump(mode="json")
+    if saved != current:
+        diff = sorted(_diff_keys(saved, current))
+        raise CheckpointError(
+            f"cannot resume from {checkpoint}: the config differs in {', '.join(diff)}"
+        )
+    head_state = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
+    head.load_state_dict({k: v.to(device) for k, v in head_state.items()})
+    encoder_state = {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
+    encoder.load_state_dict(encoder_state)
+    restore_optimizer_state(optimizer, tensors, state["optimizer"])
+    restore_rng_state(tensors, state["rng"])
+    return RunState.from_json(state), checkpoint
+
+
+def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key in set(a) | set(b):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys.extend(_diff_keys(va, vb, f"{prefix}{key}."))
+        elif va != vb:
+            keys.append(f"{prefix}{key}")
+    return keys
