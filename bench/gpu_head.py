@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from elmo_core.dtypes import storage_dtype
 from elmo_core.head import triton_kernels as tk
-from elmo_core.precision import storage_dtype
 
 GIB = 1024**3
 HEAD_SIZES = (670_091, 2_812_281, 8_600_000)

@@ -29,7 +29,7 @@ def head(
     dim: int = typer.Option(768, "--dim", min=1, help="Embedding dimension d."),
     batch: int = typer.Option(128, "--batch", min=1, help="Batch size B (5 positives per row)."),
     precision: PrecisionChoice = typer.Option(
-        PrecisionChoice.fp8, "--precision", help="Weight storage."
+        PrecisionChoice["fp8"], "--precision", help="Weight storage."
     ),
     chunks: int | None = typer.Option(
         None, "--chunks", min=1, help="Number of label chunks (default: automatic chunk size)."

@@ -33,9 +33,9 @@ EmptyRowsChoice = Enum(  # type: ignore[misc]
 def inspect(
     path: Path = typer.Argument(..., help="Dataset directory or file."),
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
-    format: FormatChoice = typer.Option(FormatChoice.auto, "--format", help="Dataset format."),
+    format: FormatChoice = typer.Option(FormatChoice["auto"], "--format", help="Dataset format."),
     empty_rows: EmptyRowsChoice = typer.Option(
-        EmptyRowsChoice.warn,
+        EmptyRowsChoice["warn"],
         "--empty-rows",
         help="Points with no labels: warn, drop, error or keep.",
     ),

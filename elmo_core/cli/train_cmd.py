@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import typer
 from rich.console import Console
@@ -18,11 +19,15 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from elmo_core.training.callbacks import TrainerCallbacks, TrainResult
 
 from elmo_core.errors import ElmoError
 
@@ -65,7 +70,7 @@ class _RichCallbacks:
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.task = None
+        self.task: TaskID | None = None
         self.stop_requested = False
         self.loss: float | None = None
 
@@ -163,7 +168,9 @@ def train(
         )
         try:
             with progress:
-                result = run_training(config, dataset, out_dir, callbacks, resume=resume)
+                result = run_training(
+                    config, dataset, out_dir, cast("TrainerCallbacks", callbacks), resume=resume
+                )
         finally:
             signal.signal(signal.SIGINT, previous)
     except TrainingCancelled as exc:
@@ -174,7 +181,7 @@ def train(
     out.print(f"model: {result.model_dir} ({_describe(result)})", highlight=False, soft_wrap=True)
 
 
-def _describe(result) -> str:  # type: ignore[no-untyped-def]
+def _describe(result: TrainResult) -> str:
     """`epoch N, test P@1 x P@5 y PSP@5 z` of the saved model (the split named)."""
     text = f"epoch {result.epoch}"
     if result.metrics is None:
@@ -207,13 +214,13 @@ def eval_model(
         loaded = load_model(model)
         config = loaded.config
         dataset = load_dataset(data, format=config.data.format, empty_rows="keep")
-        if dataset.test is None:
-            raise _fail(f"{data} has no test split")
         if dataset.num_labels != loaded.head.num_labels:
             raise _fail(
                 f"{data} has {dataset.num_labels} labels, the model {loaded.head.num_labels}"
             )
         splits = select_splits(config, dataset)  # the run's own train points: its propensities
+        if splits.test is None:
+            raise _fail(f"{data} has no test split")
         metrics = evaluate_split(
             loaded.encoder,
             loaded.head,

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from elmo_core.config import EncoderConfig
+from elmo_core.dtypes import encoder_dtype
 from elmo_core.encoders.sparse import SparseEncoder, build_sparse_encoder
 from elmo_core.encoders.transformer import (
     TransformerEncoder,
@@ -25,7 +26,6 @@ from elmo_core.encoders.transformer import (
     resolve_model_dir,
 )
 from elmo_core.errors import ConfigError
-from elmo_core.precision import encoder_dtype
 from elmo_core.text_features import TfidfFeaturizer
 
 Encoder = SparseEncoder | TransformerEncoder

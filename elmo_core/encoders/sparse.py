@@ -61,8 +61,10 @@ class SparseEncoder(nn.Module):
             for _ in range(mlp_layers)
         )
         for block in self.blocks:
-            nn.init.zeros_(block[1].weight)
-            nn.init.zeros_(block[1].bias)
+            linear = block[1]  # type: ignore[index]
+            assert isinstance(linear, nn.Linear)
+            nn.init.zeros_(linear.weight)
+            nn.init.zeros_(linear.bias)
         self.dropout = nn.Dropout(dropout)
 
     def featurize(self, texts: list[str] | None, features: sp.csr_matrix | None) -> sp.csr_matrix:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -50,14 +51,14 @@ class TransformerEncoder(nn.Module):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Any,
         tokenizer,
         max_length: int,
         dropout: float = 0.0,
         bias_feature: float = 0.0,
     ) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.bias_feature = float(bias_feature)

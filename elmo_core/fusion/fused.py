@@ -16,10 +16,10 @@ import numpy as np
 import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
-from elmo_core.encoders.tfidf import TfidfFeaturizer
 from elmo_core.fusion.label_text import LabelTextScorer
 from elmo_core.fusion.neighbours import NeighbourScorer
 from elmo_core.fusion.sparse_topk import row_topk
+from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 
 PRIOR_BATCH = 256
 FUSION_JSON = "fusion.json"

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from elmo_core.encoders.char_tfidf import CharTfidf
 from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
 from elmo_core.fusion.sparse_topk import topk_product
+from elmo_core.text_features.char_tfidf import CharTfidf
 
 
 class LabelTextScorer:

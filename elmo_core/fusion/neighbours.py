@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from elmo_core.encoders.tfidf import TfidfFeaturizer
 from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
 from elmo_core.fusion.sparse_topk import topk_product
+from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 
 SHARED_FEATURIZER = "encoder"
 """`meta()["tfidf"]` when the featurizer is stored by the model's `tfidf` encoder."""

@@ -18,17 +18,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from elmo_core.dtypes import compensation_dtype, storage_dtype
 from elmo_core.errors import ConfigError
 from elmo_core.head import rounding
 from elmo_core.head.backend import HeadBackend, HeadInputError
 from elmo_core.head.reference import ReferenceBackend, embedding_operand, sorted_positives
-from elmo_core.precision import (
-    KAHAN_DTYPES,
-    PRECISIONS,
-    compensation_dtype,
-    is_low_precision,
-    storage_dtype,
-)
+from elmo_core.precision import KAHAN_DTYPES, PRECISIONS, is_low_precision
 
 BACKENDS = ("auto", "reference", "triton")
 BACKEND_ENV = "ELMO_HEAD_BACKEND"

@@ -115,6 +115,7 @@ class ReferenceBackend:
             )
             k = max(0, min(n_kahan, r1) - r0)
             if k:
+                assert compensation is not None
                 comp = compensation[r0 : r0 + k]
                 upd[:k] -= comp.to(torch.float32)
             new = rounding.stochastic_round_values(w32 + upd, weight.dtype, bits)
@@ -128,14 +129,16 @@ class ReferenceBackend:
         self, weight: torch.Tensor, embedding: torch.Tensor, k: int, *, chunk_size: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k logits and storage row ids, merged chunk by chunk into a running top-k."""
-        best_vals = best_ids = None
+        best_vals: torch.Tensor | None = None
+        best_ids: torch.Tensor | None = None
         for r0 in range(0, weight.shape[0], chunk_size):
             z = self.logits(weight[r0 : r0 + chunk_size], embedding)
             vals, ids = torch.topk(z, min(k, z.shape[1]), dim=1)
             ids += r0
-            if best_vals is not None:
+            if best_vals is not None and best_ids is not None:
                 vals = torch.cat([best_vals, vals], dim=1)
                 vals, pick = torch.topk(vals, min(k, vals.shape[1]), dim=1)
                 ids = torch.gather(torch.cat([best_ids, ids], dim=1), 1, pick)
             best_vals, best_ids = vals, ids
+        assert best_vals is not None and best_ids is not None, "the head has no labels"
         return best_vals, best_ids

@@ -48,7 +48,7 @@ class Predictor:
         with the model's text priors when it has them and texts are given."""
         encoder = self.model.encoder
         prepared = encoder.featurize(texts, features)
-        num_rows = prepared.shape[0] if texts is None else len(texts)
+        num_rows = len(texts) if texts is not None else features.shape[0]  # type: ignore[union-attr]
         fusion = self.model.fusion if texts is not None else None
         priors = text_priors(encoder, fusion, texts, prepared, self.num_labels)
         return rank_topk(
@@ -82,7 +82,7 @@ class Predictor:
         scores, ids = self.rank(list(texts), None, k + extra)
         results = []
         for row_ids, row_scores, skip in zip(ids, scores, excluded, strict=True):
-            row = []
+            row: list[dict] = []
             for label_id, score in zip(row_ids.tolist(), row_scores.tolist(), strict=True):
                 if label_id in skip or label_id < 0 or len(row) == k:
                     continue

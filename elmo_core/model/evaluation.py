@@ -69,14 +69,16 @@ def evaluate_split(
     if priors is None:
         priors = text_priors(encoder, fusion, split.texts, prepared, head.num_labels)
     depth = ranking_depth(config.ks, split)
-    fused = fusion is not None and fusion.active and priors is not None
-    width = max(depth, fusion.candidates) if fused else depth
+    if fusion is None or not fusion.active or priors is None:
+        _, ids = predict_topk(
+            encoder, head, prepared, split.num_points, depth, config.batch_size, device
+        )
+        return score_ids(ids, split, config, propensities)
+    width = max(depth, fusion.candidates)
     logits, ids = predict_topk(
         encoder, head, prepared, split.num_points, width, config.batch_size, device
     )
     head_metrics = score_ids(ids[:, :depth], split, config, propensities)
-    if not fused:
-        return head_metrics
     _, fused_ids = fuse_topk(logits, ids, priors, fusion.scale, depth)
     metrics = score_ids(fused_ids, split, config, propensities)
     return {**metrics, **{f"head {key}": value for key, value in head_metrics.items()}}

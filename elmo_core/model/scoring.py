@@ -9,6 +9,7 @@ is written here, in `shared_word_featurizer` and `prior_word_rows`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -56,9 +57,9 @@ def text_priors(
 
 @torch.no_grad()
 def predict_topk(
-    encoder: torch.nn.Module,
+    encoder: Encoder,
     head: XMCHead,
-    prepared,
+    prepared: Any,
     num_rows: int,
     k: int,
     batch_size: int,
@@ -91,9 +92,9 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def rank_topk(
-    encoder: torch.nn.Module,
+    encoder: Encoder,
     head: XMCHead,
-    prepared,
+    prepared: Any,
     num_rows: int,
     k: int,
     batch_size: int,

@@ -29,7 +29,7 @@ from optimi import AdamW
 from elmo_core.config import TrainConfig
 from elmo_core.data import XMCDataset, XMCSplit
 from elmo_core.data.splits import select_splits
-from elmo_core.encoders import build_encoder, cast_encoder, enable_float8
+from elmo_core.encoders import TransformerEncoder, build_encoder, cast_encoder, enable_float8
 from elmo_core.errors import ConfigError
 from elmo_core.head import XMCHead
 from elmo_core.model.artifact import load_model, save_model
@@ -124,7 +124,7 @@ class Recipe:
             self.eval_priors = text_priors(
                 self.encoder, self.fusion, split.texts, self.eval_inputs, self.dataset.num_labels
             )
-        self.encoder = cast_encoder(self.encoder, cfg.precision).to(self.device)
+        cast_encoder(self.encoder, cfg.precision).to(self.device)
         self._warn_about_encoder()
         self.optimizer = AdamW(
             self.encoder.parameters(),
@@ -191,7 +191,7 @@ class Recipe:
                 "a pure-BF16 transformer trains slowly on CPUs without native BF16 matmuls "
                 "(15x slower than fp32 on a 2-core CI machine): prefer a GPU or --precision fp32"
             )
-        if cfg.encoder.float8 and not cfg.encoder.is_sparse:
+        if cfg.encoder.float8 and isinstance(self.encoder, TransformerEncoder):
             if enable_float8(self.encoder):
                 self.cb.on_log("transformer linear layers use torchao float8 training")
             else:
@@ -274,14 +274,16 @@ class Recipe:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         if run.telemetry["static"] is None:
-            run.telemetry["static"] = static_record(
+            record = static_record(
                 self.device, self.head.state_dict(), self.encoder, self.optimizer
             )
-            self.cb.on_telemetry(run.telemetry["static"])
+            run.telemetry["static"] = record
+            self.cb.on_telemetry(record)
         return loss
 
     def _check_finite(self) -> None:
         """Raise `TrainingDiverged` naming the first encoder or head tensor with a NaN/Inf."""
+        tensors: list[tuple[str, torch.Tensor]]
         tensors = [(f"encoder.{n}", t) for n, t in self.encoder.named_parameters()]
         tensors += [(f"head.{n}", t) for n, t in self.head.state_dict().items()]
         for name, tensor in tensors:

@@ -49,7 +49,7 @@ class MemoryTelemetry:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.cuda = device.type == "cuda"
-        self._peaks: dict[str, dict[str, int]] = {}
+        self._peaks: dict[str, dict[str, float]] = {}
         self._epoch_start = time.time()
 
     def start_epoch(self) -> None:

@@ -1,17 +1,12 @@
-"""Helpers for the data tests: copies of the committed fixture datasets, edited per test."""
+"""The data tests' fixture: copies of the committed fixture datasets, edited per test."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-EXAMPLE_MINI = Path(__file__).resolve().parents[3] / "examples" / "debian-deps-mini"
-
-MakeDataset = Callable[..., Path]
+from data_helpers import FIXTURES, MakeDataset
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import EXAMPLE_MINI, FIXTURES, MakeDataset
+from data_helpers import EXAMPLE_MINI, FIXTURES, MakeDataset
 from typer.testing import CliRunner
 
 from elmo_core.cli.main import app

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, MakeDataset
+from data_helpers import FIXTURES, MakeDataset
 
 from elmo_core.data import EmptyRowsWarning, detect_format, load_dataset
 from elmo_core.errors import DatasetFormatError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import EXAMPLE_MINI, FIXTURES, MakeDataset
+from data_helpers import EXAMPLE_MINI, FIXTURES, MakeDataset
 
 from elmo_core.data import XMCDataset, load_dataset, textio
 

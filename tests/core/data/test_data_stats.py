@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from conftest import EXAMPLE_MINI, FIXTURES
+from data_helpers import EXAMPLE_MINI, FIXTURES
 
 from elmo_core.data import dataset_stats, load_dataset
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import MakeDataset
+from data_helpers import MakeDataset
 
 from elmo_core.data import load_dataset
 from elmo_core.errors import DatasetFormatError

@@ -16,7 +16,7 @@ import math
 
 import pytest
 import torch
-from conftest import neighbours
+from fp_neighbours import neighbours
 
 from elmo_core.head import XMCHead
 

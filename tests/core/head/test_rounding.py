@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import e4m3_grid, neighbours
+from fp_neighbours import e4m3_grid, neighbours
 
 from elmo_core.head import rounding
 

@@ -1,4 +1,5 @@
-"""Shared helpers of the head's CPU tests: the representable neighbours of a value, in fp64."""
+"""Helpers of the head's CPU tests (imported by module name, like `upload_helpers`): every e4m3
+value, and the representable neighbours of a value, in fp64."""
 
 from __future__ import annotations
 
