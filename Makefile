@@ -8,9 +8,11 @@ install:  ## editable install with every extra (CPU torch pinned first)
 test:  ## the test suite (GPU tests skip without CUDA)
 	$(PYTHON) -m pytest -q
 
-lint:
+lint:  ## ruff, the import-layer contracts (lint-imports) and the type checker (mypy)
 	ruff check .
 	ruff format --check .
+	lint-imports
+	mypy
 
 format:
 	ruff check --fix .

@@ -14,7 +14,7 @@ from service.core.limits import BodySizeLimit
 from service.core.migrate import upgrade_database
 from service.core.model_cache import ModelCache
 from service.core.observability import ApiMetrics, MetricsMiddleware
-from service.dispatch import Dispatcher
+from service.queue import Dispatcher
 
 MAX_JSON_BYTES = 64 << 20
 

@@ -24,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from service.jobs.states import JobState
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
@@ -50,6 +52,19 @@ class UTCDateTime(TypeDecorator):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         return value
+
+
+class StateType(TypeDecorator):
+    """A `JobState` stored as its string value (the column stays VARCHAR(20))."""
+
+    impl = String(20)
+    cache_ok = True
+
+    def process_bind_param(self, value: JobState | str | None, dialect: Any) -> str | None:
+        return None if value is None else JobState(value).value
+
+    def process_result_value(self, value: str | None, dialect: Any) -> JobState | None:
+        return None if value is None else JobState(value)
 
 
 class Base(DeclarativeBase):
@@ -102,7 +117,7 @@ class Job(Base):
     dataset_id: Mapped[str] = mapped_column(String(32), index=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    state: Mapped[str] = mapped_column(String(20), index=True, default="queued")
+    state: Mapped[JobState] = mapped_column(StateType(), index=True, default=JobState.QUEUED)
     phase: Mapped[str | None] = mapped_column(String(20), nullable=True)
     epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     step: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -181,7 +196,7 @@ class PredictJob(Base):
     owner: Mapped[str] = mapped_column(String(200), index=True)
     model_id: Mapped[str] = mapped_column(String(32), index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    state: Mapped[str] = mapped_column(String(20), default="queued")
+    state: Mapped[JobState] = mapped_column(StateType(), default=JobState.QUEUED)
     k: Mapped[int] = mapped_column(Integer)
     threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
     num_texts: Mapped[int] = mapped_column(Integer)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from elmo_core.training import TrainConfig
-
-JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+from elmo_core.config import TrainConfig
+from service.jobs.states import JobState
 
 
 class _Out(BaseModel):

@@ -8,8 +8,10 @@ from typing import Any
 
 from elmo_core.training import TrainerCallbacks
 from service.core.db import session_scope
-from service.models import Job, JobMetric, JobTelemetry
-from worker.lease import Heartbeat, LeaseLost, add_log, fenced_update, now
+from service.jobs import lifecycle
+from service.jobs.lifecycle import add_log, fenced_update
+from service.models import Job, JobMetric, JobTelemetry, utcnow
+from worker.lease import Heartbeat
 
 PROGRESS_EVERY_S = 0.5
 CANCEL_POLL_S = 1.0
@@ -47,7 +49,7 @@ class DBCallbacks(TrainerCallbacks):
 
     def _update(self, **values: Any) -> None:
         with session_scope(self.db_url) as session:
-            fenced_update(session, Job, self.job_id, self.attempt, heartbeat_at=now(), **values)
+            fenced_update(session, Job, self.job_id, self.attempt, heartbeat_at=utcnow(), **values)
 
     def on_phase(self, phase: str) -> None:
         """Record the phase (loading, training, evaluating, saving)."""
@@ -90,7 +92,7 @@ class DBCallbacks(TrainerCallbacks):
     def on_telemetry(self, record: dict) -> None:
         """Append a telemetry record (memory per phase, throughput)."""
         with session_scope(self.db_url) as session:
-            fenced_update(session, Job, self.job_id, self.attempt, heartbeat_at=now())
+            fenced_update(session, Job, self.job_id, self.attempt, heartbeat_at=utcnow())
             session.add(JobTelemetry(job_id=self.job_id, record=jsonable(record)))
 
     def on_log(self, message: str) -> None:
@@ -107,8 +109,5 @@ class DBCallbacks(TrainerCallbacks):
             return False
         self._last_cancel_check = t
         with session_scope(self.db_url) as session:
-            job = session.get(Job, self.job_id)
-            if job is None or job.attempt != self.attempt or job.state != "running":
-                raise LeaseLost(self.job_id)
-            self._stop = job.cancel_requested
+            self._stop = lifecycle.poll_cancel(session, self.job_id, self.attempt)
         return self._stop

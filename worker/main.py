@@ -9,7 +9,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from service.core.config import Settings
 from service.core.db import forget_engines_after_fork
 from service.core.migrate import upgrade_database
-from worker.app import make_celery
+from worker.app import make_worker_celery
 from worker.reconcile import Reconciler
 
 
@@ -31,7 +31,7 @@ def run_worker(
     settings.ensure_dirs()
     if settings.run_migrations:
         upgrade_database(settings.effective_database_url)
-    app = make_celery(settings)
+    app = make_worker_celery(settings)
     names = {"train": settings.train_queue, "predict": settings.predict_queue}
     unknown = [q for q in queues if q not in names]
     if unknown:

@@ -10,14 +10,16 @@ from pathlib import Path
 
 from service.core.config import Settings
 from service.core.db import session_scope
+from service.jobs import JobState, lifecycle
+from service.jobs.lifecycle import LeaseLost
 from service.models import Model, PredictJob
-from worker.lease import Heartbeat, LeaseLost, claim, fenced_update, now
+from worker.lease import Heartbeat
 
 log = logging.getLogger(__name__)
 BATCH = 256
 
 
-def run_predict_job(settings: Settings, job_id: str, worker: str | None = None) -> str | None:
+def run_predict_job(settings: Settings, job_id: str, worker: str | None = None) -> JobState | None:
     """Run predict job `job_id` if it can be claimed; return its final state."""
     from elmo_core.inference import Predictor
 
@@ -27,7 +29,7 @@ def run_predict_job(settings: Settings, job_id: str, worker: str | None = None) 
     for _ in range(10):
         with session_scope(db) as session:
             if session.get(PredictJob, job_id) is not None:
-                attempt = claim(session, PredictJob, job_id, worker)
+                attempt = lifecycle.claim(session, PredictJob, job_id, worker)
                 break
         time.sleep(0.5)
     if not attempt:
@@ -54,23 +56,22 @@ def run_predict_job(settings: Settings, job_id: str, worker: str | None = None) 
                         row = {"index": start + offset, "labels": labels}
                         out.write(json.dumps(row) + "\n")
             tmp.replace(output)
-            state, reason = "succeeded", None
+            state, reason = JobState.SUCCEEDED, None
         except LeaseLost:
             return None
         except Exception as exc:
             log.exception("predict job %s failed", job_id)
-            state, reason = "failed", f"{type(exc).__name__}: {exc}"
+            state, reason = JobState.FAILED, f"{type(exc).__name__}: {exc}"
     try:
         with session_scope(db) as session:
-            fenced_update(
+            lifecycle.finish(
                 session,
                 PredictJob,
                 job_id,
                 attempt,
-                state=state,
+                state,
                 failure_reason=reason,
-                output_path=str(output) if state == "succeeded" else None,
-                finished_at=now(),
+                output_path=str(output) if state == JobState.SUCCEEDED else None,
             )
     except LeaseLost:
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from service.core.config import get_settings
-from service.dispatch import PREDICT_TASK, TRAIN_TASK
+from service.queue import PREDICT_TASK, TRAIN_TASK
 from worker.predict_job import run_predict_job
 from worker.train_job import run_training_job
 

@@ -15,10 +15,12 @@ from pathlib import Path
 
 from service.core.config import Settings
 from service.core.db import session_scope
+from service.jobs import JobState, lifecycle
+from service.jobs.lifecycle import LeaseLost, add_log
 from service.models import Dataset, Job, Model, new_id
 from worker.callbacks import DBCallbacks, jsonable
 from worker.failures import describe_failure
-from worker.lease import Heartbeat, LeaseLost, add_log, claim, fenced_update, now
+from worker.lease import Heartbeat
 
 log = logging.getLogger(__name__)
 CLAIM_RETRIES = 10
@@ -39,19 +41,14 @@ def _claim_with_retry(settings: Settings, job_id: str, worker: str) -> int:
     db = settings.effective_database_url
     for _ in range(CLAIM_RETRIES):
         with session_scope(db) as session:
-            job = session.get(Job, job_id)
-            if job is not None:
-                if job.state == "queued" and job.cancel_requested:
-                    job.state, job.finished_at = "cancelled", now()
-                    add_log(session, job_id, "cancelled before it started")
-                    return 0
-                return claim(session, Job, job_id, worker)
+            if session.get(Job, job_id) is not None:
+                return lifecycle.claim(session, Job, job_id, worker)
         time.sleep(0.5)
     log.warning("job %s not found; message dropped", job_id)
     return 0
 
 
-def run_training_job(settings: Settings, job_id: str, worker: str | None = None) -> str | None:
+def run_training_job(settings: Settings, job_id: str, worker: str | None = None) -> JobState | None:
     """Run job `job_id` if it can be claimed; return its final state (None if not claimed)."""
     from elmo_core.data import load_dataset
     from elmo_core.training import TrainingCancelled, parse_config, train
@@ -89,18 +86,17 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
             model_dir = settings.effective_artifacts_dir / "models" / model_id
             model_dir.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(result.model_dir), str(model_dir))
-            metrics = jsonable(result.best_metrics or result.last_metrics or {})
+            metrics = jsonable(result.metrics or {})
             with session_scope(db) as session:
-                fenced_update(
+                lifecycle.finish(
                     session,
                     Job,
                     job_id,
                     attempt,
-                    state="succeeded",
+                    JobState.SUCCEEDED,
                     phase=None,
                     model_id=model_id,
                     latest_metrics=metrics,
-                    finished_at=now(),
                     eta_s=0.0,
                 )
                 session.add(
@@ -112,9 +108,10 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
                         dataset_id=dataset_id,
                         config=config.model_dump(mode="json"),
                         metrics={
-                            "best_epoch": result.best_epoch,
-                            "best": jsonable(result.best_metrics),
-                            "last": jsonable(result.last_metrics),
+                            "epoch": result.epoch,
+                            "split": "test" if result.metrics is not None else None,
+                            "metrics": jsonable(result.metrics),
+                            "validation": jsonable(result.validation_metrics),
                         },
                         num_labels=dataset_obj.num_labels,
                         precision=config.precision,
@@ -123,27 +120,25 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
                     )
                 )
                 add_log(session, job_id, f"succeeded: model {model_id}")
-            return "succeeded"
+            return JobState.SUCCEEDED
         except LeaseLost:
             log.warning("job %s: lease lost (re-queued elsewhere); stopping", job_id)
             return None
         except TrainingCancelled as exc:
-            return _finish(db, job_id, attempt, "cancelled", None, f"cancelled: {exc}")
+            return _finish(db, job_id, attempt, JobState.CANCELLED, None, f"cancelled: {exc}")
         except Exception as exc:
             log.exception("job %s failed", job_id)
             reason = describe_failure(exc, plan)
-            return _finish(db, job_id, attempt, "failed", reason, f"failed: {reason}")
+            return _finish(db, job_id, attempt, JobState.FAILED, reason, f"failed: {reason}")
 
 
 def _finish(
-    db: str, job_id: str, attempt: int, state: str, reason: str | None, msg: str
-) -> str | None:
+    db: str, job_id: str, attempt: int, state: JobState, reason: str | None, msg: str
+) -> JobState | None:
     """Write a terminal state (if this worker still holds the job)."""
     try:
         with session_scope(db) as session:
-            fenced_update(
-                session, Job, job_id, attempt, state=state, failure_reason=reason, finished_at=now()
-            )
+            lifecycle.finish(session, Job, job_id, attempt, state, failure_reason=reason)
             add_log(session, job_id, msg)
     except LeaseLost:
         return None

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.core.config import Settings
 from service.core.db import get_sessionmaker
 from service.core.security import lookup_key
-from service.dispatch import Dispatcher
 from service.errors import Unauthorized
 from service.models import ApiKey
+from service.queue import Dispatcher
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `elmo keys create`.")
 
@@ -49,6 +49,16 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 LimitQuery = Annotated[int, Query(ge=1, le=1000)]
 """Page size of the list routes."""
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Repeat a POST safely: the same key and request return the job it created; "
+        "the same key with a different request is a 409.",
+    ),
+]
+"""The Idempotency-Key header of the POSTs that create jobs (see `service.jobs.lifecycle`)."""
 OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000_000)]
 """Rows the list routes skip; bounded, since an unbounded offset overflows on SQLite."""
 

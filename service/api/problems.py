@@ -81,13 +81,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _errors(list(exc.errors()))
+        errors = _errors([dict(error) for error in exc.errors()])
         detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
         return problem(request, 422, "validation", "Invalid request", detail, errors=errors)
 
     @app.exception_handler(ValidationError)
     async def _pydantic(request: Request, exc: ValidationError) -> JSONResponse:
-        errors = _errors(list(exc.errors()))
+        errors = _errors([dict(error) for error in exc.errors()])
         detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
         return problem(request, 422, "validation", "Invalid request", detail, errors=errors)
 

@@ -90,9 +90,9 @@ def _members(fileobj: IO[bytes], kind: str) -> Iterator[tuple[str, bool, IO[byte
                 raise UnsafeArchiveError(
                     f"archive member {member.name!r}: links and special files are not allowed"
                 )
-            stream = tf.extractfile(member)
-            assert stream is not None
-            yield member.name, False, stream
+            extracted = tf.extractfile(member)
+            assert extracted is not None
+            yield member.name, False, extracted
 
 
 def extract_archive(archive: Path, kind: str, dest: Path, limits: ArchiveLimits) -> int:

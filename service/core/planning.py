@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from elmo_core.training import TrainConfig, plan_memory
+from elmo_core.config import TrainConfig
 from service.core.config import GIB, Settings
 
 
@@ -14,7 +14,13 @@ def plan_for(
     num_features: int | None,
     gpu_memory_gib: float | None,
 ) -> dict[str, Any]:
-    """The plan as JSON: parts, total, the GPU checked against and whether it fits."""
+    """The plan as JSON: parts, total, the GPU checked against and whether it fits.
+
+    The planner is imported here, not at module level: it loads torch, which the API needs only
+    once it plans.
+    """
+    from elmo_core.training import plan_memory
+
     plan = plan_memory(config, num_labels, num_features)
     parts = plan.to_dict()
     total = parts.pop("total_bytes")

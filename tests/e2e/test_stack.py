@@ -39,8 +39,10 @@ def test_job_progress_metrics_telemetry_logs(stack: Stack, trained: dict) -> Non
     assert job["latest_metrics"]["P@1"] > 5.0  # a trained model beats chance (~0.1%) by far
     assert job["model_id"] and job["finished_at"] and job["attempt"] == 1
     history = stack.alice.get(f"/v1/jobs/{job['id']}/metrics").json()
-    assert [h["epoch"] for h in history] == [1]
-    assert history[0]["metrics"]["P@1"] == job["latest_metrics"]["P@1"]
+    assert [h["epoch"] for h in history] == [1]  # per epoch: the validation slice
+    model = stack.alice.get(f"/v1/models/{job['model_id']}").json()
+    assert (model["metrics"]["split"], model["metrics"]["epoch"]) == ("test", 1)
+    assert model["metrics"]["metrics"] == job["latest_metrics"]  # the served model's test metrics
     records = stack.alice.get(f"/v1/jobs/{job['id']}/telemetry").json()["records"]
     kinds = [r["kind"] for r in records]
     assert kinds[0] == "static" and "epoch" in kinds
@@ -141,7 +143,7 @@ def test_idempotency_key_and_queued_cancel(stack: Stack, trained: dict) -> None:
     assert first.json()["id"] == again.json()["id"]
     assert again.headers["idempotent-replayed"] == "true"
     other = stack.alice.post("/v1/jobs", json={**body, "name": "x"}, headers=headers)
-    assert other.status_code == 422
+    assert other.status_code == 409
     assert stack.alice.post(f"/v1/jobs/{first.json()['id']}/cancel").status_code == 202
     assert wait_job(stack.alice, f"/v1/jobs/{first.json()['id']}")["state"] == "cancelled"
 

@@ -11,7 +11,7 @@ from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.security import create_api_key
 from service.main import create_app
-from service.models import Job
+from service.models import Job, Model
 
 TINY = {"device": "cpu", "epochs": 1, "encoder": {"dim": 16}}
 
@@ -79,8 +79,41 @@ def test_idempotency_key(client: TestClient, dataset) -> None:
     assert first.json()["id"] == second.json()["id"]
     assert "idempotent-replayed" not in first.headers
     assert second.headers["idempotent-replayed"] == "true"
-    assert client.post("/v1/jobs", headers=idem, json={**body, "name": "n"}).status_code == 422
+    assert client.post("/v1/jobs", headers=idem, json={**body, "name": "n"}).status_code == 409
     assert len(client.get("/v1/jobs", headers=headers).json()) == 1
+
+
+def test_predict_job_idempotency_key(client: TestClient, settings: Settings, auth) -> None:
+    headers = auth("alice")
+    with session_scope(settings.effective_database_url) as session:
+        session.add(
+            Model(
+                id="mdl_1",
+                owner="alice",
+                job_id="job_x",
+                dataset_id="ds_x",
+                config={},
+                num_labels=3,
+                size_bytes=0,
+                path="/nowhere",
+            )
+        )
+    idem = {**headers, "Idempotency-Key": "p1"}
+
+    def post(texts: bytes = b'{"text": "a"}\n', k: int = 5):
+        files = {"file": ("t.jsonl", texts)}
+        return client.post(
+            "/v1/models/mdl_1/predict-jobs", headers=idem, files=files, data={"k": k}
+        )
+
+    first, second = post(), post()
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"]
+    assert "idempotent-replayed" not in first.headers
+    assert second.headers["idempotent-replayed"] == "true"
+    assert post(texts=b'{"text": "b"}\n').status_code == 409  # other texts, same key
+    assert post(k=6).status_code == 409
+    assert len(client.get("/v1/predict-jobs", headers=headers).json()) == 1
 
 
 def test_cancel_queued_job_and_ownership(client: TestClient, dataset, auth) -> None:

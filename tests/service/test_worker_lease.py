@@ -9,9 +9,10 @@ import pytest
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.migrate import upgrade_database
-from service.dispatch import Dispatcher
+from service.jobs.lifecycle import LeaseLost, claim, fenced_update
 from service.models import Job, JobLog
-from worker.lease import LeaseLost, claim, fenced_update, now
+from service.models import utcnow as now
+from service.queue import Dispatcher
 from worker.reconcile import reconcile
 
 

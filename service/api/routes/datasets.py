@@ -13,6 +13,7 @@ from service.api.links import id_links
 from service.core.uploads import ingest_dataset, safe_filename
 from service.crud import get_owned, list_owned
 from service.errors import Conflict
+from service.jobs import ACTIVE_STATES
 from service.models import Dataset, Job, new_id
 from service.schemas import DatasetOut
 
@@ -110,7 +111,7 @@ def delete_dataset(
     """Delete a dataset and its files; 409 while a queued or running job uses it."""
     row = get_owned(session, Dataset, dataset_id, owner)
     busy = session.scalar(
-        select(Job.id).where(Job.dataset_id == dataset_id, Job.state.in_(("queued", "running")))
+        select(Job.id).where(Job.dataset_id == dataset_id, Job.state.in_(sorted(ACTIVE_STATES)))
     )
     if busy is not None:
         raise Conflict(f"dataset {dataset_id!r} is used by job {busy!r}, which has not finished")

@@ -8,10 +8,10 @@ from sqlalchemy import func, select, text
 
 from service.api.deps import DispatcherDep, SessionDep
 from service.errors import NotReady
+from service.jobs import JobState
 from service.models import Job, PredictJob
 
 router = APIRouter(tags=["health"])
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 @router.get("/healthz", summary="Liveness: the process serves HTTP")
@@ -47,7 +47,7 @@ def metrics(request: Request, session: SessionDep) -> Response:
         counts = dict(
             session.execute(select(table.state, func.count()).group_by(table.state)).all()
         )
-        for state in STATES:
-            gauge.labels(state).set(counts.get(state, 0))
+        for state in JobState:
+            gauge.labels(state.value).set(counts.get(state, 0))
     m.cached_models.set(len(request.app.state.model_cache))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

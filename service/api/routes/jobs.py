@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import select
 
 from service.api.deps import (
     DispatcherDep,
+    IdempotencyKey,
     LimitQuery,
     OffsetQuery,
     OwnerDep,
@@ -18,44 +17,32 @@ from service.api.deps import (
     SettingsDep,
 )
 from service.api.links import id_links
-from service.core.planning import plan_for, worker_gpu_for
 from service.core.plots import telemetry_png
 from service.crud import get_owned, list_owned
-from service.errors import Conflict, Unprocessable
-from service.models import Dataset, Job, JobLog, JobMetric, JobTelemetry, new_id, utcnow
+from service.jobs import JobState, lifecycle
+from service.models import Job, JobLog, JobMetric, JobTelemetry
 from service.schemas import (
-    TERMINAL_STATES,
     JobCreate,
     JobOut,
-    JobState,
     LogLine,
     MetricsPoint,
     Progress,
     TelemetryOut,
 )
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=200,
-        description="Repeat a POST safely: the same key returns the job it created.",
-    ),
-]
 
 
 def job_out(job: Job) -> JobOut:
     """The API view of a job row."""
     progress = Progress(**(job.progress or {}))
-    if job.state == "succeeded" and progress.fraction is not None:
+    if job.state == JobState.SUCCEEDED and progress.fraction is not None:
         progress.fraction, progress.eta_s = 1.0, 0.0
     return JobOut(
         id=job.id,
         name=job.name,
         dataset_id=job.dataset_id,
-        state=job.state,  # type: ignore[arg-type]
+        state=job.state,
         phase=job.phase,
         progress=progress,
         latest_metrics=job.latest_metrics,
@@ -106,68 +93,15 @@ def create_job(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
-    """Queue a job; 422 with the memory estimate if it cannot fit the training workers' GPU."""
-    config = body.config.model_dump(mode="json")
-    if idempotency_key is not None:
-        existing = _by_idempotency_key(session, owner, idempotency_key)
-        if existing is not None:
-            return _replay(existing, body, config, response)
-    dataset = get_owned(session, Dataset, body.dataset_id, owner)
-    gpu = worker_gpu_for(body.config, settings)
-    plan = plan_for(body.config, dataset.num_labels, dataset.num_features, gpu)
-    if plan["fits"] is False:
-        raise Unprocessable(
-            f"the job needs about {plan['total_gib']} GiB of GPU memory, more than the "
-            f"{gpu} GiB of a training worker; lower batch_size, encoder.dim or "
-            "head.chunk_size, or use precision fp8",
-            plan=plan,
-        )
-    job = Job(
-        id=new_id("job"),
-        owner=owner,
-        name=body.name,
-        dataset_id=dataset.id,
-        config=config,
-        idempotency_key=idempotency_key,
-        state="queued",
-        memory_plan=plan,
-        enqueued_at=utcnow(),
+    """Queue a job; 422 with the memory estimate if it cannot fit the training workers' GPU, 409
+    if the Idempotency-Key was used with a different request."""
+    submitted = lifecycle.submit_training_job(
+        session, dispatcher, settings, owner, body, idempotency_key
     )
-    session.add(job)
-    session.add(JobLog(job_id=job.id, message="queued"))
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        existing = _by_idempotency_key(session, owner, idempotency_key or "")
-        if existing is None:
-            raise
-        return _replay(existing, body, config, response)
-    try:
-        dispatcher.send_train(job.id)
-    except Exception:
-        log.exception("broker unreachable; the reconciler will send job %s later", job.id)
-        session.execute(update(Job).where(Job.id == job.id).values(enqueued_at=None))
-        session.commit()
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return job_out(job)
-
-
-def _by_idempotency_key(session: SessionDep, owner: str, key: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
-
-
-def _replay(existing: Job, body: JobCreate, config: dict, response: Response) -> JobOut:
-    same = (existing.dataset_id, existing.config, existing.name) == (
-        body.dataset_id,
-        config,
-        body.name,
-    )
-    if not same:
-        raise Unprocessable("this Idempotency-Key was already used with a different request")
-    response.headers["Idempotent-Replayed"] = "true"
-    response.headers["Location"] = f"/v1/jobs/{existing.id}"
-    return job_out(existing)
+    if submitted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/jobs/{submitted.job.id}"
+    return job_out(submitted.job)
 
 
 @router.get("", response_model=list[JobOut], summary="List jobs")
@@ -241,18 +175,4 @@ def job_logs(
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobOut, summary="Cancel a job")
 def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
     """A queued job is cancelled at once; a running one stops at its next step (cooperative)."""
-    job = get_owned(session, Job, job_id, owner)
-    if job.state in TERMINAL_STATES:
-        raise Conflict(f"job {job_id!r} has already finished ({job.state})")
-    now = utcnow()
-    done = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.state == "queued")
-        .values(state="cancelled", cancel_requested=True, finished_at=now)
-    ).rowcount
-    if not done:
-        session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
-    session.add(JobLog(job_id=job_id, message="cancel requested"))
-    session.commit()
-    session.refresh(job)
-    return job_out(job)
+    return job_out(lifecycle.request_cancel(session, owner, job_id))

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Response, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.responses import FileResponse
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from elmo_core.errors import DatasetFormatError
 from service.api.deps import (
     DispatcherDep,
+    IdempotencyKey,
     LimitQuery,
     OffsetQuery,
     OwnerDep,
@@ -23,20 +21,21 @@ from service.api.deps import (
     SettingsDep,
 )
 from service.api.links import id_links
+from service.core.config import Settings
 from service.core.uploads import safe_filename, save_stream, scratch_dir
 from service.crud import get_owned, list_owned
-from service.errors import Conflict, Unprocessable, UnsupportedUpload
-from service.models import Model, PredictJob, new_id, utcnow
-from service.schemas import JobState, PredictJobOut
+from service.errors import Conflict, UnsupportedUpload
+from service.jobs import JobState, lifecycle
+from service.models import PredictJob
+from service.schemas import PredictJobOut
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["predict-jobs"])
 
 
 def predict_job_out(job: PredictJob) -> PredictJobOut:
     """The API view of a predict job, with its results URL once it succeeded."""
     out = PredictJobOut.model_validate(job)
-    if job.state == "succeeded":
+    if job.state == JobState.SUCCEEDED:
         out.results_url = f"/v1/predict-jobs/{job.id}/results"
     return out
 
@@ -104,62 +103,35 @@ def create_predict_job(
     file: Annotated[UploadFile, File(description=".jsonl ({'text': ...} per line) or .txt")],
     k: Annotated[int, Form(ge=1)] = 10,
     threshold: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> PredictJobOut:
-    """Queue a batch inference job; download the results from `results_url` when it succeeded."""
-    get_owned(session, Model, model_id, owner)
-    if k > settings.max_predict_k:
-        raise Unprocessable(f"k={k} is above the limit of {settings.max_predict_k}")
-    if idempotency_key is not None:
-        existing = session.scalar(
-            select(PredictJob).where(
-                PredictJob.owner == owner, PredictJob.idempotency_key == idempotency_key
-            )
-        )
-        if existing is not None:
-            response.headers["Idempotent-Replayed"] = "true"
-            return predict_job_out(existing)
+    """Queue a batch inference job; download the results from `results_url` when it succeeded.
+
+    The same Idempotency-Key with the same model, k, threshold and texts returns the job it
+    created; with a different request it is a 409."""
+    lifecycle.check_predict_request(session, settings, owner, model_id, k)
+    texts = _upload_texts(file, settings)
+    submitted = lifecycle.submit_predict_job(
+        session, dispatcher, settings, owner, model_id, texts, k, threshold, idempotency_key
+    )
+    if submitted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/predict-jobs/{submitted.job.id}"
+    return predict_job_out(submitted.job)
+
+
+def _upload_texts(file: UploadFile, settings: Settings) -> list[str]:
+    """The texts of an uploaded .jsonl/.txt file (spooled to a scratch folder, then removed)."""
     name = safe_filename(file.filename, "texts.txt")
     if not name.lower().endswith((".jsonl", ".json", ".txt")):
         raise UnsupportedUpload(f"unsupported file {name!r}: upload .jsonl or .txt")
-    job_id = new_id("pj")
-    folder = settings.effective_artifacts_dir / "predict-jobs" / job_id
     scratch = scratch_dir(settings)
     try:
         raw = scratch / name
         save_stream(file.file, raw, settings.max_upload_bytes)
-        texts = read_texts(raw, name, settings.max_text_chars)
-        folder.mkdir(parents=True)
-        with (folder / "input.jsonl").open("w", encoding="utf-8") as out:
-            out.writelines(json.dumps(t) + "\n" for t in texts)
+        return read_texts(raw, name, settings.max_text_chars)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    job = PredictJob(
-        id=job_id,
-        owner=owner,
-        model_id=model_id,
-        idempotency_key=idempotency_key,
-        k=k,
-        threshold=threshold,
-        num_texts=len(texts),
-        input_path=str(folder / "input.jsonl"),
-        enqueued_at=utcnow(),
-    )
-    session.add(job)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        shutil.rmtree(folder, ignore_errors=True)
-        raise Conflict("this Idempotency-Key is being used by a concurrent request") from None
-    try:
-        dispatcher.send_predict(job.id)
-    except Exception:
-        log.exception("broker unreachable; the reconciler will send job %s later", job.id)
-        job.enqueued_at = None
-        session.commit()
-    response.headers["Location"] = f"/v1/predict-jobs/{job.id}"
-    return predict_job_out(job)
 
 
 @router.get("/v1/predict-jobs", response_model=list[PredictJobOut], summary="List predict jobs")
@@ -190,7 +162,7 @@ def get_predict_job(job_id: str, session: SessionDep, owner: OwnerDep) -> Predic
 def predict_job_results(job_id: str, session: SessionDep, owner: OwnerDep) -> FileResponse:
     """JSON lines `{"index": i, "labels": [{"label_id", "label", "score"}]}`, input order."""
     job = get_owned(session, PredictJob, job_id, owner)
-    if job.state != "succeeded" or not job.output_path:
+    if job.state != JobState.SUCCEEDED or not job.output_path:
         raise Conflict(f"predict job {job_id!r} has no results ({job.state})")
     return FileResponse(
         job.output_path, media_type="application/x-ndjson", filename=f"{job_id}.jsonl"

@@ -1,0 +1,134 @@
+"""`elmo serve`, `elmo api`, `elmo keys create`: the job service from the `elmo` command.
+
+Registered through the `elmo.commands` entry-point group (pyproject.toml): the library's CLI
+loads `register` without importing the service. Heavy service modules are imported inside the
+commands, so `elmo --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from service.core.config import Settings, get_settings
+
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+
+HostOpt = Annotated[str, typer.Option(help="Interface to listen on.")]
+PortOpt = Annotated[int, typer.Option(help="TCP port of the API.")]
+LogLevelOpt = Annotated[str, typer.Option(help="uvicorn log level.")]
+
+WORKER_LAUNCHER = "from elmo_core.cli.main import main; main()"
+"""`python -c` code that runs the `elmo` command (its `worker` verb comes from the worker)."""
+
+
+def register(app: typer.Typer) -> None:
+    """Add the service's commands to the `elmo` typer app (the `elmo.commands` entry point)."""
+    app.command("serve")(serve)
+    app.command("api")(api)
+    app.add_typer(keys_app, name="keys")
+
+
+def _run_api(settings: Settings, host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    from service.main import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+def api(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, log_level: LogLevelOpt = "info") -> None:
+    """Start the REST API alone (workers run elsewhere; set ELMO_DATABASE_URL, ELMO_BROKER_URL)."""
+    _run_api(get_settings(), host, port, log_level)
+
+
+def serve(
+    host: HostOpt = "127.0.0.1", port: PortOpt = 8000, log_level: LogLevelOpt = "info"
+) -> None:
+    """Start the whole stack locally: the API plus a training and an inference worker.
+
+    With no configuration it uses an embedded filesystem broker, a SQLite database and an
+    artifacts directory under ELMO_HOME (default ./.elmo): no Redis or PostgreSQL needed.
+    """
+    from service.core.migrate import upgrade_database
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    upgrade_database(settings.effective_database_url)
+    env = {**os.environ, "ELMO_RUN_MIGRATIONS": "0"}
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WORKER_LAUNCHER,
+                "worker",
+                "--queues",
+                queue,
+                "--loglevel",
+                "WARNING",
+            ],
+            env=env,
+            start_new_session=True,
+        )
+        for queue in ("train", "predict")
+    ]
+    typer.echo(
+        f"elmo: API on http://{host}:{port} (docs /docs), home {settings.home.resolve()}; "
+        "create a key with `elmo keys create --name NAME` (same ELMO_HOME)",
+        err=True,
+    )
+    # uvicorn re-raises SIGTERM after its shutdown: turn it into SystemExit so `finally` runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        _run_api(settings, host, port, log_level)
+    finally:
+        _stop_workers(workers, grace_s=15.0)
+
+
+def _stop_workers(workers: list[subprocess.Popen], grace_s: float) -> None:
+    """SIGTERM each worker's main process (Celery's warm shutdown, which stops its own pool
+    children), then SIGKILL each worker's process group if it is still there after grace_s.
+
+    Only the main process gets the SIGTERM: signalling the whole group made the pool children
+    die under the main process, which logged "Process 'ForkPoolWorker-1' ... exited with
+    'signal 15 (SIGTERM)'" errors at every clean stop. A job cut short stays `running` until the
+    reconciler of the next worker re-queues it (after ELMO_JOB_LEASE_SECONDS); it then resumes
+    from its last checkpoint.
+    """
+    for proc in workers:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in workers:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Owner name; keys with one name share resources.")],
+) -> None:
+    """Create an API key and print it once (stdout); only its hash is stored."""
+    from service.core.db import session_scope
+    from service.core.migrate import upgrade_database
+    from service.core.security import create_api_key
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    upgrade_database(settings.effective_database_url)
+    with session_scope(settings.effective_database_url) as session:
+        row, token = create_api_key(session, name.strip())
+    typer.echo(f"created key {row.id} for owner {row.owner!r}; it is shown only once:", err=True)
+    typer.echo(token)
