@@ -164,6 +164,11 @@ class FusedScorer:
         )
 
 
+def head_probabilities(logits: np.ndarray) -> np.ndarray:
+    """The head's sigmoid probabilities of raw logits, in float64."""
+    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+
 def fuse_topk(
     logits: np.ndarray, ids: np.ndarray, priors: sp.csr_matrix, scale: float, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +179,7 @@ def fuse_topk(
     candidates in all pads with id -1 and score 0.
     """
     num_rows, width = ids.shape
-    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    probs = head_probabilities(logits)
     head = sp.csr_matrix(
         (probs.ravel(), ids.ravel(), np.arange(0, num_rows * width + 1, width)),
         shape=priors.shape,

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from elmo_core.encoders import Encoder, SparseEncoder
-from elmo_core.fusion import FusedScorer, fuse_topk
+from elmo_core.fusion import FusedScorer, fuse_topk, head_probabilities
 from elmo_core.head import XMCHead
 from elmo_core.text_features import TfidfFeaturizer
 
@@ -86,11 +86,6 @@ def predict_topk(
     return scores, ids
 
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """The head's probabilities of raw logits (computed in float64, returned as float32)."""
-    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
-
-
 def rank_topk(
     encoder: Encoder,
     head: XMCHead,
@@ -109,7 +104,7 @@ def rank_topk(
     """
     if fusion is None or not fusion.active:
         logits, ids = predict_topk(encoder, head, prepared, num_rows, k, batch_size, device)
-        return sigmoid(logits), ids
+        return head_probabilities(logits).astype(np.float32), ids
     if priors is None:
         raise ValueError("fused ranking needs the priors of the rows (FusedScorer.priors)")
     k = min(int(k), head.num_labels)
