@@ -173,6 +173,16 @@ class PlanRequest(BaseModel):
     )
 
 
+class HostPlanOut(BaseModel):
+    """Predicted peak host RAM of a job (from the dataset's statistics) and whether it fits."""
+
+    parts_bytes: dict[str, int]
+    total_bytes: int
+    total_gib: float
+    host_memory_gib: float | None
+    fits: bool | None
+
+
 class PlanOut(BaseModel):
     """Predicted peak GPU memory and whether it fits."""
 
@@ -184,6 +194,7 @@ class PlanOut(BaseModel):
     total_gib: float
     gpu_memory_gib: float | None
     fits: bool | None
+    host: HostPlanOut | None = None
 
 
 class KeyInfo(BaseModel):

@@ -18,6 +18,7 @@ from torch import nn
 
 from elmo_core.config import EncoderConfig
 from elmo_core.encoders.bias import append_bias
+from elmo_core.encoders.device import batch_to_device
 from elmo_core.text_features.word_tfidf import TfidfFeaturizer, l2_normalize_rows
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -94,11 +95,12 @@ class SparseEncoder(nn.Module):
         """The EmbeddingBag inputs (flat indices, offsets, weights) of `rows` of `prepared`."""
         block = prepared[rows]
         dtype = self.embedding.weight.dtype
-        return {
-            "indices": torch.from_numpy(block.indices.astype(np.int64)).to(device),
-            "offsets": torch.from_numpy(block.indptr[:-1].astype(np.int64)).to(device),
-            "weights": torch.from_numpy(block.data.astype(np.float32)).to(device, dtype),
+        batch = {
+            "indices": torch.from_numpy(block.indices.astype(np.int64)),
+            "offsets": torch.from_numpy(block.indptr[:-1].astype(np.int64)),
+            "weights": torch.from_numpy(block.data.astype(np.float32)).to(dtype),
         }
+        return batch_to_device(batch, device)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """B x d embeddings of one batch from `make_batch`."""

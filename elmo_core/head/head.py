@@ -148,6 +148,7 @@ class XMCHead:
         self.scale = storage_scale(precision, self.init_std if self.init_std > 0 else dim**-0.5)
         self.weight = torch.zeros(num_labels, dim, device=self.device, dtype=self.dtype)
         self._float32_copy: torch.Tensor | None = None
+        self._default_chunks: dict[int, int] = {}
         if self.init_std == 0.0:  # e.g. a head about to load a checkpoint
             return
         gen = torch.Generator(device=self.device).manual_seed(seed)
@@ -194,9 +195,7 @@ class XMCHead:
             raise HeadInputError(
                 f"rows and cols differ in length: {rows.numel()} != {cols.numel()}"
             )
-        rows = rows.to(device=self.device, dtype=torch.int64)
-        cols = cols.to(device=self.device, dtype=torch.int64)
-        if rows.numel():
+        if rows.numel():  # checked where the pairs are: no device sync for pairs on the host
             r_lo, r_hi, c_lo, c_hi = torch.stack(
                 [rows.min(), rows.max(), cols.min(), cols.max()]
             ).tolist()
@@ -208,6 +207,8 @@ class XMCHead:
                 raise HeadInputError(
                     f"cols (label ids) must lie in [0, {self.num_labels}), got [{c_lo}, {c_hi}]"
                 )
+        rows = rows.to(device=self.device, dtype=torch.int64, non_blocking=True)
+        cols = cols.to(device=self.device, dtype=torch.int64, non_blocking=True)
         if self.inv_perm is not None:
             cols = self.inv_perm[cols]
         return rows, cols
@@ -215,7 +216,11 @@ class XMCHead:
     def _chunk(self, batch: int) -> int:
         if isinstance(self.chunk_size, int):
             return min(self.chunk_size, self.num_labels)
-        return self.backend.default_chunk(self.num_labels, self.dim, batch, self.weight)
+        if batch not in self._default_chunks:  # asks the driver for free memory: once per size
+            self._default_chunks[batch] = self.backend.default_chunk(
+                self.num_labels, self.dim, batch, self.weight
+            )
+        return self._default_chunks[batch]
 
     # -- training and scoring -----------------------------------------------------------------
 

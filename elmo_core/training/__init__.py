@@ -10,12 +10,14 @@ from elmo_core.training.callbacks import (
     TrainResult,
 )
 from elmo_core.training.checkpoint import CheckpointError
+from elmo_core.training.host_planner import HostMemoryPlan, plan_host_memory
 from elmo_core.training.planner import MemoryPlan, plan_memory
 from elmo_core.training.recipe import train
 
 __all__ = [
     "PHASES",
     "CheckpointError",
+    "HostMemoryPlan",
     "MemoryPlan",
     "Progress",
     "TrainConfig",
@@ -25,6 +27,7 @@ __all__ = [
     "TrainingDiverged",
     "load_config",
     "parse_config",
+    "plan_host_memory",
     "plan_memory",
     "train",
 ]

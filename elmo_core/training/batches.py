@@ -3,11 +3,19 @@ resumed run replays exactly the batches it would have seen."""
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+T = TypeVar("T")
 
 
 def seed_everything(seed: int) -> None:
@@ -28,3 +36,37 @@ def batch_pairs(labels: sp.csr_matrix, rows: np.ndarray) -> tuple[torch.Tensor, 
     counts = np.diff(block.indptr)
     batch_rows = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
     return torch.from_numpy(batch_rows), torch.from_numpy(block.indices.astype(np.int64))
+
+
+@dataclass
+class HostBatch:
+    """One training step's inputs in (pinned) host memory: the encoder's batch and the positive
+    (batch row, label id) pairs."""
+
+    rows: np.ndarray
+    inputs: dict[str, torch.Tensor]
+    pair_rows: torch.Tensor
+    pair_cols: torch.Tensor
+
+
+def prefetch(
+    make: Callable[[int], T], steps: Iterable[int], depth: int
+) -> Generator[T, None, None]:
+    """`make(step)` for each step, in order, computed by a background thread up to `depth` steps
+    ahead of the consumer (the GPU trainer), so batch preparation overlaps the GPU's work.
+    An exception in `make` is raised at its step; closing the iterator stops the thread."""
+    remaining = iter(steps)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="elmo-batches") as pool:
+        pending: deque[Future[T]] = deque(
+            pool.submit(make, step) for step in itertools.islice(remaining, max(1, depth))
+        )
+        try:
+            while pending:
+                result = pending.popleft().result()
+                step = next(remaining, None)
+                if step is not None:
+                    pending.append(pool.submit(make, step))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()

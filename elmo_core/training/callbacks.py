@@ -12,7 +12,7 @@ from pathlib import Path
 
 from elmo_core.errors import ElmoError
 
-PHASES = ("loading", "training", "evaluating", "saving")
+PHASES = ("loading", "featurizing", "priors", "training", "evaluating", "saving")
 
 
 class TrainingCancelled(ElmoError):

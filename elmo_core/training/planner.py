@@ -97,7 +97,7 @@ def plan_memory(
         largest = num_features * enc.dim
         activations = batch * dim * 4 * (2 + 2 * enc.mlp_layers)
     else:
-        shape = _transformer_shape(enc.name)
+        shape = transformer_shape(enc.name)
         dim = shape["hidden"] + (1 if enc.bias_feature else 0)
         params = shape["params"]
         largest = shape["largest"]
@@ -127,7 +127,7 @@ def plan_memory(
     )
 
 
-def _transformer_shape(name: str) -> dict[str, int]:
+def transformer_shape(name: str) -> dict[str, int]:
     """Parameter count, layers, hidden size and heads of a local transformer, without weights."""
     try:
         import torch

@@ -30,6 +30,7 @@ from elmo_core.config import TrainConfig
 from elmo_core.data import XMCDataset, XMCSplit
 from elmo_core.data.splits import select_splits
 from elmo_core.encoders import TransformerEncoder, build_encoder, cast_encoder, enable_float8
+from elmo_core.encoders.device import batch_to_device, pin_batch
 from elmo_core.errors import ConfigError
 from elmo_core.head import XMCHead
 from elmo_core.model.artifact import load_model, save_model
@@ -37,7 +38,13 @@ from elmo_core.model.evaluation import evaluate_split, split_propensities
 from elmo_core.model.scoring import text_priors
 from elmo_core.precision import is_low_precision
 from elmo_core.training.assembly import fit_fusion, init_head_from_label_texts, with_label_points
-from elmo_core.training.batches import batch_pairs, epoch_order, seed_everything
+from elmo_core.training.batches import (
+    HostBatch,
+    batch_pairs,
+    epoch_order,
+    prefetch,
+    seed_everything,
+)
 from elmo_core.training.callbacks import (
     Progress,
     TrainerCallbacks,
@@ -48,11 +55,13 @@ from elmo_core.training.callbacks import (
 from elmo_core.training.checkpoint import write_json_atomic
 from elmo_core.training.run_state import RunState, restore_run, save_run
 from elmo_core.training.schedule import lr_factor
-from elmo_core.training.telemetry import MemoryTelemetry, static_record
+from elmo_core.training.telemetry import MemoryTelemetry, PhaseTimer, static_record
 
 RUN_CONFIG = "run_config.json"
 METRICS = "metrics.json"
 MODEL = "model"
+PREFETCH = 4
+"""Training batches prepared ahead of the GPU."""
 
 
 def train(
@@ -105,25 +114,48 @@ class Recipe:
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
+        self.timer = PhaseTimer(self.device, self._record_phase)
         self.splits = select_splits(cfg, self.dataset)
         train = self.splits.train
         self.eval_split = self._evaluation_split()
         self.fit_split = with_label_points(cfg, train, self.dataset.label_texts)
-        self.encoder = build_encoder(
-            cfg.encoder, train.texts, None if train.features is None else train.features.shape[1]
-        )
-        self.cb.on_log(f"encoder {cfg.encoder.name}: {self.encoder.dim} dims")
-        self.train_inputs = self.encoder.featurize(self.fit_split.texts, self.fit_split.features)
-        self.fusion = fit_fusion(
-            cfg, train, self.dataset.label_texts, self.encoder, self.train_inputs, self.cb.on_log
-        )
-        self.eval_inputs = self.eval_priors = None
-        if self.eval_split is not None:
-            split = self.eval_split
-            self.eval_inputs = self.encoder.featurize(split.texts, split.features)
-            self.eval_priors = text_priors(
-                self.encoder, self.fusion, split.texts, self.eval_inputs, self.dataset.num_labels
+        self.cb.on_phase("featurizing")
+        with self.timer.phase("featurizing") as info:
+            self.encoder = build_encoder(
+                cfg.encoder,
+                train.texts,
+                None if train.features is None else train.features.shape[1],
             )
+            self.cb.on_log(f"encoder {cfg.encoder.name}: {self.encoder.dim} dims")
+            self.train_inputs = self.encoder.featurize(
+                self.fit_split.texts, self.fit_split.features
+            )
+            self.eval_inputs = None
+            if self.eval_split is not None:
+                self.eval_inputs = self.encoder.featurize(
+                    self.eval_split.texts, self.eval_split.features
+                )
+            info["texts"] = self.fit_split.num_points
+        self.cb.on_phase("priors")
+        with self.timer.phase("priors"):
+            self.fusion = fit_fusion(
+                cfg,
+                train,
+                self.dataset.label_texts,
+                self.encoder,
+                self.train_inputs,
+                self.cb.on_log,
+            )
+            self.eval_priors = None
+            if self.eval_split is not None:
+                split = self.eval_split
+                self.eval_priors = text_priors(
+                    self.encoder,
+                    self.fusion,
+                    split.texts,
+                    self.eval_inputs,
+                    self.dataset.num_labels,
+                )
         cast_encoder(self.encoder, cfg.precision).to(self.device)
         self._warn_about_encoder()
         self.optimizer = AdamW(
@@ -152,9 +184,11 @@ class Recipe:
         self.memory = MemoryTelemetry(self.device)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
+            setup_phases = self.run.telemetry.get("phases", [])
             self.run, folder = restore_run(
                 self.ckpt_dir, cfg, self.encoder, self.head, self.optimizer, self.device
             )
+            self.run.telemetry.setdefault("phases", []).extend(setup_phases)
             self.cb.on_log(
                 f"resumed from {folder.name}: epoch {self.run.epoch + 1}, "
                 f"step {self.run.global_step}"
@@ -167,6 +201,15 @@ class Recipe:
                 if stale.exists():
                     shutil.rmtree(stale)
             write_json_atomic(self.out_dir / RUN_CONFIG, cfg.model_dump(mode="json"))
+
+    def _record_phase(self, record: dict) -> None:
+        """Keep a phase record in the run's telemetry, report it, and log its cost."""
+        self.run.telemetry.setdefault("phases", []).append(record)
+        self.cb.on_telemetry(record)
+        self.cb.on_log(
+            f"{record['phase']}: {record['seconds']:.1f} s, host RSS "
+            f"{record['host_rss'] / 2**30:.2f} GiB"
+        )
 
     def _evaluation_split(self) -> XMCSplit | None:
         """The split evaluated after each epoch: the validation slice (selects the model) or, if
@@ -201,11 +244,10 @@ class Recipe:
 
     def train(self) -> TrainResult:
         """Run the remaining epochs, then report the saved model on the test split."""
-        self.cb.on_phase("training")
         while self.run.epoch < self.config.epochs:
+            self.cb.on_phase("training")
             self._train_epoch()
             self._end_epoch()
-            self.cb.on_phase("training")
         return self._finish()
 
     def _train_epoch(self) -> None:
@@ -214,37 +256,51 @@ class Recipe:
         self.memory.start_epoch()
         self.encoder.train()
         started, points = time.time(), 0
-        while run.step_in_epoch < self.steps_per_epoch:
-            b = run.step_in_epoch
-            rows = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            loss = self._step(rows)
-            run.step_in_epoch += 1
-            run.global_step += 1
-            points += len(rows)
-            elapsed = max(time.time() - started, 1e-9)
-            remaining = self.total_steps - run.global_step
-            self.cb.on_progress(
-                Progress(
-                    epoch=run.epoch + 1,
-                    epochs=cfg.epochs,
-                    step=run.global_step,
-                    total_steps=self.total_steps,
-                    step_in_epoch=run.step_in_epoch,
-                    steps_per_epoch=self.steps_per_epoch,
-                    throughput=points / elapsed,
-                    eta_s=remaining * elapsed / max(1, points / cfg.batch_size),
-                    loss=loss,
-                )
-            )
-            every = cfg.checkpoint.every_steps
-            if every and run.global_step % every == 0:
-                self._save_checkpoint()
-            if self.cb.should_stop():
-                path = self._save_checkpoint()
-                raise TrainingCancelled(run.epoch + 1, run.global_step, path)
 
-    def _step(self, rows: np.ndarray) -> float | None:
-        """One step on the points `rows`; returns the pre-step loss on logging steps."""
+        def host_batch(step: int) -> HostBatch:
+            return self._host_batch(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+
+        batches = prefetch(host_batch, range(run.step_in_epoch, self.steps_per_epoch), PREFETCH)
+        try:
+            for batch in batches:
+                loss = self._step(batch)
+                run.step_in_epoch += 1
+                run.global_step += 1
+                points += len(batch.rows)
+                elapsed = max(time.time() - started, 1e-9)
+                remaining = self.total_steps - run.global_step
+                self.cb.on_progress(
+                    Progress(
+                        epoch=run.epoch + 1,
+                        epochs=cfg.epochs,
+                        step=run.global_step,
+                        total_steps=self.total_steps,
+                        step_in_epoch=run.step_in_epoch,
+                        steps_per_epoch=self.steps_per_epoch,
+                        throughput=points / elapsed,
+                        eta_s=remaining * elapsed / max(1, points / cfg.batch_size),
+                        loss=loss,
+                    )
+                )
+                every = cfg.checkpoint.every_steps
+                if every and run.global_step % every == 0:
+                    self._save_checkpoint()
+                if self.cb.should_stop():
+                    path = self._save_checkpoint()
+                    raise TrainingCancelled(run.epoch + 1, run.global_step, path)
+        finally:
+            batches.close()
+
+    def _host_batch(self, rows: np.ndarray) -> HostBatch:
+        """A step's inputs in pinned host memory (runs on the prefetch thread)."""
+        inputs = self.encoder.make_batch(self.train_inputs, rows, torch.device("cpu"))
+        pair_rows, pair_cols = batch_pairs(self.fit_split.labels, rows)
+        pinned = pin_batch({"inputs": pair_rows, "cols": pair_cols})
+        return HostBatch(rows, pin_batch(inputs), pinned["inputs"], pinned["cols"])
+
+    def _step(self, host: HostBatch) -> float | None:
+        """One step on a prepared batch; returns the pre-step loss on logging steps. Nothing in
+        it waits for the GPU except the loss on logging steps and the sampled phase timings."""
         cfg, run = self.config, self.run
         sched = cfg.schedule
         factor = lr_factor(
@@ -256,21 +312,22 @@ class Recipe:
         )
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.encoder_lr * factor
-        batch = self.encoder.make_batch(self.train_inputs, rows, self.device)
-        pair_rows, pair_cols = batch_pairs(self.fit_split.labels, rows)
-        with self.memory.phase("encoder_forward"):
+        logging_step = run.global_step % cfg.log_every == 0
+        batch = batch_to_device(host.inputs, self.device)
+        pair_rows, pair_cols = host.pair_rows, host.pair_cols
+        with self.memory.phase("encoder_forward", logging_step):
             embedding = self.encoder(batch)
         detached = embedding.detach().float()
         loss = None
-        if run.global_step % cfg.log_every == 0:
+        if logging_step:
             loss = self.head.loss(detached, pair_rows, pair_cols)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"non-finite loss {loss}", run.epoch + 1, run.global_step)
-        with self.memory.phase("head_step"):
+        with self.memory.phase("head_step", logging_step):
             grad = self.head.step(detached, pair_rows, pair_cols, sched.head_lr * factor)
-        with self.memory.phase("encoder_backward"):
+        with self.memory.phase("encoder_backward", logging_step):
             embedding.backward(grad.to(embedding.dtype))
-        with self.memory.phase("optimizer_step"):
+        with self.memory.phase("optimizer_step", logging_step):
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         if run.telemetry["static"] is None:
@@ -306,7 +363,9 @@ class Recipe:
         selects = cfg.eval.split == "validation"
         if self.eval_split is not None:
             self.cb.on_phase("evaluating")
-            metrics = self.evaluate()
+            with self.timer.phase(f"evaluating {cfg.eval.split}") as info:
+                metrics = self.evaluate()
+                info["points"] = self.eval_split.num_points
             run.history.append(
                 {"epoch": epoch, "step": run.global_step, "split": cfg.eval.split, **metrics}
             )
@@ -349,10 +408,13 @@ class Recipe:
         test_metrics = None
         if self.splits.test is not None:
             self.cb.on_phase("evaluating")
-            test_metrics = self._evaluate_saved_model(self.splits.test)
+            with self.timer.phase("evaluating test") as info:
+                test_metrics = self._evaluate_saved_model(self.splits.test)
+                info["points"] = self.splits.test.num_points
         summary = self._summary(test_metrics)
         write_json_atomic(self.out_dir / METRICS, summary)
         write_json_atomic(self.model_dir / METRICS, summary)
+        write_json_atomic(self.out_dir / "telemetry.json", run.telemetry)
         self.cb.on_log(f"model written to {self.model_dir}")
         return TrainResult(
             out_dir=self.out_dir,
@@ -398,6 +460,10 @@ class Recipe:
         }
 
     def _save_model(self) -> Path:
+        with self.timer.phase("saving model"):
+            return self._write_model()
+
+    def _write_model(self) -> Path:
         return save_model(
             self.model_dir,
             config=self.config,

@@ -1,19 +1,23 @@
-"""Memory telemetry: per-phase CUDA peaks per epoch, static sizes, CPU peak RSS, timestamps.
+"""Telemetry of a run: per-phase CUDA peaks per epoch, static sizes, host RSS, phase timings.
 
 On CUDA each phase of a step (encoder forward, head step, encoder backward, optimizer step) resets
-the allocator's peak counters on entry and reads them on exit; the epoch record keeps the maximum
-over its steps. On the CPU the process peak resident set size (RSS) is what can be measured. Every
-phase also records its total seconds in the epoch (both devices; CUDA synchronises to measure).
+the allocator's peak counters on entry and reads them on exit (host-side counters: no
+synchronisation); the epoch record keeps the maximum over its steps. Phase seconds need a
+synchronisation, so they are measured on sampled steps only (`timed`) and the record says how
+many. The run's other phases (featurizing, priors, evaluating, saving) are recorded once each by
+`PhaseTimer`: seconds, host RSS at its end, process peak RSS and GPU peak.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 
@@ -29,6 +33,15 @@ def peak_rss_bytes() -> int:
     """Peak resident set size of this process so far, in bytes."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def current_rss_bytes() -> int:
+    """Resident set size of this process now, in bytes (the peak where /proc is missing)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return peak_rss_bytes()
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def tensor_bytes(tensors: Iterator[torch.Tensor] | list[torch.Tensor]) -> int:
@@ -58,20 +71,24 @@ class MemoryTelemetry:
         self._epoch_start = time.time()
 
     @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Time the block; on CUDA also its peak allocated/reserved bytes."""
-        peak = self._peaks.setdefault(name, {"seconds": 0.0})
+    def phase(self, name: str, timed: bool = False) -> Iterator[None]:
+        """Track the block's peak allocated/reserved bytes (CUDA); with `timed`, also its
+        seconds (synchronising the device on exit)."""
+        peak = self._peaks.setdefault(name, {"seconds": 0.0, "timed_steps": 0})
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
         start = time.perf_counter()
         yield
         if self.cuda:
-            torch.cuda.synchronize(self.device)
+            if timed:
+                torch.cuda.synchronize(self.device)
             allocated = torch.cuda.max_memory_allocated(self.device)
             reserved = torch.cuda.max_memory_reserved(self.device)
             peak["peak_allocated"] = max(peak.get("peak_allocated", 0), int(allocated))
             peak["peak_reserved"] = max(peak.get("peak_reserved", 0), int(reserved))
-        peak["seconds"] += time.perf_counter() - start
+        if timed:
+            peak["seconds"] += time.perf_counter() - start
+            peak["timed_steps"] += 1
 
     def epoch_record(self, epoch: int, step: int) -> dict:
         """The record of the finished epoch: phase peaks (CUDA), process peak RSS, timestamps."""
@@ -91,6 +108,7 @@ class MemoryTelemetry:
                 if p is not None
             },
             "cpu_peak_rss": peak_rss_bytes(),
+            "host_rss": current_rss_bytes(),
         }
 
 
@@ -111,3 +129,36 @@ def static_record(
         "encoder": tensor_bytes(list(encoder.parameters())),
         "optimizer_states": optimizer_state_bytes(optimizer),
     }
+
+
+class PhaseTimer:
+    """Records the run's non-step phases: seconds, host RSS at the end, process peak RSS, GPU
+    peak allocated bytes; `on_record` receives each record as it closes."""
+
+    def __init__(self, device: torch.device, on_record: Callable[[dict], None]) -> None:
+        self.cuda = device.type == "cuda"
+        self.device = device
+        self.on_record = on_record
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[dict]:
+        """Measure the block; the yielded dict may receive extra fields (counts, rates)."""
+        extra: dict = {}
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
+        yield extra
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        record = {
+            "kind": "phase",
+            "phase": name,
+            "at": utc_now(),
+            "seconds": round(time.perf_counter() - start, 3),
+            "host_rss": current_rss_bytes(),
+            "cpu_peak_rss": peak_rss_bytes(),
+            **extra,
+        }
+        if self.cuda:
+            record["gpu_peak_allocated"] = int(torch.cuda.max_memory_allocated(self.device))
+        self.on_record(record)

@@ -1,11 +1,14 @@
 """Service settings from the environment (prefix `ELMO_`), in one pydantic-settings object.
 
-With no configuration everything lives under `ELMO_HOME` (default `./.elmo`): a SQLite database,
-an artifacts directory and a filesystem broker, so `elmo serve` needs neither Redis nor PostgreSQL.
+With no configuration everything lives under `ELMO_HOME`: a SQLite database, an artifacts directory
+and a filesystem broker, so `elmo serve` needs neither Redis nor PostgreSQL. The default home is the
+user's data directory (`$XDG_DATA_HOME/elmo`, else `~/.local/share/elmo`), not the working
+directory, so `elmo keys create` run from anywhere writes to the database `elmo serve` reads.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,12 +19,22 @@ GIB = 1024**3
 MIB = 1024**2
 
 
+def default_home() -> Path:
+    """`$XDG_DATA_HOME/elmo`, else `~/.local/share/elmo`: one home per user, whatever the cwd."""
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "elmo"
+
+
 class Settings(BaseSettings):
     """Every knob of the API and the workers; see docs/service.md for the table."""
 
     model_config = SettingsConfigDict(env_prefix="ELMO_", extra="ignore", env_parse_none_str="none")
 
-    home: Path = Field(default=Path(".elmo"), description="Where embedded defaults live.")
+    home: Path = Field(
+        default_factory=default_home,
+        description="Where embedded defaults live; default $XDG_DATA_HOME/elmo or "
+        "~/.local/share/elmo.",
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite:///$ELMO_HOME/elmo.db."
     )
@@ -51,6 +64,11 @@ class Settings(BaseSettings):
         description="GPU memory of a training worker; jobs whose plan exceeds it are rejected. "
         "`none` disables the check.",
     )
+    worker_host_memory_gib: float | None = Field(
+        default=None,
+        description="Host RAM of a training worker; jobs whose host plan exceeds it are "
+        "rejected. Unset (the default): the plan is reported, not checked.",
+    )
     job_lease_seconds: float = Field(
         default=120.0, description="A running job whose heartbeat is older is re-queued."
     )
@@ -78,8 +96,9 @@ class Settings(BaseSettings):
 
     @property
     def effective_broker_url(self) -> str:
-        """The Celery broker URL, defaulting to the embedded filesystem broker."""
-        return self.broker_url or "filesystem://"
+        """The Celery broker URL, defaulting to the embedded filesystem broker (its URL names a
+        host only so that kombu does not warn about a missing one: the folders are the queue)."""
+        return self.broker_url or "filesystem://localhost//"
 
     @property
     def broker_dir(self) -> Path:

@@ -13,8 +13,11 @@ def plan_for(
     num_labels: int,
     num_features: int | None,
     gpu_memory_gib: float | None,
+    stats: dict[str, Any] | None = None,
+    host_memory_gib: float | None = None,
 ) -> dict[str, Any]:
-    """The plan as JSON: parts, total, the GPU checked against and whether it fits.
+    """The plan as JSON: parts, total, the GPU checked against and whether it fits; with the
+    dataset's `stats`, also the host RAM plan (`host`) checked against `host_memory_gib`.
 
     The planner is imported here, not at module level: it loads torch, which the API needs only
     once it plans.
@@ -35,6 +38,24 @@ def plan_for(
         "total_gib": round(total / GIB, 3),
         "gpu_memory_gib": gpu_memory_gib,
         "fits": fits,
+        "host": None if stats is None else _host_plan(config, stats, host_memory_gib),
+    }
+
+
+def _host_plan(
+    config: TrainConfig, stats: dict[str, Any], host_memory_gib: float | None
+) -> dict[str, Any]:
+    from elmo_core.training import plan_host_memory
+
+    plan = plan_host_memory(config, stats)
+    parts = plan.to_dict()
+    total = parts.pop("total_bytes")
+    return {
+        "parts_bytes": parts,
+        "total_bytes": total,
+        "total_gib": round(total / GIB, 3),
+        "host_memory_gib": host_memory_gib,
+        "fits": None if host_memory_gib is None else plan.fits(int(host_memory_gib * GIB)),
     }
 
 

@@ -98,12 +98,22 @@ def submit_training_job(
             return _replay(existing, same(existing))
     dataset = get_owned(session, Dataset, request.dataset_id, owner)
     gpu = worker_gpu_for(request.config, settings)
-    plan = plan_for(request.config, dataset.num_labels, dataset.num_features, gpu)
+    host = settings.worker_host_memory_gib
+    plan = plan_for(
+        request.config, dataset.num_labels, dataset.num_features, gpu, dataset.stats, host
+    )
     if plan["fits"] is False:
         raise Unprocessable(
             f"the job needs about {plan['total_gib']} GiB of GPU memory, more than the "
             f"{gpu} GiB of a training worker; lower batch_size, encoder.dim or "
             "head.chunk_size, or use precision fp8",
+            plan=plan,
+        )
+    if plan["host"] is not None and plan["host"]["fits"] is False:
+        raise Unprocessable(
+            f"the job needs about {plan['host']['total_gib']} GiB of host RAM, more than the "
+            f"{host} GiB of a training worker; lower fusion.candidates or fusion.neighbours, "
+            "turn a text prior off (weight 0), or train on a subset",
             plan=plan,
         )
     job = Job(

@@ -46,13 +46,19 @@ def test_fp8_run_reports_and_writes_everything(mini_dataset, tmp_path, small_con
     assert [e for e, _ in rec.metrics] == [1, 2]
     names = {f"{m}@{k}" for m in ("P", "nDCG", "PSP", "R") for k in (1, 3, 5)}
     assert set(rec.metrics[0][1]) == names | {f"head {name}" for name in names}
-    kinds = [r["kind"] for r in rec.telemetry]
+    kinds = [r["kind"] for r in rec.telemetry if r["kind"] != "phase"]
     assert kinds == ["static", "epoch", "epoch"]
-    static = rec.telemetry[0]
+    phases = [r for r in rec.telemetry if r["kind"] == "phase"]
+    names = [r["phase"] for r in phases]
+    assert names[:2] == ["featurizing", "priors"] and names[-1] == "evaluating test"
+    assert names.count("evaluating validation") == 2 and "saving model" in names
+    assert all(r["seconds"] >= 0 and r["host_rss"] > 0 for r in phases)
+    assert phases[-1]["points"] == select_splits(small_config(), mini_dataset).test.num_points
+    static = next(r for r in rec.telemetry if r["kind"] == "static")
     assert static["head_weights"] >= mini_dataset.num_labels * 32
     assert static["optimizer_states"] > 0 and static["encoder"] > 0
-    epoch = rec.telemetry[1]
-    assert epoch["cpu_peak_rss"] > 0
+    epoch = next(r for r in rec.telemetry if r["kind"] == "epoch")
+    assert epoch["cpu_peak_rss"] > 0 and epoch["host_rss"] > 0
     assert set(epoch["phases"]) == {
         "encoder_forward",
         "head_step",
@@ -61,6 +67,7 @@ def test_fp8_run_reports_and_writes_everything(mini_dataset, tmp_path, small_con
     }
     telemetry = json.loads((tmp_path / "telemetry.json").read_text())
     assert len(telemetry["epochs"]) == 2 and telemetry["static"]["kind"] == "static"
+    assert [r["phase"] for r in telemetry["phases"]] == names
     for name in ("config.json", "model.safetensors", "label_texts.json", "tfidf.json"):
         assert (result.model_dir / name).exists()
     metrics = json.loads((result.model_dir / "metrics.json").read_text())

@@ -1,0 +1,104 @@
+"""The encoder-only training ceiling: pure-BF16 forward + backward + AdamW of a transformer encoder
+on real token lengths, no data pipeline and no head, eager and compiled.
+
+The trainer's throughput is judged against this number measured in the same device call: the
+same model, batch size, optimizer (torch-optimi AdamW with Kahan summation, as `Recipe` uses for
+BF16/FP8 runs), and the same padded batches (`TokenizedTexts.padded`, 8-token buckets).
+
+    python3 bench/encoder_ceiling.py --data /tmp/amazon-670k --encoder minilm --batch 128 \\
+        --steps 300 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from optimi import AdamW
+
+from elmo_core.data.textio import read_lines
+from elmo_core.encoders import TransformerEncoder, resolve_model_dir
+
+
+def run(
+    encoder: torch.nn.Module,
+    batches: list[dict[str, torch.Tensor]],
+    steps: int,
+    warmup: int,
+) -> float:
+    """Points per second of `steps` training steps after `warmup` steps."""
+    optimizer = AdamW(encoder.parameters(), lr=1e-5, kahan_sum=True)
+    done = 0
+    for step in range(warmup + steps):
+        if step == warmup:
+            torch.cuda.synchronize()
+            started = time.perf_counter()
+            done = 0
+        batch = batches[step % len(batches)]
+        out = encoder(batch)
+        out.float().square().mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        done += batch["input_ids"].shape[0]
+    torch.cuda.synchronize()
+    return done / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="A dataset dir with trn_X.txt.")
+    parser.add_argument("--encoder", default="minilm")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--modes", default="eager,compile")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    texts = read_lines(args.data / "trn_X.txt")[: args.batch * 64]
+    encoder = TransformerEncoder.from_directory(resolve_model_dir(args.encoder), args.max_length)
+    tokens = encoder.featurize(texts, None)
+    rng = np.random.default_rng(0)
+    device = torch.device("cuda")
+    encoder = encoder.to(device=device, dtype=torch.bfloat16).train()
+    batches = [
+        encoder.make_batch(tokens, rng.choice(len(texts), args.batch, replace=False), device)
+        for _ in range(64)
+    ]
+    tokens_per_batch = float(np.mean([b["input_ids"].shape[1] for b in batches]))
+    for mode in args.modes.split(","):
+        model: torch.nn.Module = encoder
+        if mode == "compile":
+            model = torch.compile(encoder, dynamic=True)
+        elif mode == "compile-static":
+            torch._dynamo.config.cache_size_limit = 64
+            model = torch.compile(encoder, dynamic=False)
+        compile_started = time.perf_counter()
+        run(model, batches, 1, len(batches))  # every padded shape once (compilation)
+        compile_s = time.perf_counter() - compile_started
+        rate = run(model, batches, args.steps, args.warmup)
+        row = {
+            "case": "encoder_ceiling",
+            "encoder": args.encoder,
+            "mode": mode,
+            "batch": args.batch,
+            "mean_padded_tokens": round(tokens_per_batch, 1),
+            "points_per_s": round(rate, 1),
+            "first_pass_s": round(compile_s, 1),
+            "device": torch.cuda.get_device_name(),
+            "date": date.today().isoformat(),
+        }
+        print(json.dumps(row), flush=True)
+        if args.json is not None:
+            with args.json.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()

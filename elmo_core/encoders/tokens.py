@@ -1,0 +1,69 @@
+"""Token ids of a whole split, tokenized once and padded per batch.
+
+A transformer's texts are tokenized in one pass (the fast tokenizer's batch encoding runs on every
+core) into one ragged array, `TokenizedTexts`; a batch is then a numpy gather padded to the
+longest text of the batch rounded up to `PAD_MULTIPLE` tokens, so batch shapes repeat across steps
+and no tokenizer runs inside the training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+PAD_MULTIPLE = 8
+TOKENIZE_CHUNK = 50_000
+
+
+@dataclass(frozen=True)
+class TokenizedTexts:
+    """Token ids of N texts: text i's are `ids[offsets[i]:offsets[i + 1]]` (special tokens in)."""
+
+    ids: np.ndarray
+    """int32, all texts' ids concatenated."""
+    offsets: np.ndarray
+    """int64, N + 1 entries."""
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def padded(
+        self, rows: np.ndarray, pad_id: int, multiple: int = PAD_MULTIPLE
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(input ids, attention mask) of `rows`, int64 B x T, T the longest row rounded up to
+        `multiple`; padding has id `pad_id` and mask 0."""
+        starts = self.offsets[rows]
+        lengths = self.offsets[np.asarray(rows) + 1] - starts
+        longest = int(lengths.max()) if len(lengths) else 0
+        width = max(multiple, -(-longest // multiple) * multiple)
+        positions = np.arange(width)
+        mask = positions[None, :] < lengths[:, None]
+        gather = np.where(mask, starts[:, None] + positions[None, :], 0)
+        ids = np.where(mask, self.ids[gather], pad_id).astype(np.int64)
+        return ids, mask.astype(np.int64)
+
+
+def tokenize_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> TokenizedTexts:
+    """Tokenize `texts` (truncated to `max_length` tokens, special tokens added) in chunks of
+    `TOKENIZE_CHUNK`, each one batch call of the (fast, multi-threaded) tokenizer."""
+    pieces: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    for start in range(0, len(texts), TOKENIZE_CHUNK):
+        encoded = tokenizer(
+            list(texts[start : start + TOKENIZE_CHUNK]),
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_token_type_ids=False,
+            return_tensors="np",
+        )
+        mask = encoded["attention_mask"].astype(bool)
+        lengths.append(mask.sum(axis=1).astype(np.int64))
+        pieces.append(encoded["input_ids"][mask].astype(np.int32))
+    counts = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+    return TokenizedTexts(ids=ids, offsets=offsets)

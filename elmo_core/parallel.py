@@ -1,0 +1,64 @@
+"""Parallel map for the CPU-bound setup phases (featurizing texts, scoring text priors).
+
+`map_chunks(task, shared, num_chunks, workers)` runs `task(shared, i)` for every chunk index i in
+forked worker processes and returns the results in chunk order, so the output never depends on
+the worker count. `shared` (a fitted featurizer, a train matrix) reaches the workers through the
+fork, never pickled; only chunk indices go out and results come back. With one worker, one chunk,
+or where forking is unavailable, the tasks run in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+_JOB: tuple[Callable[[Any, int], Any], Any] | None = None
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_count(requested: int | None = None) -> int:
+    """`requested` workers, or every available core when None (at least 1)."""
+    return max(1, int(requested)) if requested is not None else available_cores()
+
+
+def _can_fork() -> bool:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    # Celery's prefork pool children are daemonic, and daemonic processes may not have children.
+    return not multiprocessing.current_process().daemon
+
+
+def _run_chunk(index: int) -> Any:
+    assert _JOB is not None
+    task, shared = _JOB
+    return task(shared, index)
+
+
+def map_chunks(
+    task: Callable[[Any, int], R], shared: Any, num_chunks: int, workers: int | None = None
+) -> list[R]:
+    """[task(shared, 0), ..., task(shared, num_chunks - 1)], computed by up to `workers`
+    forked processes (None: one per available core)."""
+    global _JOB
+    count = min(worker_count(workers), num_chunks)
+    if count <= 1 or not _can_fork():
+        return [task(shared, index) for index in range(num_chunks)]
+    _JOB = (task, shared)
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+            return list(pool.map(_run_chunk, range(num_chunks)))
+    finally:
+        _JOB = None
