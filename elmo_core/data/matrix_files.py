@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from elmo_core.data.pairs_fast import parse_pairs_fast
 from elmo_core.data.sparse import build_csr, check_id, parse_pairs
 from elmo_core.data.textio import (
     count_lines,
     decode,
-    iter_chunks,
+    iter_line_ranges,
     parse_header,
     read_bytes,
     split_header,
@@ -28,21 +29,31 @@ _PAIR_LINE_RE = re.compile(r"[ \t]*[0-9]+[ \t]+[0-9]+[ \t]*")
 
 
 def read_sparse_matrix(path: Path, names: tuple[str, str], what: str) -> sp.csr_matrix:
-    """Read a header `N C` then N rows of `id:value` pairs with ids < C (`what` names the ids)."""
+    """Read a header `N C` then N rows of `id:value` pairs with ids < C (`what` names the ids).
+
+    Each chunk goes through the byte-level fast path first; a chunk it declines (an unusual
+    spelling or a defect) is decoded and parsed by the general parser, which names the bad line.
+    """
     file = str(path)
     data = read_bytes(path)
     header, start = split_header(data, file)
     num_rows, num_cols = parse_header(header, names, file)
+    view = memoryview(data)
     counts, ids, values = [], [], []
     rows_seen = 0
-    for chunk in iter_chunks(data, start, file, first_line=2):
-        rows_seen += len(chunk.lines)
+    for begin, stop in iter_line_ranges(data, start):
+        first_line = 2 + rows_seen
+        rows_seen += data.count(b"\n", begin, stop) + (data[stop - 1] != ord("\n"))
         if rows_seen > num_rows:
             break
-        c, i, v = parse_pairs(chunk.lines, chunk.text, chunk.first_line, file, num_cols, what)
-        counts.append(c)
-        ids.append(i)
-        values.append(v)
+        parsed = parse_pairs_fast(view[begin:stop], num_cols)
+        if parsed is None:
+            text = decode(view[begin:stop], file, first_line)
+            lines = split_lines(text)
+            parsed = parse_pairs(lines, text, first_line, file, num_cols, what)
+        counts.append(parsed[0])
+        ids.append(parsed[1])
+        values.append(parsed[2])
     if rows_seen != num_rows:
         actual = count_lines(data, start)
         raise DatasetFormatError(file, 1, f"header says {num_rows} rows but the file has {actual}")

@@ -81,6 +81,16 @@ def iter_chunks(data: bytes, start: int, file: str, first_line: int) -> Iterator
     """Yield the lines of `data[start:]` in pieces of about CHUNK_BYTES, cut at line ends."""
     view = memoryview(data)
     line = first_line
+    for begin, stop in iter_line_ranges(data, start):
+        text = decode(view[begin:stop], file, line)
+        lines = split_lines(text)
+        yield Chunk(line, text, lines)
+        line += len(lines)
+
+
+def iter_line_ranges(data: bytes, start: int) -> Iterator[tuple[int, int]]:
+    """Yield (begin, stop) byte ranges that cover `data[start:]` in pieces of about CHUNK_BYTES,
+    each ending just after a `\n` (or at the end of the data)."""
     end_of_data = len(data)
     while start < end_of_data:
         stop = min(start + CHUNK_BYTES, end_of_data)
@@ -89,10 +99,7 @@ def iter_chunks(data: bytes, start: int, file: str, first_line: int) -> Iterator
             if cut < 0:  # a single line longer than a chunk
                 cut = data.find(b"\n", stop)
             stop = end_of_data if cut < 0 else cut + 1
-        text = decode(view[start:stop], file, line)
-        lines = split_lines(text)
-        yield Chunk(line, text, lines)
-        line += len(lines)
+        yield start, stop
         start = stop
 
 
