@@ -33,7 +33,8 @@ def worker_count(requested: int | None = None) -> int:
     return max(1, int(requested)) if requested is not None else available_cores()
 
 
-def _can_fork() -> bool:
+def can_fork() -> bool:
+    """True where `map_chunks` can fork workers (Linux, and not inside a daemonic process)."""
     if "fork" not in multiprocessing.get_all_start_methods():
         return False
     # Celery's prefork pool children are daemonic, and daemonic processes may not have children.
@@ -53,7 +54,7 @@ def map_chunks(
     forked processes (None: one per available core)."""
     global _JOB
     count = min(worker_count(workers), num_chunks)
-    if count <= 1 or not _can_fork():
+    if count <= 1 or not can_fork():
         return [task(shared, index) for index in range(num_chunks)]
     _JOB = (task, shared)
     try:

@@ -1,19 +1,25 @@
 """Score fusion: the head's scores plus two text priors, label-text similarity and a neighbour vote.
 
-See docs/training.md ("Score fusion") for why and how the weights were chosen.
+See docs/training.md ("Score fusion") for why and how the weights were chosen, and `similarity`
+for how the priors' searches run on CPU cores or a GPU within a time budget.
 """
 
-from elmo_core.fusion.fused import FusedScorer, fuse_topk, head_probabilities
+from elmo_core.fusion.fused import PRIOR_BUDGET_S, FusedScorer, fuse_topk, head_probabilities
 from elmo_core.fusion.label_text import LabelTextScorer
 from elmo_core.fusion.neighbours import NeighbourScorer
-from elmo_core.fusion.sparse_topk import row_topk, topk_product
+from elmo_core.fusion.similarity import SearchOptions, SimilarityIndex
+from elmo_core.fusion.sparse_topk import row_ranking, row_topk, topk_product
 
 __all__ = [
+    "PRIOR_BUDGET_S",
     "FusedScorer",
     "LabelTextScorer",
     "NeighbourScorer",
+    "SearchOptions",
+    "SimilarityIndex",
     "fuse_topk",
     "head_probabilities",
+    "row_ranking",
     "row_topk",
     "topk_product",
 ]

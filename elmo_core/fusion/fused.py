@@ -9,19 +9,22 @@ them with each epoch's head scores.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from safetensors.numpy import load_file, save_file
 
 from elmo_core.fusion.label_text import LabelTextScorer
 from elmo_core.fusion.neighbours import NeighbourScorer
-from elmo_core.fusion.sparse_topk import row_topk
+from elmo_core.fusion.similarity import SearchOptions
+from elmo_core.fusion.sparse_topk import row_ranking
 from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 
-PRIOR_BATCH = 256
+PRIOR_BUDGET_S = 900.0
+"""Default estimated seconds each prior's search may take (`FusedScorer.priors`)."""
 FUSION_JSON = "fusion.json"
 FUSION_TENSORS = "fusion.safetensors"
 
@@ -98,26 +101,40 @@ class FusedScorer:
         return 1.0 + self.label_text_weight + self.neighbour_weight
 
     def priors(
-        self, texts: Sequence[str], num_labels: int, word_rows: sp.csr_matrix | None = None
+        self,
+        texts: Sequence[str],
+        num_labels: int,
+        word_rows: sp.csr_matrix | None = None,
+        *,
+        device: torch.device | str | None = None,
+        workers: int | None = None,
+        budget_s: float | None = PRIOR_BUDGET_S,
+        log: Callable[[str], None] | None = None,
     ) -> sp.csr_matrix:
         """N x L CSR: a x neighbour vote + b x label-text cosine of each text (not yet scaled).
 
         `word_rows`: the texts' rows from the neighbour prior's own TF-IDF featurizer, when the
         caller has them already (the `tfidf` encoder's input is exactly that), to skip redoing it.
+        `device`: a GPU runs the similarity searches there (torch); None or the CPU runs them on
+        `workers` forked processes (None: every core). `budget_s`: the estimated seconds each
+        prior's search may take; beyond it the search scores only its rarer features, or the
+        prior is off for these texts (see `elmo_core.fusion.similarity`); None: no limit. `log`
+        receives each prior's plan (size, engine, estimate, decision), one line each.
         """
-        blocks = []
-        for start in range(0, len(texts), PRIOR_BATCH):
-            batch = texts[start : start + PRIOR_BATCH]
-            block = sp.csr_matrix((len(batch), num_labels), dtype=np.float32)
-            if self.label_text is not None:
-                block = block + self.label_text_weight * self.label_text.scores(batch)
-            if self.neighbours is not None:
-                rows = None if word_rows is None else word_rows[start : start + PRIOR_BATCH]
-                block = block + self.neighbour_weight * self.neighbours.scores(batch, rows)
-            blocks.append(sp.csr_matrix(block, dtype=np.float32))
-        if not blocks:
-            return sp.csr_matrix((0, num_labels), dtype=np.float32)
-        return sp.vstack(blocks, format="csr")
+        options = SearchOptions(
+            device=None if device is None else torch.device(device),
+            workers=workers,
+            budget_s=budget_s,
+            log=log,
+        )
+        total = sp.csr_matrix((len(texts), num_labels), dtype=np.float32)
+        if self.label_text is not None:
+            total = total + self.label_text_weight * self.label_text.scores(texts, options)
+        if self.neighbours is not None:
+            total = total + self.neighbour_weight * self.neighbours.scores(
+                texts, word_rows, options, top=self.candidates
+            )
+        return sp.csr_matrix(total, dtype=np.float32)
 
     def save(self, directory: Path, encoder_featurizer: TfidfFeaturizer | None = None) -> None:
         """Write `fusion.json` and `fusion.safetensors` into a model directory. The neighbour
@@ -175,8 +192,8 @@ def fuse_topk(
     """Fused scores (N x k float32) and label ids (N x k int64) of every row, best first.
 
     `logits`/`ids` are the head's raw scores of its candidates (N x C); `priors` the weighted
-    priors of the same rows (N x L); `scale` the sum of the weights. A row with fewer than k
-    candidates in all pads with id -1 and score 0.
+    priors of the same rows (N x L); `scale` the sum of the weights. Ties rank the lower label
+    id first. A row with fewer than k candidates in all pads with id -1 and score 0.
     """
     num_rows, width = ids.shape
     probs = head_probabilities(logits)
@@ -184,13 +201,5 @@ def fuse_topk(
         (probs.ravel(), ids.ravel(), np.arange(0, num_rows * width + 1, width)),
         shape=priors.shape,
     )
-    fused = row_topk((head + priors).tocsr(), k)
-    out_ids = np.full((num_rows, k), -1, dtype=np.int64)
-    out_scores = np.zeros((num_rows, k), dtype=np.float32)
-    for row in range(num_rows):
-        lo, hi = fused.indptr[row], fused.indptr[row + 1]
-        values, columns = fused.data[lo:hi], fused.indices[lo:hi]
-        order = np.lexsort((columns, -values))
-        out_ids[row, : len(order)] = columns[order]
-        out_scores[row, : len(order)] = values[order] / scale
-    return out_scores, out_ids
+    out_ids, values = row_ranking((head + priors).tocsr(), k)
+    return (values / scale).astype(np.float32), out_ids

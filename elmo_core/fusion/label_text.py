@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from elmo_core.fusion.similarity import SearchOptions, SimilarityIndex
 from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
-from elmo_core.fusion.sparse_topk import topk_product
 from elmo_core.text_features.char_tfidf import CharTfidf
 
 
@@ -23,9 +23,13 @@ class LabelTextScorer:
 
     def __init__(self, featurizer: CharTfidf, label_matrix: sp.csr_matrix, top: int) -> None:
         self.featurizer = featurizer
-        self.label_matrix = sp.csr_matrix(label_matrix, dtype=np.float32)
-        self.label_matrix_t = sp.csr_matrix(self.label_matrix.T)
+        self.index = SimilarityIndex(label_matrix)
         self.top = int(top)
+
+    @property
+    def label_matrix(self) -> sp.csr_matrix:
+        """The label texts' rows (L x F float32 CSR)."""
+        return self.index.rows
 
     @classmethod
     def fit(
@@ -41,10 +45,13 @@ class LabelTextScorer:
         featurizer = CharTfidf(ngram_range=ngram_range, min_df=min_df).fit(train_texts)
         return cls(featurizer, featurizer.transform(label_texts), top)
 
-    def scores(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """N x L CSR of cosines, the `top` largest per row."""
-        rows = self.featurizer.transform(texts)
-        return topk_product(rows, self.label_matrix_t, self.top)
+    def scores(self, texts: Sequence[str], options: SearchOptions | None = None) -> sp.csr_matrix:
+        """N x L CSR of cosines, the `top` largest per row; `options` (default: the CPU engine
+        on every core, no budget) say where the search runs and whether it may be pruned (see
+        `elmo_core.fusion.similarity`)."""
+        options = options or SearchOptions()
+        rows = self.featurizer.transform(texts, options.workers)
+        return self.index.search(rows, self.top, options, "label-text prior")
 
     def meta(self) -> dict:
         """The JSON half of the state (the arrays are in `tensors`)."""

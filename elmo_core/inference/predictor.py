@@ -50,7 +50,7 @@ class Predictor:
         prepared = encoder.featurize(texts, features)
         num_rows = len(texts) if texts is not None else features.shape[0]  # type: ignore[union-attr]
         fusion = self.model.fusion if texts is not None else None
-        priors = text_priors(encoder, fusion, texts, prepared, self.num_labels)
+        priors = text_priors(encoder, fusion, texts, prepared, self.num_labels, self.device)
         return rank_topk(
             encoder, self.model.head, prepared, num_rows, k, BATCH_SIZE, self.device, fusion, priors
         )

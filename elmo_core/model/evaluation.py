@@ -8,6 +8,8 @@ the top k (the LF datasets require it), so the ranking is fetched `ranking_depth
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -58,16 +60,18 @@ def evaluate_split(
     device: torch.device,
     prepared: object | None = None,
     priors: sp.csr_matrix | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
     """The metrics of the model's ranking of `split` (see the module doc).
 
     `prepared` (the encoder's `featurize` of the split) and `priors` (its text priors) may be
-    passed when the caller has them cached; otherwise they are computed here.
+    passed when the caller has them cached; otherwise they are computed here (on `device`, with
+    each prior's plan sent to `log`).
     """
     if prepared is None:
         prepared = encoder.featurize(split.texts, split.features)
     if priors is None:
-        priors = text_priors(encoder, fusion, split.texts, prepared, head.num_labels)
+        priors = text_priors(encoder, fusion, split.texts, prepared, head.num_labels, device, log)
     depth = ranking_depth(config.ks, split)
     if fusion is None or not fusion.active or priors is None:
         _, ids = predict_topk(

@@ -8,7 +8,7 @@ is written here, in `shared_word_featurizer` and `prior_word_rows`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,11 +48,18 @@ def text_priors(
     texts: Sequence[str] | None,
     prepared: object,
     num_labels: int,
+    device: torch.device | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> sp.csr_matrix | None:
-    """The weighted text priors of `texts` (N x L), or None without texts or active priors."""
+    """The weighted text priors of `texts` (N x L), or None without texts or active priors.
+
+    `device`: a GPU runs the priors' similarity searches there, else they run on every CPU core;
+    `log` receives each prior's plan (see `FusedScorer.priors`).
+    """
     if fusion is None or not fusion.active or texts is None:
         return None
-    return fusion.priors(texts, num_labels, prior_word_rows(encoder, fusion, prepared))
+    word_rows = prior_word_rows(encoder, fusion, prepared)
+    return fusion.priors(texts, num_labels, word_rows, device=device, log=log)
 
 
 @torch.no_grad()

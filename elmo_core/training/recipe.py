@@ -155,6 +155,8 @@ class Recipe:
                     split.texts,
                     self.eval_inputs,
                     self.dataset.num_labels,
+                    device=self.device,
+                    log=self.cb.on_log,
                 )
         cast_encoder(self.encoder, cfg.precision).to(self.device)
         self._warn_about_encoder()
@@ -443,6 +445,7 @@ class Recipe:
             config=self.config.eval,
             propensities=self.propensities,
             device=self.device,
+            log=self.cb.on_log,
         )
 
     def _summary(self, test_metrics: dict[str, float] | None) -> dict:

@@ -111,3 +111,43 @@ def test_a_prior_with_weight_zero_is_not_built():
         min_df=1,
     )
     assert fused.label_text is None and fused.neighbours is None and not fused.active
+
+
+def test_priors_log_each_search_and_respect_the_budget():
+    fused = FusedScorer.fit(
+        TEXTS,
+        LABELS,
+        LABEL_TEXTS,
+        label_text_weight=0.5,
+        neighbour_weight=0.25,
+        neighbours=3,
+        candidates=2,
+        char_ngrams=(3, 5),
+        min_df=1,
+    )
+    queries = ["libfoo tools", "python bar bindings"]
+    lines: list[str] = []
+    free = fused.priors(queries, 3, device="cpu", workers=1, budget_s=None, log=lines.append)
+    assert abs(free - fused.priors(queries, 3)).max() == 0
+    assert [line.split(":")[0] for line in lines] == ["label-text prior", "neighbour prior"]
+    assert all("every feature" in line for line in lines)
+    lines.clear()
+    off = fused.priors(queries, 3, workers=1, budget_s=1e-12, log=lines.append)
+    assert off.shape == (2, 3) and off.nnz == 0
+    assert len(lines) == 2 and all("OFF" in line for line in lines)
+
+
+def test_neighbour_votes_keep_the_top_per_row_in_blocks(monkeypatch):
+    """`top` keeps each row's largest votes, the same whether the rows go in one block or many."""
+    from elmo_core.fusion import neighbours
+
+    scorer = NeighbourScorer.fit(TEXTS, LABELS, k=3)
+    queries = [*TEXTS, "foo bar baz library"]
+    full = scorer.scores(queries).toarray()
+    monkeypatch.setattr(neighbours, "VOTE_BLOCK", 2)
+    kept = scorer.scores(queries, top=1).toarray()
+    for row, out in zip(full, kept, strict=True):
+        assert np.count_nonzero(out) == min(1, np.count_nonzero(row))
+        if np.count_nonzero(row):
+            best = np.argsort(-row, kind="stable")[0]
+            assert out[best] == pytest.approx(row[best], rel=1e-6)
