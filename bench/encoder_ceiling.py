@@ -3,7 +3,8 @@ on real token lengths, no data pipeline and no head, eager and compiled.
 
 The trainer's throughput is judged against this number measured in the same device call: the
 same model, batch size, optimizer (torch-optimi AdamW with Kahan summation, as `Recipe` uses for
-BF16/FP8 runs), and the same padded batches (`TokenizedTexts.padded`, 8-token buckets).
+BF16/FP8 runs), and the same length-bucketed, padded batches (`epoch_batches`,
+`TokenizedTexts.padded`).
 
     python3 bench/encoder_ceiling.py --data /tmp/amazon-670k --encoder minilm --batch 128 \\
         --steps 300 --json out.json
@@ -23,6 +24,7 @@ from optimi import AdamW
 
 from elmo_core.data.textio import read_lines
 from elmo_core.encoders import TransformerEncoder, resolve_model_dir
+from elmo_core.training.batches import BUCKET_WINDOW, epoch_batches
 
 
 def run(
@@ -61,16 +63,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    texts = read_lines(args.data / "trn_X.txt")[: args.batch * 64]
+    texts = read_lines(args.data / "trn_X.txt")[: args.batch * BUCKET_WINDOW * 2]
     encoder = TransformerEncoder.from_directory(resolve_model_dir(args.encoder), args.max_length)
     tokens = encoder.featurize(texts, None)
-    rng = np.random.default_rng(0)
     device = torch.device("cuda")
     encoder = encoder.to(device=device, dtype=torch.bfloat16).train()
-    batches = [
-        encoder.make_batch(tokens, rng.choice(len(texts), args.batch, replace=False), device)
-        for _ in range(64)
-    ]
+    rows = epoch_batches(0, 0, len(texts), args.batch, tokens.lengths)
+    batches = [encoder.make_batch(tokens, r, device) for r in rows if len(r) == args.batch]
     tokens_per_batch = float(np.mean([b["input_ids"].shape[1] for b in batches]))
     for mode in args.modes.split(","):
         model: torch.nn.Module = encoder

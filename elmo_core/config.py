@@ -81,6 +81,11 @@ class EncoderConfig(_Section):
     float8: bool = Field(
         False, description="Transformer on Hopper: torchao float8 training of the linear layers."
     )
+    compile: bool = Field(
+        False,
+        description="Transformer on CUDA: train through torch.compile (dynamic shapes); pays a "
+        "one-off compilation at the first steps (docs/benchmarks.md has both measured).",
+    )
 
     @field_validator("name")
     @classmethod

@@ -8,6 +8,8 @@ and no tokenizer runs inside the training loop.
 
 from __future__ import annotations
 
+import copy
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 
 PAD_MULTIPLE = 8
-TOKENIZE_CHUNK = 50_000
+TOKENIZE_CHUNK = 100_000
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,11 @@ class TokenizedTexts:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens per text (int64)."""
+        return np.diff(self.offsets)
 
     def padded(
         self, rows: np.ndarray, pad_id: int, multiple: int = PAD_MULTIPLE
@@ -48,21 +55,40 @@ class TokenizedTexts:
 
 def tokenize_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> TokenizedTexts:
     """Tokenize `texts` (truncated to `max_length` tokens, special tokens added) in chunks of
-    `TOKENIZE_CHUNK`, each one batch call of the (fast, multi-threaded) tokenizer."""
+    `TOKENIZE_CHUNK`. A fast (Rust) tokenizer encodes each chunk on every core through its
+    backend, and only the ids come back to Python; a slow one goes through its own call."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend = copy.deepcopy(backend)
+        backend.enable_truncation(max_length)
+        backend.no_padding()
     pieces: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
     for start in range(0, len(texts), TOKENIZE_CHUNK):
-        encoded = tokenizer(
-            list(texts[start : start + TOKENIZE_CHUNK]),
-            truncation=True,
-            max_length=max_length,
-            padding=True,
-            return_token_type_ids=False,
-            return_tensors="np",
-        )
-        mask = encoded["attention_mask"].astype(bool)
-        lengths.append(mask.sum(axis=1).astype(np.int64))
-        pieces.append(encoded["input_ids"][mask].astype(np.int32))
+        chunk = list(texts[start : start + TOKENIZE_CHUNK])
+        if backend is not None:
+            encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no offsets
+            encodings = encode(chunk)
+            counts = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(chunk))
+            ids = np.fromiter(
+                itertools.chain.from_iterable(e.ids for e in encodings),
+                dtype=np.int32,
+                count=int(counts.sum()),
+            )
+        else:
+            encoded = tokenizer(
+                chunk,
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_token_type_ids=False,
+                return_tensors="np",
+            )
+            mask = encoded["attention_mask"].astype(bool)
+            counts = mask.sum(axis=1).astype(np.int64)
+            ids = encoded["input_ids"][mask].astype(np.int32)
+        lengths.append(counts)
+        pieces.append(ids)
     counts = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)

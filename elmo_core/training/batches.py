@@ -16,6 +16,8 @@ import scipy.sparse as sp
 import torch
 
 T = TypeVar("T")
+BUCKET_WINDOW = 64
+"""Batches whose points are sorted by length together (length-bucketed batching)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -28,6 +30,35 @@ def seed_everything(seed: int) -> None:
 def epoch_order(seed: int, epoch: int, num_points: int) -> np.ndarray:
     """The shuffled order of the points in `epoch` (a pure function of seed and epoch)."""
     return np.random.default_rng([seed, epoch]).permutation(num_points)
+
+
+def epoch_batches(
+    seed: int, epoch: int, num_points: int, batch_size: int, lengths: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """The batches of `epoch` (point ids), a pure function of seed and epoch.
+
+    Without `lengths`, the shuffled order cut into batches. With `lengths` (tokens per point),
+    each window of `BUCKET_WINDOW` batches of the shuffled order is sorted by length before it is
+    cut, and the batches are then shuffled: a batch holds texts of similar length, so it pads
+    little, while the epoch still visits the points in a random order. Either way every point is
+    in exactly one batch and only the last batch may be short.
+    """
+    order = epoch_order(seed, epoch, num_points)
+    if lengths is not None:
+        window = batch_size * BUCKET_WINDOW
+        starts = range(0, num_points, window)
+        order = np.concatenate(
+            [
+                order[s : s + window][np.argsort(lengths[order[s : s + window]], kind="stable")]
+                for s in starts
+            ]
+        )
+    batches = [order[s : s + batch_size] for s in range(0, num_points, batch_size)]
+    if lengths is None or len(batches) < 2:
+        return batches
+    full = len(batches) - (1 if len(batches[-1]) < batch_size else 0)
+    shuffle = np.random.default_rng([seed, epoch, 1]).permutation(full)
+    return [batches[i] for i in shuffle] + batches[full:]
 
 
 def batch_pairs(labels: sp.csr_matrix, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@
     report     at the end: the test split is evaluated once, on the model in `model/`, and those
                are the metrics shown everywhere (`metrics.json`, the CLI, the job)
 
-The data order of epoch e is `batches.epoch_order(seed, e)`, so a resumed run replays the same
+The batches of epoch e are `batches.epoch_batches(seed, e, ...)`, so a resumed run replays the same
 batches from its saved (epoch, step); the torch RNG (dropout) and the head's step counter
 (stochastic rounding) are restored from the checkpoint, which makes an interrupted and resumed CPU
 run end with the same metrics as an uninterrupted one.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ from elmo_core.training.assembly import fit_fusion, init_head_from_label_texts, 
 from elmo_core.training.batches import (
     HostBatch,
     batch_pairs,
-    epoch_order,
+    epoch_batches,
     prefetch,
     seed_everything,
 )
@@ -160,6 +161,10 @@ class Recipe:
                 )
         cast_encoder(self.encoder, cfg.precision).to(self.device)
         self._warn_about_encoder()
+        self.train_forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self.encoder
+        if cfg.encoder.compile and self.device.type == "cuda":
+            self.train_forward = torch.compile(self.encoder, dynamic=True)
+            self.cb.on_log("the encoder trains through torch.compile (compiles at its first steps)")
         self.optimizer = AdamW(
             self.encoder.parameters(),
             lr=cfg.encoder_lr,
@@ -254,13 +259,16 @@ class Recipe:
 
     def _train_epoch(self) -> None:
         cfg, run = self.config, self.run
-        order = epoch_order(cfg.seed, run.epoch, self.fit_split.num_points)
+        lengths = getattr(self.train_inputs, "lengths", None)
+        order = epoch_batches(
+            cfg.seed, run.epoch, self.fit_split.num_points, cfg.batch_size, lengths
+        )
         self.memory.start_epoch()
         self.encoder.train()
         started, points = time.time(), 0
 
         def host_batch(step: int) -> HostBatch:
-            return self._host_batch(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            return self._host_batch(order[step])
 
         batches = prefetch(host_batch, range(run.step_in_epoch, self.steps_per_epoch), PREFETCH)
         try:
@@ -318,7 +326,7 @@ class Recipe:
         batch = batch_to_device(host.inputs, self.device)
         pair_rows, pair_cols = host.pair_rows, host.pair_cols
         with self.memory.phase("encoder_forward", logging_step):
-            embedding = self.encoder(batch)
+            embedding = self.train_forward(batch)
         detached = embedding.detach().float()
         loss = None
         if logging_step:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -74,3 +76,20 @@ def test_minilm_embeds_two_texts_offline(monkeypatch):
     assert out.shape == (2, 384) and torch.isfinite(out).all()
     cosine = torch.nn.functional.cosine_similarity(out[0], out[1], dim=0)
     assert cosine > 0.6
+
+
+def test_tokenized_once_equals_the_tokenizer_and_pads_to_buckets(tiny_bert_dir):
+    """`featurize` (the backend's batch encoding) gives the tokenizer's own ids per text, and a
+    batch pads to the longest row rounded up to 8 tokens, with mask 0 on the padding."""
+    encoder = TransformerEncoder.from_directory(tiny_bert_dir, max_length=12)
+    texts = ["debian package", "", "python library debian package python tools for the web"]
+    tokens = encoder.featurize(texts, None)
+    expected = encoder.tokenizer(texts, truncation=True, max_length=12)["input_ids"]
+    assert [list(tokens.ids[a:b]) for a, b in itertools.pairwise(tokens.offsets)] == expected
+    batch = encoder.make_batch(tokens, np.array([2, 0]), torch.device("cpu"))
+    longest = len(expected[2])
+    assert batch["input_ids"].shape == (2, -(-longest // 8) * 8)
+    assert batch["attention_mask"].sum(dim=1).tolist() == [longest, len(expected[0])]
+    assert batch["input_ids"][1, len(expected[0]) :].eq(encoder.tokenizer.pad_token_id).all()
+    on_the_fly = encoder.make_batch(texts, np.array([2, 0]), torch.device("cpu"))
+    assert torch.equal(on_the_fly["input_ids"], batch["input_ids"])
