@@ -4,7 +4,9 @@ A text is lower-cased and its whitespace collapsed; every word is padded with on
 side, and the n-grams (n in `ngram_range`, at most 7) are the byte windows inside one padded word
 (scikit-learn's "char_wb" analyzer, on bytes). A window is identified exactly by its bytes packed
 into one integer (`n << 56 | bytes`), so the vocabulary is a sorted array of integers: no strings,
-no Python loop over n-grams. Weights as in `tfidf.py`: sublinear tf x smoothed idf, rows L2-normed.
+no Python loop over n-grams. Weights as in `word_tfidf.py`: sublinear tf x smoothed idf, rows
+L2-normed. Fit and transform run chunks of texts in worker processes (`elmo_core.parallel`); the
+result does not depend on the chunking or the worker count.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+
+from elmo_core.parallel import map_chunks, worker_count
+from elmo_core.text_features.word_tfidf import chunk_bounds
 
 MAX_N = 7
 _SPACE, _NEWLINE = 32, 10
@@ -44,6 +49,29 @@ def _byte_ngrams(texts: Sequence[str], ngram_range: tuple[int, int]) -> tuple[np
     return np.concatenate(rows).astype(np.int64), np.concatenate(codes)
 
 
+def _document_frequencies(
+    job: tuple[CharTfidf, Sequence[str], list[tuple[int, int]]], chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct n-gram codes of one chunk of texts and the number of its texts holding each."""
+    featurizer, texts, bounds = job
+    start, stop = bounds[chunk]
+    rows, codes = _byte_ngrams(texts[start:stop], featurizer.ngram_range)
+    order = np.lexsort((codes, rows))
+    rows, codes = rows[order], codes[order]
+    first = np.ones(len(codes), dtype=bool)
+    first[1:] = (rows[1:] != rows[:-1]) | (codes[1:] != codes[:-1])
+    return np.unique(codes[first], return_counts=True)
+
+
+def _transform_task(
+    job: tuple[CharTfidf, Sequence[str], list[tuple[int, int]]], chunk: int
+) -> sp.csr_matrix:
+    """The CSR rows of one chunk of texts."""
+    featurizer, texts, bounds = job
+    start, stop = bounds[chunk]
+    return featurizer._transform_chunk(texts[start:stop])
+
+
 @dataclass
 class CharTfidf:
     """Maps texts to an N x F float32 CSR matrix of L2-normalised character n-gram TF-IDF."""
@@ -59,26 +87,21 @@ class CharTfidf:
         """Number of feature columns (kept n-grams)."""
         return len(self.codes)
 
-    def fit(self, texts: Sequence[str]) -> CharTfidf:
-        """Keep the n-grams in >= `min_df` texts (the `max_features` most frequent); set idf."""
+    def fit(self, texts: Sequence[str], workers: int | None = None) -> CharTfidf:
+        """Keep the n-grams in >= `min_df` texts (the `max_features` most frequent); set idf.
+        `workers` processes share the texts (None: every available core)."""
         lo, hi = self.ngram_range
         if not 1 <= lo <= hi <= MAX_N:
             raise ValueError(f"char ngram_range needs 1 <= lo <= hi <= {MAX_N}, got {lo, hi}")
         if not texts:
             raise ValueError("cannot fit character TF-IDF on an empty list of texts")
-        uniques, counts = [], []
-        for start in range(0, len(texts), CHUNK_TEXTS):
-            rows, codes = _byte_ngrams(texts[start : start + CHUNK_TEXTS], self.ngram_range)
-            order = np.lexsort((codes, rows))
-            rows, codes = rows[order], codes[order]
-            first = np.ones(len(codes), dtype=bool)
-            first[1:] = (rows[1:] != rows[:-1]) | (codes[1:] != codes[:-1])
-            code, count = np.unique(codes[first], return_counts=True)
-            uniques.append(code)
-            counts.append(count)
-        all_codes = np.concatenate(uniques)
-        code, inverse = np.unique(all_codes, return_inverse=True)
-        df = np.bincount(inverse, weights=np.concatenate(counts)).astype(np.int64)
+        count = worker_count(workers)
+        bounds = chunk_bounds(len(texts), count, CHUNK_TEXTS)
+        chunks = map_chunks(_document_frequencies, (self, texts, bounds), len(bounds), count)
+        all_codes = np.concatenate([c for c, _ in chunks])
+        order = np.argsort(all_codes, kind="stable")  # the chunks' sorted runs merge fast
+        code, first = np.unique(all_codes[order], return_index=True)
+        df = np.add.reduceat(np.concatenate([n for _, n in chunks])[order], first)
         keep = np.flatnonzero(df >= self.min_df)
         if len(keep) > self.max_features:
             ranked = np.lexsort((code[keep], -df[keep]))
@@ -89,15 +112,14 @@ class CharTfidf:
         self.idf = (np.log((1.0 + len(texts)) / (1.0 + df[keep])) + 1.0).astype(np.float32)
         return self
 
-    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+    def transform(self, texts: Sequence[str], workers: int | None = None) -> sp.csr_matrix:
         """N x F float32 CSR: sublinear tf x idf, rows L2-normalised (rows without a known n-gram
-        are empty)."""
+        are empty), computed with `workers` processes (None: every available core)."""
         if self.num_features == 0:
             raise ValueError("CharTfidf.transform called before fit")
-        blocks = [
-            self._transform_chunk(texts[start : start + CHUNK_TEXTS])
-            for start in range(0, len(texts), CHUNK_TEXTS)
-        ]
+        count = worker_count(workers)
+        bounds = chunk_bounds(len(texts), count, CHUNK_TEXTS)
+        blocks = map_chunks(_transform_task, (self, texts, bounds), len(bounds), count)
         if not blocks:
             return sp.csr_matrix((0, self.num_features), dtype=np.float32)
         return sp.vstack(blocks, format="csr")

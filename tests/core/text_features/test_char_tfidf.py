@@ -53,6 +53,19 @@ def test_state_round_trip_and_chunking(monkeypatch):
     assert abs(chunked.transform(texts) - feat.transform(texts)).max() < 1e-6
 
 
+def test_worker_processes_and_chunks_do_not_change_the_result(monkeypatch):
+    texts = [*_corpus(4, 150), "", "ÜNÏCODE naïve  café", "libgtk-3-0 c++ g++"]
+    settings = {"ngram_range": (2, 5), "max_features": 300}
+    single = CharTfidf(**settings).fit(texts, workers=1)
+    expected = single.transform(texts, workers=1)
+    monkeypatch.setattr("elmo_core.text_features.char_tfidf.CHUNK_TEXTS", 11)
+    parallel = CharTfidf(**settings).fit(texts, workers=2)
+    assert np.array_equal(parallel.codes, single.codes)
+    assert np.array_equal(parallel.idf, single.idf)
+    rows = parallel.transform(texts, workers=2)
+    assert rows.shape == expected.shape and (rows != expected).nnz == 0
+
+
 def test_bad_settings():
     with pytest.raises(ValueError, match="ngram_range"):
         CharTfidf(ngram_range=(3, 9)).fit(["abc"])
