@@ -14,8 +14,20 @@ The generative story, chosen to be learnable and to look like XMC data:
 - a point's text has a log-normal number of words around `words_per_text`: each word is, with
   probability `TOPIC_SHARE`, a topic word of one of the point's labels (at least one is), else a
   common word drawn from a Zipf law over `BACKGROUND_WORDS` words.
-Words are pronounceable syllable strings (`kamo`, `tesilun`), made from the seed; topic words end
-with a consonant and common words with a vowel, so the two vocabularies never collide.
+Words are spelled so that a transformer's subword tokenizer cuts them about as often as English
+(all-MiniLM-L6-v2 WordPiece: about 1.5 tokens per word of a text, English product titles 1.3),
+from fixed lists checked against that vocabulary once (no tokenizer is loaded here):
+- the most frequent common words are `COMMON_WORDS`, short words that are one token each, the
+  shortest first, in an order made from the seed;
+- the other common words are a stem (a consonant-ending word of `COMMON_WORDS`) followed by a
+  vowel-ending word piece of `VOWEL_SUFFIXES` (`mad` + `vu`), two tokens;
+- topic words are a stem followed by a consonant-ending piece of `CONSONANT_SUFFIXES` (`lewis` +
+  `gal`), two tokens; past `TWO_PIECE_TOPIC_WORDS` labels (more than any shape has at scale 0.1)
+  the extra topic words take a second consonant-ending piece (three tokens).
+Consonants and vowels alternate inside the listed words, so the two consonants where pieces meet
+mark the splits: a word is spelled by one choice of pieces only; the words of `COMMON_WORDS` have
+no two consonants in a row, the other common words end with a vowel and topic words with a
+consonant after such a pair, so the vocabularies never collide.
 
 Points are generated in chunks of `CHUNK_POINTS`, each from a numpy generator seeded with (seed,
 split, chunk index), in parallel with `map_chunks` a few chunks per worker at a time, and written
@@ -69,10 +81,108 @@ LABEL_VALUE = b":1.00000"
 PARTS_DIR = ".synth-parts"
 """Folder inside the output where workers leave generated chunks (removed at the end)."""
 
-_ONSETS = b"bdfghjklmnprstvwz"
-_VOWELS = b"aeiou"
-_CODAS = b"nrslkx"
-_SYLLABLES = len(_ONSETS) * len(_VOWELS)
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+COMMON_WORDS = _words(
+    """
+above abu ace acid adam age aged ages ago aka alan alec alex ali alice alive alone amazon ana
+animal anime arab arabic are aren arena aside ate atomic awake aware away axis ba bad bag baker ban
+bar bare baron base based bases basic basin basis bat bay be became become bed before began begin
+begun below ben beside bet beta bid big bike bin bit bite bo bob bone bones bonus bore bow box
+boxes boy bus buses but buy ca cab cabin cafe cage cake came camera can canada canal canon cap cape
+capita car care cared carol case cases casey casino cat cave ce cinema cited civic civil co code
+codes cohen col cole colin color com come comes comic con cop core cover cox cuba cuban cup cure
+cut cute da dad dakota dale dam damage dame dan dare das data date dated dates dave david davis day
+de debate debut decade decide define del delay demo den depot der derek des desire device devon di
+did divine do doc dog dome don done dos dozen du dug duke edit edited editor elena eleven elite
+epic era eric eva evan eve even ever evil exile exit eye eyed eyes fa facade face faced faces faded
+fake fame fan far fat fate favor fed felix female fever few fewer fifa figure file filed files
+final finale fine fire fired fires fit five fix fixed focus fog for forum fox fun fur future gage
+game games gap garage gas gate gates gave gavin gaze gen gene genes geneva genus get give given
+gives go gone got gun gut guy ha had han has hat hate hated have haven he helen her here hero hey
+hi hide him hip hired his hit ho hole holes home homes honey honor hop hope hoped hopes hot hotel
+how hub hug huge hugo huh human humor ice idaho image images iran iron item ivan jacob jake jam
+james jan jane janet japan jared jason java jaw jay jet ji jim jin jo job joke jon jones jose joy
+june kane karen kate ken kerala kevin key kid kim kit kumar la lab label labor lake lakes lane lap
+las laser late later latin latino law lay layer le led leg legal les let level lewis li life liga
+like liked likes limit line lined lines lip lisa lit live lived lives liz lo local log logan logic
+logo lopez los lose lot love loved lover loves low lower loyal lucas luke ma mac mad made magic
+major make maker makes male males mama man manage manila manor map mar marina marine mason mate
+mature max may maya mayor me medal men mere merit met metal meter mexico mi mid mike milan mile
+miles min mine mines mini minor minute mix mixed mo mobile mode model mom money monica moral more
+moses motor move moved moves mud music na name named names nasa nate native nato nature naval nepal
+net nevada never new ni nice nicole nina nine no nod non none nor nose not note noted notes notice
+nova novel now okay olive oliver one ones open opened opera oral oregon origin oval over owen pa
+pace page pages palace pale pan panama panel panic paper parade paris pat pay pen per peru pet pete
+peter pile pilot pin pine pipe pit pole police pop pope pot power pub pure put race raced races
+radar raf rage raja ram ran rap rapid rare rat rate rated rates raven raw ray re rebel red reduce
+refer refuge regime relax relay remix remote remove rev rex rice rico rid ride rider riley rise
+rises rival river rob robin robot rod rode roger role roles roman rome ron rope rosa rose row roy
+royal rule ruled ruler rules run rural sa sad safe sake sale sales sam same san sara sarah sat
+savage save saved saw saxon say se secure semi senate set seven severe si side sides simon sin sir
+sit site sites six size sized so solar sole solid solo some son sox sub sugar sum sun super sur
+sure susan tag take taken takes tale tales tamil tan tape tate tax taxes taxi te ted tel ten tenor
+tenure texas tiger tim time times tin tip tired to today tom tone top topic tore total tower toy
+tube tune unit united upon usa usage use used useful user uses utah valid van ve vegas venice vi
+vice virus visa visit vital vocal vol volume von vote voted votes voyage wagon wake wales war was
+water wave waved waves way we web were weren wet wide wider widow wife win wine wiped wire wise
+woke woman women won wore wow wu xi ya yale ye yes yet yu zane zero zone zones
+"""
+)
+"""The most frequent common words, one token each: the first 800 words of the MiniLM (BERT
+uncased) vocabulary, roughly by frequency, whose consonants and vowels alternate (2-6 letters;
+a few sensitive words left out)."""
+CONSONANT_SUFFIXES = _words(
+    """
+bad bag bah bal ban bar bas bat bay bed bek bel ben ber bered bes bet bey bib bic bid bil bilis bin
+bir bis bit bol bolic bon bor bos bot bow box boy bular bus cal cam can cap car cas cased cat cated
+ced cek cel cen cer ces cey cic ciful cin cis cit codes col color com con copic cor cos cot cular
+culus cup cured cus cut dad dah dak dal dalen dam dan dar das dates dav day ded deh dek del den
+dened der des dev dez dic dim din dis dit dog dom don dor dos dot duced duk dun dur dus fahan fan
+far fat fed fen fer fin fires fixed for ful fur fus gal gam games gan gar gas gat gated ged gel gen
+genic ger ges get gic gical gil gin ginal gis git gol gon gonal gor gos gul gum gun gur gus gut hab
+had hak hal ham han har harat has hat havan haven haw hay hed hel hem hen her hered hes hesis het
+hetic hey hic hid hil him hin hip hir his hit hof hog hol holes hom hon hop hor hos hosis hot how
+hul hum hun hur hus jad jah jak jal jan jar jas jer jet jevic jic jin jit jon jos joy jun jured kal
+kam kan kar kas kat ked kel ken ker kes key kic kim kin kir kis kit kon kor kos kot kov kovic kow
+kulam kumar kur kus lab lad lag lah lak lal lam lan lar las lat lated lates lav law lay layer led
+leg lem len ler les let leton lev ley lez lib lic lices lid lik lim lin lined liner lines lip lis
+lit lized lizer log logic loh lok lom lon lor los lot lov lovic low lub lum lun lus lux mac mad mah
+maker mal man mar mas mat mates matic max may med mel men mer meral meric mes met meter meyer mic
+min mined mir mis mit mon moral mos mot mum mun mur mus music mut nac nad nagar nah nal nam nan nar
+nas nat nated nator nay ned nel nem nen ner nes net ney nic nical nik nikov nin nir nis nob non nor
+nos nosis not notes nov now num nus nut pac pad pal pan paper par pas ped pel pen per pes pet pic
+pid pin pired pis pit pod pol polis pon pop por posed pot power pur puram pus put puted rac rad raf
+rag ragan rah raj rak ral ram ran rar ras rat rated rates ratic rator ray raz red rek rel rem ren
+rer res ret rew rey ric rid rik ril rim rin rip ris rit ritan rites river rix riz rized rod rogen
+rok rol rom ron rop ror ros rosis rot rov roved row roy rud rug rum run rup rus rut sal sam san sar
+sas sat say sed sef sel sen ser ses set sey sic sil sin sir sis sit sitor sol som son sonic sop sor
+sos sov sul sum sun sur sus tad tag taken tal tam tan tar tas tat tated tec ted tek tel tem ten ter
+tered terol tes tet tic tical ticus tin tip tis tiv tized tok tom ton tones tonic top tor tos tosis
+tov tow tower toy tub tum tur tures tus vac vah val van var vas vat ved vel ven venor ver vered ves
+vet vey vez vic vid vik vil vin vir virus vis von vor vos vot vus wad wal wan war was wat water way
+wed wen wer wes wig wil win wives woman won xed xes xin xon yad yah yal yam yan yar yas yat yed yeh
+yen yer yes yev yin yon zak zal zam zan zar zed zek zel zen zer zes zic zin zog zon zos zow
+"""
+)
+"""The word pieces of that vocabulary (`##gal`) that end topic words: 3-5 letters, consonant
+first and last, consonants and vowels alternating."""
+VOWEL_SUFFIXES = _words(
+    """
+ba be bi bo bu ca ce ci co cu da de di do du fa fe fi fo fu ga ge gi go gu ha he hi ho hu ja je ji
+jo ju ka ke ki ko ku la le li lo lu ma me mi mo mu na ne ni no nu pa pe pi po pu ra re ri ro ru sa
+se si so su ta te ti to tu va ve vi vo vu wa we wi wo wu xa xi ya ye yi yo yu za ze zi zo zu
+"""
+)
+"""The consonant-vowel word pieces of that vocabulary (`##vu`) that end the rarer common words."""
+STEMS = tuple(word for word in COMMON_WORDS if word[-1] not in "aeiou")
+"""The first piece of the other words: the words of COMMON_WORDS that end with a consonant."""
+TWO_PIECE_TOPIC_WORDS = len(STEMS) * len(CONSONANT_SUFFIXES)
+"""Topic words of two pieces (two tokens); the topic words past these have three."""
+
 _STREAM_MODEL, _STREAM_LABELS, _STREAM_TRAIN, _STREAM_TEST = 0, 1, 2, 3
 
 
@@ -279,16 +389,14 @@ class _Model:
 
 def _build_model(shape: SynthShape, seed: int, spill: Path) -> _Model:
     rng = np.random.default_rng([seed, _STREAM_MODEL])
-    syllables = rng.permutation([[onset, vowel] for onset in _ONSETS for vowel in _VOWELS]).astype(
-        np.uint8
-    )
     num_topic_words = max(shape.labels, MIN_TOPIC_VOCABULARY)
-    background = _background_words(syllables)
-    topic_words = _topic_words(syllables, num_topic_words, rng)
+    background = _background_words(rng)
+    topic_words = _topic_words(num_topic_words, rng)
     width = max(background.shape[1], topic_words.shape[1]) + 1
     vocabulary = np.zeros((BACKGROUND_WORDS + num_topic_words, width), dtype=np.uint8)
     vocabulary[:BACKGROUND_WORDS, : background.shape[1]] = background
     vocabulary[BACKGROUND_WORDS:, : topic_words.shape[1]] = topic_words
+    del background, topic_words
     topics = rng.integers(0, num_topic_words, (shape.labels, TOPIC_WORDS), dtype=np.int32)
     return _Model(
         shape=shape,
@@ -301,37 +409,71 @@ def _build_model(shape: SynthShape, seed: int, spill: Path) -> _Model:
     )
 
 
-def _spell(codes: np.ndarray, count: int, syllables: np.ndarray) -> np.ndarray:
-    """(n, 2 * count) bytes: `count` syllables, the base-85 digits of `codes`."""
-    digits = (codes[:, None] // _SYLLABLES ** np.arange(count)) % _SYLLABLES
-    return syllables[digits].reshape(len(codes), 2 * count)
+def _piece_table(words: tuple[str, ...]) -> np.ndarray:
+    """(n, longest) uint8: the words' bytes, zero-padded."""
+    table = np.array([word.encode() for word in words])  # dtype S<longest>, zero-padded
+    return table.view(np.uint8).reshape(len(words), table.itemsize)
 
 
-def _background_words(syllables: np.ndarray) -> np.ndarray:
-    """The common words by frequency rank: the 85 one-syllable words, then two, then three."""
-    words = np.zeros((BACKGROUND_WORDS, 6), dtype=np.uint8)
-    first = 0
-    for count in (1, 2, 3):
-        stop = min(BACKGROUND_WORDS, first + _SYLLABLES**count)
-        words[first:stop, : 2 * count] = _spell(np.arange(stop - first), count, syllables)
-        first = stop
+_COMMON, _STEMS, _CONSONANT_SUFFIXES, _VOWEL_SUFFIXES = map(
+    _piece_table, (COMMON_WORDS, STEMS, CONSONANT_SUFFIXES, VOWEL_SUFFIXES)
+)
+_COMPOUND_BLOCK = 1 << 20
+"""Words spelled at a time by `_compounds` (bounds its temporary arrays)."""
+
+
+def _background_words(rng: np.random.Generator) -> np.ndarray:
+    """The common words by frequency rank: COMMON_WORDS, shortest first (seeded order within a
+    length), then stems with a vowel suffix in a seeded order."""
+    order = rng.permutation(len(COMMON_WORDS))
+    order = order[np.argsort(np.count_nonzero(_COMMON[order], axis=1), kind="stable")]
+    common = _COMMON[order[:BACKGROUND_WORDS]]
+    rest = _compounds(rng, BACKGROUND_WORDS - len(common), [_VOWEL_SUFFIXES])
+    words = np.zeros((BACKGROUND_WORDS, max(common.shape[1], rest.shape[1])), dtype=np.uint8)
+    words[: len(common), : common.shape[1]] = common
+    words[len(common) :, : rest.shape[1]] = rest
     return words
 
 
-def _topic_words(syllables: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """`count` distinct words of syllables plus a final consonant, in a seeded order."""
-    num_syllables = 3
-    while _SYLLABLES**num_syllables * len(_CODAS) < count:
-        num_syllables += 1
-    space = _SYLLABLES**num_syllables * len(_CODAS)
+def _topic_words(count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` distinct words, a stem and a consonant suffix (then, past TWO_PIECE_TOPIC_WORDS, a
+    stem and two consonant suffixes), in a seeded order."""
+    two = min(count, TWO_PIECE_TOPIC_WORDS)
+    short = _compounds(rng, two, [_CONSONANT_SUFFIXES])
+    if count == two:
+        return short
+    long = _compounds(rng, count - two, [_CONSONANT_SUFFIXES, _CONSONANT_SUFFIXES])
+    words = np.zeros((count, long.shape[1]), dtype=np.uint8)
+    words[:two, : short.shape[1]] = short
+    words[two:] = long
+    return words
+
+
+def _compounds(rng: np.random.Generator, count: int, suffixes: list[np.ndarray]) -> np.ndarray:
+    """`count` distinct words, (count, width) zero-padded: a stem followed by one piece of each
+    table of `suffixes`, the combinations taken in a seeded order (a bijection of their codes)."""
+    tables = [_STEMS, *suffixes]
+    space = math.prod(len(table) for table in tables)
+    if count > space:
+        raise ConfigError(f"cannot spell {count:,} distinct words from {space:,} combinations")
     stride = int(rng.integers(1, space))
     while math.gcd(stride, space) != 1:
         stride += 1
     offset = int(rng.integers(0, space))
-    codes = (np.arange(count, dtype=np.int64) * stride + offset) % space  # a bijection
-    words = np.empty((count, 2 * num_syllables + 1), dtype=np.uint8)
-    words[:, :-1] = _spell(codes // len(_CODAS), num_syllables, syllables)
-    words[:, -1] = np.frombuffer(_CODAS, dtype=np.uint8)[codes % len(_CODAS)]
+    width = sum(table.shape[1] for table in tables)
+    words = np.zeros((count, width), dtype=np.uint8)
+    columns = np.arange(width)
+    for first in range(0, count, _COMPOUND_BLOCK):
+        codes = np.arange(first, min(count, first + _COMPOUND_BLOCK), dtype=np.int64)
+        codes = (codes * stride + offset) % space  # a bijection of [0, space)
+        pieces = []
+        for table in reversed(tables):  # the last piece is the least significant digit
+            codes, digit = np.divmod(codes, len(table))
+            pieces.append(table[digit])
+        joined = np.concatenate(pieces[::-1], axis=1)  # zero-padded pieces side by side
+        letters = joined != 0
+        block = words[first : first + len(joined)]
+        block[columns < np.count_nonzero(letters, axis=1)[:, None]] = joined[letters]
     return words
 
 

