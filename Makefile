@@ -1,25 +1,31 @@
-PYTHON ?= python
+# The verbs run in the virtual environment `make install` creates (.venv), or in the active one.
+VENV ?= $(or $(VIRTUAL_ENV),.venv)
+PYTHON := $(VENV)/bin/python
+TORCH ?= cpu
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 .PHONY: install test lint format demo bench
 
-install:  ## editable install with every extra (CPU torch pinned first)
-	$(PYTHON) -m pip install torch==2.13.0
-	$(PYTHON) -m pip install -c .ci/constraints.txt -e ".[all]"
+install:  ## create .venv (python3 -m venv), install torch (TORCH=cpu|cuda) and elmo with every extra
+	TORCH=$(TORCH) VENV=$(VENV) bash scripts/install.sh
 
-test:  ## the test suite (GPU tests skip without CUDA)
+test: | $(PYTHON)  ## the test suite (GPU tests skip without CUDA)
 	$(PYTHON) -m pytest -q
 
-lint:  ## ruff, the import-layer contracts (lint-imports) and the type checker (mypy)
+lint: | $(PYTHON)  ## ruff, the import-layer contracts (lint-imports) and the type checker (mypy)
 	ruff check .
 	ruff format --check .
 	lint-imports
 	mypy
 
-format:
+format: | $(PYTHON)
 	ruff check --fix .
 	ruff format .
 
-demo:  ## start `elmo serve`, train on examples/debian-deps-mini over REST, print predictions
+demo: | $(PYTHON)  ## start `elmo serve`, train on examples/debian-deps-mini over REST, print predictions
 	$(PYTHON) examples/demo.py
 
-bench:  ## head step benchmark on the current device (CPU: small sizes)
+bench: | $(PYTHON)  ## head step benchmark on the current device (CPU: small sizes)
 	$(PYTHON) -m elmo_core.cli.main bench head --labels 50000 --dim 256 --batch 128 --precision fp8 --steps 3 --json
+
+$(PYTHON):
+	@echo "no virtual environment at $(VENV): run 'make install' first" >&2; exit 1

@@ -27,14 +27,27 @@ from elmo_core.encoders import TransformerEncoder, resolve_model_dir
 from elmo_core.training.batches import BUCKET_WINDOW, epoch_batches
 
 
+def make_optimizer(name: str, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
+    """`optimi` (the trainer's: torch-optimi AdamW, Kahan summation, its default kernels),
+    `optimi-foreach`, `torch-fused` (torch.optim.AdamW fused) or `none` (forward + backward)."""
+    if name == "optimi":
+        return AdamW(params, lr=1e-5, kahan_sum=True)
+    if name == "optimi-foreach":
+        return AdamW(params, lr=1e-5, kahan_sum=True, foreach=True, triton=False)
+    if name == "torch-fused":
+        return torch.optim.AdamW(params, lr=1e-5, fused=True)
+    return None
+
+
 def run(
     encoder: torch.nn.Module,
     batches: list[dict[str, torch.Tensor]],
     steps: int,
     warmup: int,
+    optimizer_name: str = "optimi",
 ) -> float:
     """Points per second of `steps` training steps after `warmup` steps."""
-    optimizer = AdamW(encoder.parameters(), lr=1e-5, kahan_sum=True)
+    optimizer = make_optimizer(optimizer_name, list(encoder.parameters()))
     done = 0
     for step in range(warmup + steps):
         if step == warmup:
@@ -44,8 +57,11 @@ def run(
         batch = batches[step % len(batches)]
         out = encoder(batch)
         out.float().square().mean().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        if optimizer is not None:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            encoder.zero_grad(set_to_none=True)
         done += batch["input_ids"].shape[0]
     torch.cuda.synchronize()
     return done / (time.perf_counter() - started)
@@ -60,6 +76,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--modes", default="eager,compile")
+    parser.add_argument("--optimizers", default="optimi", help="Eager only: optimi,...")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -71,7 +88,9 @@ def main() -> None:
     rows = epoch_batches(0, 0, len(texts), args.batch, tokens.lengths)
     batches = [encoder.make_batch(tokens, r, device) for r in rows if len(r) == args.batch]
     tokens_per_batch = float(np.mean([b["input_ids"].shape[1] for b in batches]))
-    for mode in args.modes.split(","):
+    runs = [(mode, "optimi") for mode in args.modes.split(",")]
+    runs += [("eager", name) for name in args.optimizers.split(",") if name != "optimi"]
+    for mode, optimizer_name in runs:
         model: torch.nn.Module = encoder
         if mode == "compile":
             model = torch.compile(encoder, dynamic=True)
@@ -79,13 +98,14 @@ def main() -> None:
             torch._dynamo.config.cache_size_limit = 64
             model = torch.compile(encoder, dynamic=False)
         compile_started = time.perf_counter()
-        run(model, batches, 1, len(batches))  # every padded shape once (compilation)
+        run(model, batches, 1, len(batches), optimizer_name)  # every shape once (compilation)
         compile_s = time.perf_counter() - compile_started
-        rate = run(model, batches, args.steps, args.warmup)
+        rate = run(model, batches, args.steps, args.warmup, optimizer_name)
         row = {
             "case": "encoder_ceiling",
             "encoder": args.encoder,
             "mode": mode,
+            "optimizer": optimizer_name,
             "batch": args.batch,
             "mean_padded_tokens": round(tokens_per_batch, 1),
             "points_per_s": round(rate, 1),

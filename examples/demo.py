@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import shutil
 import signal
 import socket
@@ -81,17 +80,22 @@ def check(response: httpx.Response) -> dict:
     return response.json()
 
 
+def steps_text(step: int | None, total: int | None) -> str:
+    """`12/69 steps`, or nothing while the job has no step count yet (queued, loading)."""
+    return f"{step or 0}/{total} steps" if total else ""
+
+
 def watch(client: httpx.Client, job_id: str) -> dict:
     """Show the job's progress until it finishes; return the final job."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[steps]}"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[metrics]}"),
     )
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task("queued", total=None, metrics="")
+        task = bar.add_task("queued", total=None, steps="", metrics="")
         while True:
             job = check(client.get(f"/v1/jobs/{job_id}"))
             p = job["progress"]
@@ -103,11 +107,87 @@ def watch(client: httpx.Client, job_id: str) -> dict:
                 description=f"{epoch}{job['phase'] or job['state']}",
                 completed=p["step"] or 0,
                 total=p["total_steps"],
+                steps=steps_text(p["step"], p["total_steps"]),
                 metrics=shown,
             )
             if job["state"] in ("succeeded", "failed", "cancelled"):
                 return job
             time.sleep(0.5)
+
+
+TEST_PACKAGES = ("r-cran-multicool", "elpa-paredit", "python3-pytestqt", "rsyslog")
+"""Test-split packages (never trained on) whose dependencies show what the model learns: the
+language runtime and the libraries a description implies. rsyslog is itself a label."""
+NEW_PACKAGES = (
+    "python3-yamlparse: a Python 3 library for parsing YAML files",
+    "ruby-jsonfast: a Ruby gem for parsing JSON",
+    "r-cran-survfit: GNU R package for fitting survival models",
+)
+"""Made-up packages, in no split: how it ranks a description it has never seen."""
+
+
+def label_names() -> list[str]:
+    """The package name of each label (its text up to the first ':'), by label id."""
+    return [t.split(":")[0] for t in (MINI / "Y.txt").read_text().splitlines()]
+
+
+def print_ranking(labels: list[dict], true_ids: set[int]) -> None:
+    """One line per predicted label: ✓ for a true one, the score, the label text."""
+    for p in labels:
+        mark = "[green]✓[/]" if p["label_id"] in true_ids else " "
+        console.print(
+            f"  {mark} {p['score']:.3f}  {p['label'][:60]}", no_wrap=True, overflow="ellipsis"
+        )
+
+
+def show_test_packages(client: httpx.Client, model_id: str) -> None:
+    """Predict the dependencies of TEST_PACKAGES, marking the true ones.
+
+    A package that is itself a label (others depend on it) describes that label best, so its own
+    name would rank first; a package never depends on itself, so the request excludes it
+    (`exclude_label_ids`, or `elmo predict --exclude-label NAME`).
+    """
+    names = label_names()
+    ids = {name: i for i, name in enumerate(names)}
+    lines = (MINI / "tst_X.txt").read_text().splitlines()
+    truths = (MINI / "tst_X_Y.txt").read_text().splitlines()[1:]
+    rows = [next(i for i, t in enumerate(lines) if t.startswith(f"{n}:")) for n in TEST_PACKAGES]
+    texts = [lines[i] for i in rows]
+    own = [[ids[n]] if n in ids else [] for n in TEST_PACKAGES]
+    console.print(
+        f"[bold]4.[/] POST /v1/models/{model_id}/predict (k=5) for test packages, never trained "
+        "on; ✓ = a real dependency"
+    )
+    result = check(
+        client.post(
+            f"/v1/models/{model_id}/predict",
+            json={"texts": texts, "k": 5, "exclude_label_ids": own},
+        )
+    )
+    for row, text, excluded, labels in zip(rows, texts, own, result["predictions"], strict=True):
+        true_ids = {int(item.split(":")[0]) for item in truths[row].split()}
+        console.print(f"\n[bold]{text[:70]}...[/]", no_wrap=True, overflow="ellipsis")
+        console.print(
+            f"  depends on: {', '.join(names[i] for i in sorted(true_ids))}",
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+        if excluded:
+            console.print(
+                f"  [dim](its own label {names[excluded[0]]} is excluded: the description "
+                "matches it best, but no package depends on itself)[/]"
+            )
+        print_ranking(labels, true_ids)
+
+
+def show_new_packages(client: httpx.Client, model_id: str) -> None:
+    """Predict the dependencies of made-up package descriptions (NEW_PACKAGES)."""
+    console.print("\n[bold]5.[/] the same for packages that do not exist (k=5)")
+    texts = list(NEW_PACKAGES)
+    result = check(client.post(f"/v1/models/{model_id}/predict", json={"texts": texts, "k": 5}))
+    for text, labels in zip(texts, result["predictions"], strict=True):
+        console.print(f"\n[bold]{text}[/]", no_wrap=True, overflow="ellipsis")
+        print_ranking(labels, set())
 
 
 def main() -> None:
@@ -121,10 +201,7 @@ def main() -> None:
 
     port = free_port(args.port)
     url = f"http://127.0.0.1:{port}"
-    console.print(
-        f"[bold]1.[/] starting [cyan]elmo serve --port {port}[/] "
-        f"(ELMO_HOME {os.environ.get('ELMO_HOME', './.elmo')})"
-    )
+    console.print(f"[bold]1.[/] starting [cyan]elmo serve --port {port}[/]")
     serve = subprocess.Popen([*elmo_cmd(), "serve", "--port", str(port), "--log-level", "warning"])
     try:
         wait_ready(url, serve)
@@ -168,30 +245,8 @@ def main() -> None:
             table.add_row(str(point["epoch"]), *(f"{point['metrics'][k]:.2f}" for k in keys))
         console.print(table)
 
-        texts = (MINI / "tst_X.txt").read_text().splitlines()[:3]
-        truths = (MINI / "tst_X_Y.txt").read_text().splitlines()[1:4]
-        names = [t.split(":")[0] for t in (MINI / "Y.txt").read_text().splitlines()]
-        console.print(
-            f"[bold]4.[/] POST /v1/models/{job['model_id']}/predict (k=5); ✓ = a true label"
-        )
-        result = check(
-            client.post(f"/v1/models/{job['model_id']}/predict", json={"texts": texts, "k": 5})
-        )
-        for text, truth, labels in zip(texts, truths, result["predictions"], strict=True):
-            true_ids = sorted({int(item.split(":")[0]) for item in truth.split()})
-            console.print(f"\n[bold]{text[:70]}...[/]", no_wrap=True, overflow="ellipsis")
-            console.print(
-                f"  true: {', '.join(names[i] for i in true_ids)}",
-                no_wrap=True,
-                overflow="ellipsis",
-            )
-            for p in labels:
-                mark = "[green]✓[/]" if p["label_id"] in true_ids else " "
-                console.print(
-                    f"  {mark} {p['score']:.3f}  {p['label'][:60]}",
-                    no_wrap=True,
-                    overflow="ellipsis",
-                )
+        show_test_packages(client, job["model_id"])
+        show_new_packages(client, job["model_id"])
         if args.keep_running:
             console.print(f"\nelmo serve keeps running at {url} (Ctrl-C to stop); your key: {key}")
             serve.wait()

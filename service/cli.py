@@ -55,7 +55,9 @@ def serve(
     """Start the whole stack locally: the API plus a training and an inference worker.
 
     With no configuration it uses an embedded filesystem broker, a SQLite database and an
-    artifacts directory under ELMO_HOME (default ./.elmo): no Redis or PostgreSQL needed.
+    artifacts directory under ELMO_HOME (default ~/.local/share/elmo): no Redis or PostgreSQL
+    needed. The workers run quiet: no Celery banner, and their stdout (where Celery prints only
+    the banner and its shutdown notices) is discarded; their logs still go to stderr.
     """
     from service.core.migrate import upgrade_database
 
@@ -74,15 +76,18 @@ def serve(
                 queue,
                 "--loglevel",
                 "WARNING",
+                "--quiet",
             ],
             env=env,
+            stdout=subprocess.DEVNULL,
             start_new_session=True,
         )
         for queue in ("train", "predict")
     ]
     typer.echo(
-        f"elmo: API on http://{host}:{port} (docs /docs), home {settings.home.resolve()}; "
-        "create a key with `elmo keys create --name NAME` (same ELMO_HOME)",
+        f"elmo: API on http://{host}:{port} (docs /docs), database "
+        f"{_shown_url(settings.effective_database_url)}; create a key with "
+        "`elmo keys create --name NAME` (with the same ELMO_HOME or ELMO_DATABASE_URL)",
         err=True,
     )
     # uvicorn re-raises SIGTERM after its shutdown: turn it into SystemExit so `finally` runs.
@@ -120,15 +125,43 @@ def _stop_workers(workers: list[subprocess.Popen], grace_s: float) -> None:
 def keys_create(
     name: Annotated[str, typer.Option(help="Owner name; keys with one name share resources.")],
 ) -> None:
-    """Create an API key and print it once (stdout); only its hash is stored."""
+    """Create an API key and print it once (stdout); only its hash is stored.
+
+    The key goes to the database of ELMO_DATABASE_URL, else ELMO_HOME's (default
+    ~/.local/share/elmo, whatever the working directory): the one `elmo serve` uses with the
+    same environment. stderr names that database, and says so when it had to be created, which
+    means no `elmo serve` has used it yet.
+    """
+    from sqlalchemy.engine import make_url
+
     from service.core.db import session_scope
     from service.core.migrate import upgrade_database
     from service.core.security import create_api_key
 
     settings = get_settings()
     settings.ensure_dirs()
-    upgrade_database(settings.effective_database_url)
-    with session_scope(settings.effective_database_url) as session:
+    url = settings.effective_database_url
+    sqlite_file = make_url(url).database if url.startswith("sqlite") else None
+    new_database = sqlite_file is not None and not os.path.exists(sqlite_file)
+    upgrade_database(url)
+    with session_scope(url) as session:
         row, token = create_api_key(session, name.strip())
-    typer.echo(f"created key {row.id} for owner {row.owner!r}; it is shown only once:", err=True)
+    typer.echo(
+        f"created key {row.id} for owner {row.owner!r} in {_shown_url(url)}; "
+        "it is shown only once:",
+        err=True,
+    )
+    if new_database:
+        typer.echo(
+            "note: that database was new, so no `elmo serve` has used it yet: start the server "
+            "with the same ELMO_HOME, or the key will be refused (401)",
+            err=True,
+        )
     typer.echo(token)
+
+
+def _shown_url(url: str) -> str:
+    """A database URL fit to print: its password, if any, masked."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

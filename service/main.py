@@ -1,4 +1,9 @@
-"""The FastAPI application: routers, the problem+json handlers, metrics, limits, migrations."""
+"""The FastAPI application: routers, the problem+json handlers, metrics, limits, migrations.
+
+`/docs` (Swagger UI) and `/redoc` load their JavaScript and CSS from this server
+(`/docs-assets/`, bundled by the fastapi-offline package), never from a CDN: the docs work on a
+machine without internet access.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from service.api.problems import install_problem_handlers
 from service.api.routes import datasets, health, jobs, keys, models, plan, predict_jobs
@@ -17,6 +23,7 @@ from service.core.observability import ApiMetrics, MetricsMiddleware
 from service.queue import Dispatcher
 
 MAX_JSON_BYTES = 64 << 20
+DOCS_ASSETS_URL = "/docs-assets"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -30,11 +37,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             upgrade_database(settings.effective_database_url)
         yield
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="elmo",
         version="0.1.0",
         summary="Train and serve extreme multi-label classifiers (FP8/BF16 output layer).",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS_URL,
     )
     app.state.settings = settings
     app.state.dispatcher = Dispatcher(settings)

@@ -23,10 +23,20 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="Jobs at once (1 per GPU).")] = 1,
     hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    quiet: Annotated[
+        bool, typer.Option(help="No start-up banner and no warning about running as root.")
+    ] = False,
 ) -> None:
     """Start a worker alone: takes training and/or inference jobs from the broker."""
     from service.core.config import get_settings
     from worker.main import run_worker
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
-    run_worker(get_settings(), names, concurrency=concurrency, hostname=hostname, loglevel=loglevel)
+    run_worker(
+        get_settings(),
+        names,
+        concurrency=concurrency,
+        hostname=hostname,
+        loglevel=loglevel,
+        quiet=quiet,
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import warnings
 
+from celery.platforms import SecurityWarning
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from service.core.config import Settings
@@ -26,8 +28,14 @@ def run_worker(
     hostname: str | None = None,
     loglevel: str = "INFO",
     reconcile: bool = True,
+    quiet: bool = False,
 ) -> None:
-    """Run a worker consuming `queues` (names without the prefix: train, predict) until stopped."""
+    """Run a worker consuming `queues` (names without the prefix: train, predict) until stopped.
+
+    `quiet` (what `elmo serve` asks for) drops Celery's start-up banner and its warning about
+    running as root: a local worker that accepts only JSON messages from its own API, run by
+    whoever runs `elmo serve` (often root in a container), has nothing to act on there.
+    """
     settings.ensure_dirs()
     if settings.run_migrations:
         upgrade_database(settings.effective_database_url)
@@ -41,8 +49,11 @@ def run_worker(
         worker_ready.connect(lambda **_: reconciler.start(), weak=False)
         worker_shutdown.connect(lambda **_: reconciler.stop(), weak=False)
     node = hostname or f"elmo-{'-'.join(queues)}@{socket.gethostname()}"
+    if quiet:
+        warnings.filterwarnings("ignore", category=SecurityWarning)
     app.worker_main(
         [
+            *(["--quiet"] if quiet else []),
             "worker",
             f"--queues={','.join(names[q] for q in queues)}",
             f"--concurrency={concurrency}",

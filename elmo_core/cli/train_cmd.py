@@ -66,13 +66,19 @@ def _build_config(
 
 
 class _RichCallbacks:
-    """Progress bar per run, a line per epoch's metrics; Ctrl-C asks for a cooperative stop."""
+    """Progress bar per run, a line per epoch's metrics; Ctrl-C asks for a cooperative stop.
+
+    The recipe computes the loss only every `log_every` steps, so the bar shows the latest loss
+    with the step it was measured at (`loss 29.26 @ step 40`): a value that stays put between
+    two measurements is visibly an old one, not a stuck run.
+    """
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.task: TaskID | None = None
         self.stop_requested = False
         self.loss: float | None = None
+        self.loss_step = 0
 
     def on_phase(self, phase: str) -> None:
         if self.task is not None:
@@ -80,12 +86,12 @@ class _RichCallbacks:
 
     def on_progress(self, p) -> None:
         if p.loss is not None:
-            self.loss = p.loss
+            self.loss, self.loss_step = p.loss, p.step
         if self.task is None:
             self.task = self.progress.add_task(
                 "train", total=p.total_steps, phase="training", info=""
             )
-        loss = "" if self.loss is None else f" loss {self.loss:.3f}"
+        loss = "" if self.loss is None else f" loss {self.loss:.3f} @ step {self.loss_step}"
         self.progress.update(
             self.task,
             completed=p.step,
@@ -246,13 +252,28 @@ def predict(
     text: list[str] = typer.Option(..., "--text", help="Input text (repeat for several)."),
     k: int = typer.Option(10, "-k", "--k", min=1, help="Labels per text."),
     threshold: float | None = typer.Option(None, "--threshold", help="Minimum score (0-1)."),
+    exclude_label: list[str] = typer.Option(
+        [],
+        "--exclude-label",
+        help="A label never to return (repeatable): its id, its text, or its text up to the "
+        "first ':' (e.g. a package name), such as the item the text itself describes.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Predict the top-k labels (ids, texts, scores in [0, 1]) of one or more texts."""
+    """Predict the top-k labels (ids, texts, scores in [0, 1]) of one or more texts.
+
+    When a text describes an item that is itself a label (on debian-deps, a package that other
+    packages depend on), that label's text matches best and ranks first: `--exclude-label` drops
+    it (and any other label given) from every text's ranking.
+    """
     from elmo_core.inference import Predictor
 
     try:
-        predictions = Predictor.load(model).predict(list(text), k=k, threshold=threshold)
+        predictor = Predictor.load(model)
+        excluded = _resolve_labels(predictor.label_texts, predictor.num_labels, exclude_label)
+        predictions = predictor.predict(
+            list(text), k=k, threshold=threshold, exclude=[excluded] * len(text)
+        )
     except (ElmoError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -265,3 +286,30 @@ def predict(
             table.add_row(str(item["label_id"]), f"{item['score']:.4f}", item["label"] or "")
         out.print(table)
     sys.stdout.flush()
+
+
+def _resolve_labels(label_texts: list[str] | None, num_labels: int, names: list[str]) -> list[int]:
+    """The label ids that `--exclude-label` values name: an integer is an id; otherwise a value
+    names every label whose text equals it or starts with it followed by ':'. ValueError for a
+    value that names no label (a typo must not silently exclude nothing)."""
+    ids: list[int] = []
+    for name in names:
+        if name.strip().isdigit():
+            if int(name) >= num_labels:
+                raise ValueError(
+                    f"--exclude-label {name}: no such label id (the model has {num_labels} labels)"
+                )
+            ids.append(int(name))
+            continue
+        matches = [
+            i
+            for i, label in enumerate(label_texts or [])
+            if label == name or label.startswith(f"{name}:")
+        ]
+        if not matches:
+            where = "the model has no label texts" if label_texts is None else "no label matches"
+            raise ValueError(
+                f"--exclude-label {name!r}: {where} (give a label id, 0-{num_labels - 1})"
+            )
+        ids.extend(matches)
+    return ids

@@ -170,6 +170,8 @@ class Recipe:
             lr=cfg.encoder_lr,
             weight_decay=cfg.schedule.encoder_weight_decay,
             kahan_sum=is_low_precision(cfg.precision),
+            foreach=self.device.type == "cuda",  # 1.6x the steps/s of its default on the H200
+            triton=False,
         )
         label_counts = np.bincount(train.labels.indices, minlength=self.dataset.num_labels)
         self.head = XMCHead(

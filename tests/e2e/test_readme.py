@@ -1,4 +1,5 @@
-"""`elmo serve` as a subprocess, driven over HTTP by the README's curl blocks, run verbatim.
+"""`elmo serve` as a subprocess, driven over HTTP by the README's curl blocks, run verbatim; and
+CI (`.ci/run`) runs the README's Quick start as written.
 
 The blocks of the README's service section that use `$ELMO_URL` run in order as one bash script
 from the repository root. Only if port 8000 is taken is the `export ELMO_URL=` line pointed at the
@@ -22,6 +23,15 @@ from e2e_stack import Proc, free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 BLOCK_RE = re.compile(r"```bash\n(.*?)```", re.S)
+NOISE = (
+    "SecurityWarning",
+    "superuser privileges",
+    "No hostname was supplied",
+    "[queues]",
+    "Warm shutdown",
+)
+"""What Celery printed from `elmo serve` before it ran its workers quiet: root and hostname
+warnings, the start-up banner, the shutdown notices."""
 
 
 def readme_blocks() -> list[str]:
@@ -29,6 +39,13 @@ def readme_blocks() -> list[str]:
     text = (REPO / "README.md").read_text()
     section = text.split("<!-- section:service -->")[1].split("<!-- /section:service -->")[0]
     return [b for b in BLOCK_RE.findall(section) if "$ELMO_URL" in b]
+
+
+def quick_start_commands() -> list[str]:
+    """The commands of the README's Quick start block, comments and blank lines dropped."""
+    section = (REPO / "README.md").read_text().split("## Quick start")[1].split("\n## ")[0]
+    block = BLOCK_RE.findall(section)[0]
+    return [c for line in block.splitlines() if (c := line.split("#")[0].strip())]
 
 
 def json_documents(text: str) -> list:
@@ -102,7 +119,10 @@ def test_readme_curl_examples_against_elmo_serve(tmp_path: Path, elmo_cmd: list[
     finally:
         serve.stop()
     assert processes_with_env(f"ELMO_HOME={env['ELMO_HOME']}") == [], "workers outlived elmo serve"
-    assert "exited with 'signal" not in serve.tail(100_000), "a worker's pool died at shutdown"
+    log = serve.tail(100_000)
+    assert "exited with 'signal" not in log, "a worker's pool died at shutdown"
+    for noise in NOISE:
+        assert noise not in log, f"elmo serve printed {noise!r}"
     outputs = json_documents(result.stdout)
     job = next(o for o in outputs if "state" in o)
     assert job["state"] == "succeeded" and job["progress"]["epoch"] == 2
@@ -117,3 +137,16 @@ def test_readme_curl_examples_against_elmo_serve(tmp_path: Path, elmo_cmd: list[
 @pytest.mark.parametrize("block", range(3))
 def test_readme_blocks_use_the_documented_url(block: int) -> None:
     assert "$ELMO_URL/v1/" in readme_blocks()[block]
+
+
+def test_ci_runs_the_quick_start_as_written() -> None:
+    commands = quick_start_commands()
+    assert commands[0] == "make install" and commands[-1] == "make test", commands
+    ci = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    # each command, in order; CI may only set ELMO_E2E_REQUIRE=1 in front of one
+    plain = [line.removeprefix("ELMO_E2E_REQUIRE=1 ") for line in ci]
+    assert [c for c in commands if c not in plain] == []
+    positions = [plain.index(c) for c in commands]
+    assert positions == sorted(positions), list(zip(commands, positions, strict=True))
+    installs = [line for line in ci if "pip install" in line or "scripts/install" in line]
+    assert installs == [], f"CI installs the project other than the README does: {installs}"

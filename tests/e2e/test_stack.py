@@ -45,7 +45,10 @@ def test_job_progress_metrics_telemetry_logs(stack: Stack, trained: dict) -> Non
     assert model["metrics"]["metrics"] == job["latest_metrics"]  # the served model's test metrics
     records = stack.alice.get(f"/v1/jobs/{job['id']}/telemetry").json()["records"]
     kinds = [r["kind"] for r in records]
-    assert kinds[0] == "static" and "epoch" in kinds
+    assert kinds.count("static") == 1 and "epoch" in kinds
+    phases = [r["phase"] for r in records if r["kind"] == "phase"]
+    assert phases[:2] == ["featurizing", "priors"] and phases[-1] == "evaluating test"
+    assert all(r["host_rss"] > 0 for r in records if r["kind"] == "phase")
     assert next(r for r in records if r["kind"] == "epoch")["cpu_peak_rss"] > 0
     png = stack.alice.get(f"/v1/jobs/{job['id']}/telemetry.png")
     assert png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
