@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -41,6 +42,14 @@ def can_fork() -> bool:
     return not multiprocessing.current_process().daemon
 
 
+def _single_threaded_torch() -> None:
+    """In a forked worker: the OpenMP threads the parent may have started do not exist here, and
+    torch's first multi-threaded kernel would wait for them forever; one thread per worker."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
 def _run_chunk(index: int) -> Any:
     assert _JOB is not None
     task, shared = _JOB
@@ -59,7 +68,9 @@ def map_chunks(
     _JOB = (task, shared)
     try:
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=count, mp_context=context, initializer=_single_threaded_torch
+        ) as pool:
             return list(pool.map(_run_chunk, range(num_chunks)))
     finally:
         _JOB = None

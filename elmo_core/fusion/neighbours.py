@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from elmo_core.fusion.similarity import SearchOptions, SimilarityIndex
 from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
 from elmo_core.fusion.sparse_topk import row_topk
+from elmo_core.parallel import map_chunks
 from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 
 SHARED_FEATURIZER = "encoder"
@@ -74,8 +75,9 @@ class NeighbourScorer:
         when the caller already has them from this same featurizer; `options` (default: the CPU
         engine on every core, no budget) say where the search runs and whether it may be pruned
         (see `elmo_core.fusion.similarity`). The vote itself, k x labels-per-point multiply-adds
-        per text, stays a scipy product on the CPU, `VOTE_BLOCK` texts at a time; with `top`,
-        each row keeps only its `top` largest votes, so a large split's votes stay bounded."""
+        per text, stays a scipy product on the CPU, `VOTE_BLOCK` texts at a time on forked
+        workers; with `top`, each row keeps only its `top` largest votes, so a large split's
+        votes stay bounded."""
         options = options or SearchOptions()
         if rows is None:
             rows = self.featurizer.transform(texts, options.workers)
@@ -83,12 +85,12 @@ class NeighbourScorer:
         totals = np.asarray(similar.sum(axis=1)).ravel()
         totals[totals == 0] = 1.0
         weights = sp.csr_matrix(sp.diags(1.0 / totals) @ similar, dtype=np.float32)
-        blocks = []
-        for start in range(0, weights.shape[0], VOTE_BLOCK):
-            votes = sp.csr_matrix(weights[start : start + VOTE_BLOCK] @ self.train_labels)
-            blocks.append(votes if top is None else row_topk(votes, top))
-        if not blocks:
+        num_blocks = -(-weights.shape[0] // VOTE_BLOCK)
+        if num_blocks == 0:
             return sp.csr_matrix((0, self.train_labels.shape[1]), dtype=np.float32)
+        blocks = map_chunks(
+            _vote_block, (weights, self.train_labels, top), num_blocks, options.workers
+        )
         return sp.csr_matrix(sp.vstack(blocks, format="csr"), dtype=np.float32)
 
     def meta(self, encoder_featurizer: TfidfFeaturizer | None = None) -> dict:
@@ -126,3 +128,13 @@ class NeighbourScorer:
             csr_from_tensors(tensors, "neighbours.labels"),
             int(meta["k"]),
         )
+
+
+def _vote_block(
+    shared: tuple[sp.csr_matrix, sp.csr_matrix, int | None], index: int
+) -> sp.csr_matrix:
+    """The votes of the `index`-th block of `VOTE_BLOCK` texts (their `top` largest per row)."""
+    weights, train_labels, top = shared
+    start = index * VOTE_BLOCK
+    votes = sp.csr_matrix(weights[start : start + VOTE_BLOCK] @ train_labels)
+    return votes if top is None else row_topk(votes, top)

@@ -30,7 +30,6 @@ instead. Either way the decision is one line for `log`.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -295,14 +294,9 @@ class _CpuJob:
     columns: sp.csr_matrix
     k: int
     chunk: int
-    parent: int  # the process id of the caller
 
 
 def _cpu_chunk(job: _CpuJob, index: int) -> sp.csr_matrix:
-    if os.getpid() != job.parent:
-        # A forked worker: the OpenMP threads its parent may have started don't exist here, and
-        # torch's first multi-threaded kernel would wait for them forever. One thread a worker.
-        torch.set_num_threads(1)
     start = index * job.chunk
     return topk_product(job.queries[start : start + job.chunk], job.columns, job.k)
 
@@ -319,7 +313,7 @@ def cpu_topk(
     num_chunks = math.ceil(queries.shape[0] / chunk)
     if num_chunks == 0:
         return sp.csr_matrix((0, columns.shape[1]), dtype=np.float32)
-    job = _CpuJob(queries, columns, k, chunk, os.getpid())
+    job = _CpuJob(queries, columns, k, chunk)
     blocks = map_chunks(_cpu_chunk, job, num_chunks, workers)
     return sp.vstack(blocks, format="csr", dtype=np.float32)
 
