@@ -195,6 +195,11 @@ class CheckpointConfig(_Section):
     """When to write a resumable checkpoint (always at the end of each epoch)."""
 
     every_steps: int = Field(0, ge=0, description="Also every N steps (0: only each epoch).")
+    keep: bool = Field(
+        False,
+        description="Keep the last checkpoint once the run has finished; by default it is deleted "
+        "then, so `model/` is the only copy of the weights on disk.",
+    )
 
 
 class TrainConfig(_Section):

@@ -372,6 +372,8 @@ class Recipe:
         run.telemetry["epochs"].append(record)
         self.cb.on_telemetry(record)
         write_json_atomic(self.out_dir / "telemetry.json", run.telemetry)
+        if not self.config.checkpoint.keep and self.ckpt_dir.exists():
+            shutil.rmtree(self.ckpt_dir)  # the run is done: model/ is the one copy
         selects = cfg.eval.split == "validation"
         if self.eval_split is not None:
             self.cb.on_phase("evaluating")
@@ -427,6 +429,8 @@ class Recipe:
         write_json_atomic(self.out_dir / METRICS, summary)
         write_json_atomic(self.model_dir / METRICS, summary)
         write_json_atomic(self.out_dir / "telemetry.json", run.telemetry)
+        if not self.config.checkpoint.keep and self.ckpt_dir.exists():
+            shutil.rmtree(self.ckpt_dir)  # the run is done: model/ is the one copy
         self.cb.on_log(f"model written to {self.model_dir}")
         return TrainResult(
             out_dir=self.out_dir,

@@ -78,7 +78,7 @@ def test_fp8_run_reports_and_writes_everything(mini_dataset, tmp_path, small_con
     best = max(m["P@1"] for _, m in rec.metrics)
     assert result.validation_metrics["P@1"] == best
     assert result.epoch == max(e for e, m in rec.metrics if m["P@1"] == best)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["checkpoints", "model"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["model"]  # one copy
 
 
 def _popularity_baseline(config, dataset):
