@@ -26,6 +26,7 @@ import torch
 
 from elmo_core.data import load_dataset
 from elmo_core.training import TrainerCallbacks, parse_config, train
+from elmo_core.training.recipe import Recipe
 
 
 class GpuSampler:
@@ -116,6 +117,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="dotted.key=JSON override")
     parser.add_argument("--out", type=Path, default=Path("/tmp/elmo-scale-job"))
     parser.add_argument("--json", type=Path, default=None, help="Append the row to this file.")
+    parser.add_argument(
+        "--setup-only", action="store_true", help="Stop after setup; print its phase records."
+    )
     args = parser.parse_args()
 
     raw: dict = {"encoder": {"name": args.encoder}, "precision": args.precision}
@@ -138,6 +142,14 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
     if args.out.exists():
         shutil.rmtree(args.out)
+    if args.setup_only:
+        Recipe(config, dataset, args.out, clock).setup(resume=False)
+        setup = {"case": "setup", "shape": args.shape, "encoder": args.encoder, "load_s": load_s}
+        setup["train_points"] = dataset.train.num_points
+        setup["phases"] = [r for r in clock.records if r["kind"] == "phase"]
+        setup["setup_s"] = round(time.time() - started - load_s, 2)
+        print(json.dumps(setup), flush=True)
+        return
     result = train(config, dataset, args.out, clock)
     total_s = time.time() - started
     sampler.stop()
