@@ -26,7 +26,9 @@ def reconcile(settings: Settings, dispatcher: Dispatcher) -> dict[str, list[str]
     broker for each job.
     """
     with session_scope(settings.effective_database_url) as session:
-        lost = lifecycle.requeue_lost(session, settings.job_lease_seconds)
+        lost = lifecycle.requeue_lost(
+            session, settings.job_lease_seconds, settings.max_job_attempts
+        )
         waiting = lifecycle.due_for_resend(session, settings.requeue_queued_after_seconds)
     send = {"train": dispatcher.send_train, "predict": dispatcher.send_predict}
     for kind, job_id in [*lost, *waiting]:

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         description="Host RAM of a training worker; jobs whose host plan exceeds it are "
         "rejected. Unset (the default): the plan is reported, not checked.",
     )
+    max_job_attempts: int | None = Field(
+        default=3,
+        ge=1,
+        description="Attempts of a job whose worker keeps dying (a poison job) before it fails "
+        "with 'worker lost N times'; `none`: no limit.",
+    )
     job_lease_seconds: float = Field(
         default=120.0, description="A running job whose heartbeat is older is re-queued."
     )

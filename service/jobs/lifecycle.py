@@ -361,9 +361,15 @@ def poll_cancel(session: Session, job_id: str, attempt: int) -> bool:
 # --- requeue (the reconciler) -------------------------------------------------------------------
 
 
-def requeue_lost(session: Session, lease_seconds: float) -> list[tuple[str, str]]:
+def requeue_lost(
+    session: Session, lease_seconds: float, max_attempts: int | None = None
+) -> list[tuple[str, str]]:
     """Move running jobs whose heartbeat is older than the lease back to queued (their next
-    attempt resumes from the last checkpoint); return (kind, job id) of each, to send again."""
+    attempt resumes from the last checkpoint); return (kind, job id) of each, to send again.
+
+    A job lost on its `max_attempts`-th attempt (a poison job that kills its worker) fails
+    instead, with the reason "worker lost N times"; None: no limit.
+    """
     requeued: list[tuple[str, str]] = []
     t = utcnow()
     stale = t - timedelta(seconds=lease_seconds)
@@ -374,7 +380,12 @@ def requeue_lost(session: Session, lease_seconds: float) -> list[tuple[str, str]
             )
         )
         for job in lost:
-            requeued_now = _changed(
+            give_up = max_attempts is not None and job.attempt >= max_attempts
+            values: dict[str, object] = {"state": JobState.QUEUED, "enqueued_at": t}
+            if give_up:
+                reason = f"worker lost {job.attempt} times (the retry limit); not retried"
+                values = {"state": JobState.FAILED, "finished_at": t, "failure_reason": reason}
+            changed = _changed(
                 session,
                 update(table)
                 .where(
@@ -382,18 +393,23 @@ def requeue_lost(session: Session, lease_seconds: float) -> list[tuple[str, str]
                     table.attempt == job.attempt,
                     table.state == JobState.RUNNING,
                 )
-                .values(state=JobState.QUEUED, enqueued_at=t),
+                .values(**values),
             )
-            if requeued_now != 1:
+            if changed != 1:
                 continue
             if isinstance(job, Job):
                 add_log(
                     session,
                     job.id,
                     f"worker {job.worker} lost (no heartbeat since {job.heartbeat_at}); "
-                    "re-queued to resume from the last checkpoint",
+                    + (
+                        f"failed: lost on {job.attempt} attempts"
+                        if give_up
+                        else "re-queued to resume from the last checkpoint"
+                    ),
                 )
-            requeued.append((kind, job.id))
+            if not give_up:
+                requeued.append((kind, job.id))
     return requeued
 
 

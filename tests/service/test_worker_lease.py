@@ -77,3 +77,30 @@ def test_reconciler_resends_old_queued_jobs_only(db) -> None:
         session.add(Job(id="job_3", owner="o", dataset_id="ds", config={}, cancel_requested=True))
     assert sorted(reconcile(settings, dispatcher)["resent"]) == ["job_1", "job_2"]
     assert reconcile(settings, dispatcher)["resent"] == []  # enqueued_at was refreshed
+
+
+def test_a_job_lost_on_every_attempt_fails_at_the_retry_limit(tmp_path) -> None:
+    """A poison job (its worker dies each time) is retried up to max_job_attempts, then fails
+    with the reason, and is not sent again."""
+    settings = Settings(home=tmp_path / "home", job_lease_seconds=60, max_job_attempts=2)
+    settings.ensure_dirs()
+    upgrade_database(settings.effective_database_url)
+    url = settings.effective_database_url
+    with session_scope(url) as session:
+        session.add(Job(id="job_p", owner="o", dataset_id="ds", config={}, enqueued_at=now()))
+    dispatcher = RecordingDispatcher(settings)
+    for attempt in (1, 2):
+        with session_scope(url) as session:
+            assert claim(session, Job, "job_p", f"w{attempt}") == attempt
+            session.flush()
+            session.get(Job, "job_p").heartbeat_at = now() - timedelta(seconds=61)
+        requeued = reconcile(settings, dispatcher)["requeued"]
+        assert requeued == (["job_p"] if attempt == 1 else [])
+    assert dispatcher.sent == ["job_p"]
+    with session_scope(url) as session:
+        job = session.get(Job, "job_p")
+        assert job.state == "failed" and job.finished_at is not None
+        assert job.failure_reason.startswith("worker lost 2 times")
+        assert claim(session, Job, "job_p", "w3") == 0
+        logs = [row.message for row in session.query(JobLog).filter_by(job_id="job_p")]
+        assert logs[-1].endswith("failed: lost on 2 attempts")
