@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -18,12 +18,20 @@ from elmo_core.data.vocabulary import DatasetFormat, EmptyRowsPolicy
 from elmo_core.errors import ConfigError
 from elmo_core.precision import KahanDtype, Precision
 
+MAX_K = 10_000
+"""The largest k a metric may be computed at."""
 SPARSE_ENCODER_LR = 1e-3
 TRANSFORMER_ENCODER_LR = 1e-4
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+BIG = 10**12
+"""The bound of every count in a config (points, features, steps): any real run is far below it,
+and a larger integer is refused here rather than overflowing a planner or an allocator later."""
+ChunkSize = Annotated[int, Field(ge=1, le=2**31, strict=True)]
 
 
 class DataConfig(_Section):
@@ -32,9 +40,15 @@ class DataConfig(_Section):
     format: DatasetFormat = "auto"
     empty_rows: EmptyRowsPolicy = "keep"
     max_train_points: int | None = Field(
-        None, ge=1, description="Use only the first N train points (points are in random order)."
+        None,
+        ge=1,
+        le=BIG,
+        strict=True,
+        description="Use only the first N train points (points are in random order).",
     )
-    max_test_points: int | None = Field(None, ge=1, description="Use only the first N test points.")
+    max_test_points: int | None = Field(
+        None, ge=1, le=BIG, strict=True, description="Use only the first N test points."
+    )
     validation_fraction: float = Field(
         0.05,
         ge=0.0,
@@ -43,7 +57,11 @@ class DataConfig(_Section):
         "the model (never the test split); 0: no slice, the last epoch is the model.",
     )
     max_validation_points: int = Field(
-        10_000, ge=1, description="At most this many points in the validation slice."
+        10_000,
+        ge=1,
+        le=BIG,
+        strict=True,
+        description="At most this many points in the validation slice.",
     )
     label_texts_as_points: bool = Field(
         False,
@@ -57,18 +75,20 @@ class TfidfConfig(_Section):
 
     mode: Literal["vocab", "hash"] = "vocab"
     bigrams: bool = True
-    min_df: int = Field(2, ge=1)
-    max_features: int = Field(500_000, ge=1)
-    num_buckets: int = Field(2**20, ge=1)
+    min_df: int = Field(2, ge=1, le=BIG, strict=True)
+    max_features: int = Field(500_000, ge=1, le=10**8, strict=True)
+    num_buckets: int = Field(2**20, ge=1, le=2**28, strict=True)
 
 
 class EncoderConfig(_Section):
     """The encoder: `tfidf`, `features` (a dataset's sparse features), `minilm` or `hf:PATH`."""
 
     name: str = "tfidf"
-    dim: int = Field(512, ge=1, description="Embedding width of the sparse encoder.")
+    dim: int = Field(
+        512, ge=1, le=65_536, strict=True, description="Embedding width of the sparse encoder."
+    )
     tfidf: TfidfConfig = TfidfConfig()
-    mlp_layers: int = Field(0, ge=0)
+    mlp_layers: int = Field(0, ge=0, le=64, strict=True)
     activation: Literal["relu", "gelu", "tanh"] = "gelu"
     init_std: float = Field(0.05, gt=0.0)
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Embedding dropout before the head.")
@@ -77,7 +97,9 @@ class EncoderConfig(_Section):
         ge=0.0,
         description="Append this constant to each embedding: a per-label bias (0: off).",
     )
-    max_length: int = Field(128, ge=8, description="Transformer: max tokens per text.")
+    max_length: int = Field(
+        128, ge=8, le=8192, strict=True, description="Transformer: max tokens per text."
+    )
     float8: bool = Field(
         False, description="Transformer on Hopper: torchao float8 training of the linear layers."
     )
@@ -103,7 +125,7 @@ class EncoderConfig(_Section):
 class HeadConfig(_Section):
     """Options of the low-precision head (`elmo_core.head.XMCHead`)."""
 
-    chunk_size: int | Literal["auto"] | None = None
+    chunk_size: ChunkSize | Literal["auto"] | None = None
     head_ratio: float = Field(0.0, ge=0.0, le=1.0, description="Kahan on this fraction of labels.")
     kahan_dtype: KahanDtype = "bf16"
     weight_decay: float = Field(0.0, ge=0.0)
@@ -145,9 +167,11 @@ class FusionConfig(_Section):
     neighbour_weight: float = Field(
         1.0, ge=0.0, le=100.0, description="a: labels of the nearest train points (TF-IDF)."
     )
-    neighbours: int = Field(50, ge=1, le=1000, description="Train points in the neighbour vote.")
+    neighbours: int = Field(
+        50, ge=1, le=1000, strict=True, description="Train points in the neighbour vote."
+    )
     candidates: int = Field(
-        100, ge=1, le=10_000, description="Head and label-text candidates per text."
+        100, ge=1, le=10_000, strict=True, description="Head and label-text candidates per text."
     )
     char_ngrams: tuple[int, int] = Field((3, 5), description="Character n-gram lengths (lo, hi).")
     min_df: int = Field(2, ge=1, description="Keep character n-grams in >= this many texts.")
@@ -177,8 +201,8 @@ class EvalConfig(_Section):
 
     every_epoch: bool = True
     split: Literal["validation", "test"] = "validation"
-    ks: list[int] = Field(default_factory=lambda: [1, 3, 5])
-    batch_size: int = Field(512, ge=1)
+    ks: list[Annotated[int, Field(strict=True)]] = Field(default_factory=lambda: [1, 3, 5])
+    batch_size: int = Field(512, ge=1, le=2**20, strict=True)
     propensity_a: float = 0.55
     propensity_b: float = 1.5
     select_metric: str = "P@1"
@@ -186,15 +210,19 @@ class EvalConfig(_Section):
     @field_validator("ks")
     @classmethod
     def _positive_ks(cls, value: list[int]) -> list[int]:
-        if not value or any(k < 1 for k in value):
-            raise ValueError(f"ks must be a non-empty list of positive integers, got {value}")
+        if not value or any(not 1 <= k <= MAX_K for k in value):
+            raise ValueError(
+                f"ks must be a non-empty list of integers in [1, {MAX_K}], got {value}"
+            )
         return sorted(set(value))
 
 
 class CheckpointConfig(_Section):
     """When to write a resumable checkpoint (always at the end of each epoch)."""
 
-    every_steps: int = Field(0, ge=0, description="Also every N steps (0: only each epoch).")
+    every_steps: int = Field(
+        0, ge=0, le=BIG, strict=True, description="Also every N steps (0: only each epoch)."
+    )
     keep: bool = Field(
         False,
         description="Keep the last checkpoint once the run has finished; by default it is deleted "
@@ -211,14 +239,18 @@ class TrainConfig(_Section):
     head: HeadConfig = HeadConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     fusion: FusionConfig = FusionConfig()
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
-    seed: int = 0
+    epochs: int = Field(10, ge=1, le=100_000, strict=True)
+    batch_size: int = Field(128, ge=1, le=2**20, strict=True)
+    seed: int = Field(0, ge=0, le=2**32 - 1, strict=True)
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    log_every: int = Field(50, ge=1, description="Compute and report the loss every N steps.")
-    threads: int | None = Field(None, ge=1, description="CPU threads for torch (None: default).")
+    log_every: int = Field(
+        50, ge=1, le=BIG, strict=True, description="Compute and report the loss every N steps."
+    )
+    threads: int | None = Field(
+        None, ge=1, le=4096, strict=True, description="CPU threads for torch (None: default)."
+    )
 
     @property
     def encoder_lr(self) -> float:

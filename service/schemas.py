@@ -163,8 +163,8 @@ class PlanRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     config: TrainConfig = Field(default_factory=TrainConfig)
     dataset_id: str | None = None
-    num_labels: int | None = Field(default=None, ge=1)
-    num_features: int | None = Field(default=None, ge=1)
+    num_labels: int | None = Field(default=None, ge=1, le=10**10)
+    num_features: int | None = Field(default=None, ge=1, le=10**10)
     gpu_memory_gib: float | None = Field(
         default=None,
         gt=0,

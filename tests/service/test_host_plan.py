@@ -39,3 +39,24 @@ def test_host_plan_is_reported_and_enforced(tmp_path: Path) -> None:
         assert (
             client.post("/v1/plan", headers=headers, json={"num_labels": 5}).json()["host"] is None
         )
+
+
+def test_huge_integers_get_a_422_naming_the_field(tmp_path: Path) -> None:
+    """Integers past every bound (10^400) are refused at submission, never a 500 in a planner."""
+    settings = Settings(home=tmp_path / "home")
+    with TestClient(create_app(settings)) as client:
+        with session_scope(settings.effective_database_url) as session:
+            _, token = create_api_key(session, "ivan")
+        headers = {"Authorization": f"Bearer {token}"}
+        huge = 10**400
+        r = client.post("/v1/plan", headers=headers, json={"num_labels": huge})
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "num_labels"]
+        body = {"num_labels": 10, "config": {"batch_size": huge}}
+        r = client.post("/v1/plan", headers=headers, json=body)
+        assert r.status_code == 422
+        assert r.json()["errors"][0]["loc"][:3] == ["body", "config", "batch_size"]
+        r = client.post(
+            "/v1/jobs", headers=headers, json={"dataset_id": "ds_x", "config": {"epochs": huge}}
+        )
+        assert r.status_code == 422
+        assert r.json()["errors"][0]["loc"][:3] == ["body", "config", "epochs"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -51,3 +52,27 @@ def test_encoder_lr_defaults_to_the_encoder_kind_and_an_explicit_value_wins():
     assert json.loads(TrainConfig().to_json())["schedule"]["encoder_lr"] is None
     with pytest.raises(ConfigError, match=r"schedule\.encoder_lr"):
         parse_config({"schedule": {"encoder_lr": 0}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        ({"epochs": 10**400}, "epochs"),
+        ({"seed": 2**70}, "seed"),
+        ({"threads": 10**12}, "threads"),
+        ({"head": {"chunk_size": 0}}, "head.chunk_size"),
+        ({"eval": {"ks": [10**9]}}, "eval.ks"),
+        ({"encoder": {"tfidf": {"num_buckets": 2**40}}}, "encoder.tfidf.num_buckets"),
+        ({"encoder": {"dim": 10**7}}, "encoder.dim"),
+        ({"schedule": {"head_lr": float("nan")}}, "schedule.head_lr"),
+        ({"schedule": {"encoder_lr": float("inf")}}, "schedule.encoder_lr"),
+        ({"epochs": "1"}, "epochs"),
+        ({"epochs": True}, "epochs"),
+        ({"eval": {"ks": ["5"]}}, "eval.ks"),
+    ],
+)
+def test_out_of_bounds_non_finite_and_loosely_typed_values_are_refused(raw, where):
+    """Every number is bounded, floats are finite and integers are integers: a config that
+    could never run (or would overflow a planner) is refused up front, naming the field."""
+    with pytest.raises(ConfigError, match=rf"config: {re.escape(where)}"):
+        parse_config(raw)
