@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         description="Host RAM of a training worker; jobs whose host plan exceeds it are "
         "rejected. Unset (the default): the plan is reported, not checked.",
     )
+    encoder_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Directories inside which jobs may name `hf:PATH` encoders (JSON list); "
+        "empty (the default): hf: encoders are refused.",
+    )
     max_job_attempts: int | None = Field(
         default=3,
         ge=1,

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.core.config import Settings
+from service.core.encoder_policy import check_encoder_allowed
 from service.core.planning import plan_for, worker_gpu_for
 from service.crud import get_owned
 from service.errors import Conflict, Unprocessable
@@ -96,6 +97,7 @@ def submit_training_job(
         existing = _by_idempotency_key(session, Job, owner, idempotency_key)
         if existing is not None:
             return _replay(existing, same(existing))
+    check_encoder_allowed(request.config, settings)
     dataset = get_owned(session, Dataset, request.dataset_id, owner)
     gpu = worker_gpu_for(request.config, settings)
     host = settings.worker_host_memory_gib
