@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -85,6 +86,27 @@ def get_owner(key: CurrentKey) -> str:
 
 
 OwnerDep = Annotated[str, Depends(get_owner)]
+
+
+def require_metrics_access(
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """`/metrics` is behind a key: the scraper's `ELMO_METRICS_TOKEN` where it is set, else any
+    valid API key; 401 otherwise."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("send the metrics token or an API key as 'Authorization: Bearer ...'")
+    token = settings.metrics_token
+    if token is not None:
+        if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise Unauthorized("wrong metrics token")
+        return
+    if lookup_key(session, credentials.credentials) is None:
+        raise Unauthorized("unknown or revoked API key")
+
+
+MetricsAccess = Annotated[None, Depends(require_metrics_access)]
 
 
 def get_dispatcher(request: Request) -> Dispatcher:

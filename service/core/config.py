@@ -69,6 +69,10 @@ class Settings(BaseSettings):
         description="Host RAM of a training worker; jobs whose host plan exceeds it are "
         "rejected. Unset (the default): the plan is reported, not checked.",
     )
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token of the Prometheus scraper for /metrics; unset: any API key.",
+    )
     encoder_dirs: list[Path] = Field(
         default_factory=list,
         description="Directories inside which jobs may name `hf:PATH` encoders (JSON list); "

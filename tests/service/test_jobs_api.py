@@ -148,10 +148,12 @@ def test_plan_endpoint(client: TestClient, dataset) -> None:
 
 
 def test_health_metrics_and_problems(client: TestClient, dataset) -> None:
+    headers, _ = dataset
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready == {"status": "ok", "database": "ok", "broker": "ok"}
-    text = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 401  # behind a key
+    text = client.get("/metrics", headers=headers).text
     assert 'elmo_jobs{state="queued"} 0.0' in text
     assert 'elmo_http_requests_total{method="POST",route="/v1/datasets",status="201"} 1.0' in text
     r = client.get("/v1/nothing-here")

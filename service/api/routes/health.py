@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
-from service.api.deps import DispatcherDep, SessionDep
+from service.api.deps import DispatcherDep, MetricsAccess, SessionDep
 from service.errors import NotReady
 from service.jobs import JobState
 from service.models import Job, PredictJob
@@ -40,8 +40,9 @@ def readyz(session: SessionDep, dispatcher: DispatcherDep) -> dict[str, str]:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics(request: Request, session: SessionDep) -> Response:
-    """Request counters and latencies, jobs by state, cached models (text exposition format)."""
+def metrics(request: Request, session: SessionDep, _: MetricsAccess) -> Response:
+    """Request counters and latencies, jobs by state (all owners together), cached models (text
+    exposition format); behind the metrics token or an API key."""
     m = request.app.state.metrics
     for table, gauge in ((Job, m.jobs), (PredictJob, m.predict_jobs)):
         counts = dict(
