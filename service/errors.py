@@ -43,6 +43,13 @@ class PayloadTooLarge(ServiceError):
     status, slug, title = 413, "too-large", "Payload too large"
 
 
+class TooManyRequests(ServiceError):
+    """The server is at a configured concurrency limit; the client may retry after a while."""
+
+    status, slug, title = 429, "too-many-requests", "Too many requests"
+    retry_after_s = 1
+
+
 class UnsupportedUpload(ServiceError):
     """The uploaded file type is not one the service reads."""
 

@@ -7,6 +7,7 @@ machine without internet access.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.dispatcher = Dispatcher(settings)
     app.state.model_cache = ModelCache(settings.model_cache_size)
+    app.state.predict_slots = threading.BoundedSemaphore(settings.max_concurrent_predicts)
     app.state.metrics = ApiMetrics()
     install_problem_handlers(app)
     for module in (health, keys, datasets, jobs, models, predict_jobs, plan):

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from elmo_core.errors import ConfigError, DatasetFormatError
 from service.core.archive import ArchiveTooLargeError, UnsafeArchiveError
-from service.errors import ServiceError
+from service.errors import ServiceError, TooManyRequests
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -52,7 +52,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service(request: Request, exc: ServiceError) -> JSONResponse:
-        return problem(request, exc.status, exc.slug, exc.title, exc.detail, **exc.extra)
+        response = problem(request, exc.status, exc.slug, exc.title, exc.detail, **exc.extra)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(DatasetFormatError)
     async def _dataset(request: Request, exc: DatasetFormatError) -> JSONResponse:

@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     max_predict_texts: int = Field(default=256, description="Most texts in one predict call.")
     max_predict_k: int = Field(default=1000, description="Largest k of a predict call.")
     max_text_chars: int = Field(default=100_000, description="Longest text accepted to predict.")
+    max_predict_chars: int = Field(
+        default=1_000_000, description="Most characters in all the texts of one predict call."
+    )
+    max_concurrent_predicts: int = Field(
+        default=4,
+        ge=1,
+        description="Predict calls the API process scores at once; more get 429 + Retry-After.",
+    )
     model_cache_size: int = Field(default=4, description="Models kept loaded in the API process.")
 
     worker_gpu_memory_gib: float | None = Field(

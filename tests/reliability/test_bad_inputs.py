@@ -407,8 +407,15 @@ CASES = [
         "unknown-encoder",
         _train({**TINY, "encoder": {"name": "hf:/nonexistent"}}),
         422,
-        "config",
-        "encoder 'hf:/nonexistent'",
+        "unprocessable",
+        "hf: encoders are not enabled on this server",
+    ),
+    (
+        "predict-too-many-characters",
+        _predict_body({"texts": ["word " * 1000] * 250}),
+        413,
+        "too-large",
+        "1250000 characters in one request; the limit is 1000000",
     ),
 ]
 
@@ -440,3 +447,20 @@ def test_plan_with_an_absurd_gpu_size_is_a_4xx(ctx: Ctx) -> None:
     response = ctx.client.post("/v1/plan", headers=ctx.headers, json=body)
     assert response.status_code == 422, response.text
     assert _snapshot(ctx) == ctx.before
+
+
+def test_predict_past_the_concurrency_limit_gets_429_with_retry_after(ctx: Ctx) -> None:
+    slots = ctx.client.app.state.predict_slots
+    taken = 0
+    while slots.acquire(blocking=False):  # every slot busy, as under max_concurrent_predicts calls
+        taken += 1
+    try:
+        assert taken == ctx.settings.max_concurrent_predicts
+        url = f"/v1/models/{ctx.model['id']}/predict"
+        response = ctx.client.post(url, headers=ctx.headers, json={"texts": TEXTS})
+        assert response.status_code == 429 and response.headers["Retry-After"] == "1"
+        assert response.json()["type"] == "urn:elmo:problem:too-many-requests"
+    finally:
+        for _ in range(taken):
+            slots.release()
+    assert _predict(ctx.client, ctx.headers, ctx.model["id"]) == ctx.predictions

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 
 from service.api.deps import LimitQuery, OffsetQuery, OwnerDep, SessionDep, SettingsDep
 from service.crud import get_owned, list_owned
-from service.errors import PayloadTooLarge, Unprocessable
+from service.errors import PayloadTooLarge, TooManyRequests, Unprocessable
 from service.models import Model
 from service.schemas import ModelOut, PredictRequest, PredictResponse
 
@@ -56,7 +57,9 @@ def predict(
 ) -> PredictResponse:
     """Per text, the k best labels with their texts and scores in [0, 1] (fused with text priors).
 
-    413 past `max_predict_texts` texts or `max_text_chars` characters in a text; 422 past
+    413 past `max_predict_texts` texts, `max_text_chars` characters in a text or
+    `max_predict_chars` in all; 429 (Retry-After) while `max_concurrent_predicts` calls are
+    being scored; 422 past
     `max_predict_k` (k, or the labels excluded for one text), or for `exclude_label_ids` without
     one list per text or with an id outside the model's labels. k larger than the label count
     returns every label.
@@ -65,14 +68,21 @@ def predict(
     check_predict_limits(settings, body.texts, body.k, body.exclude_label_ids)
     path = row.path
     session.close()
-    predictor = request.app.state.model_cache.get(model_id, path)
-    k = min(body.k, predictor.num_labels)
+    slots: threading.BoundedSemaphore = request.app.state.predict_slots
+    if not slots.acquire(blocking=False):
+        raise TooManyRequests(
+            f"{settings.max_concurrent_predicts} predict calls are being scored; retry shortly"
+        )
     try:
+        predictor = request.app.state.model_cache.get(model_id, path)
+        k = min(body.k, predictor.num_labels)
         predictions = predictor.predict(
             body.texts, k=k, threshold=body.threshold, exclude=body.exclude_label_ids
         )
     except ValueError as exc:
         raise Unprocessable(f"exclude_label_ids: {exc}") from None
+    finally:
+        slots.release()
     request.app.state.metrics.predictions.inc(len(body.texts))
     return PredictResponse(model_id=model_id, k=k, predictions=predictions)
 
@@ -85,6 +95,11 @@ def check_predict_limits(
         raise PayloadTooLarge(
             f"{len(texts)} texts in one request; the limit is {settings.max_predict_texts} "
             "(use a predict job for large batches)"
+        )
+    total = sum(len(t) for t in texts)
+    if total > settings.max_predict_chars:
+        raise PayloadTooLarge(
+            f"{total} characters in one request; the limit is {settings.max_predict_chars}"
         )
     longest = max((len(t) for t in texts), default=0)
     if longest > settings.max_text_chars:
