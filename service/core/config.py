@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     max_predict_chars: int = Field(
         default=1_000_000, description="Most characters in all the texts of one predict call."
     )
+    max_predict_job_texts: int = Field(
+        default=1_000_000, ge=1, description="Most texts in one predict job's file (413 past it)."
+    )
     max_concurrent_predicts: int = Field(
         default=4,
         ge=1,

@@ -378,6 +378,13 @@ CASES = [
     ),
     ("predict-job-k-zero", _predict_job("t.jsonl", b'"x"\n', k="0"), 422, "validation", "body.k"),
     (
+        "predict-job-too-many-texts",
+        _predict_job("t.txt", b"x\n" * 1_000_001),
+        413,
+        "too-large",
+        "more than 1000000 texts in one predict job (line 1000001)",
+    ),
+    (
         "unknown-model",
         lambda ctx: ctx.client.post(
             "/v1/models/mdl_nope/predict", headers=ctx.headers, json={"texts": ["x"]}

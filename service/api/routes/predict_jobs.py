@@ -24,7 +24,7 @@ from service.api.links import id_links
 from service.core.config import Settings
 from service.core.uploads import safe_filename, save_stream, scratch_dir
 from service.crud import get_owned, list_owned
-from service.errors import Conflict, UnsupportedUpload
+from service.errors import Conflict, PayloadTooLarge, UnsupportedUpload
 from service.jobs import JobState, lifecycle
 from service.models import PredictJob
 from service.schemas import PredictJobOut
@@ -40,9 +40,12 @@ def predict_job_out(job: PredictJob) -> PredictJobOut:
     return out
 
 
-def read_texts(path: Path, display_name: str, max_chars: int) -> list[str]:
+def read_texts(
+    path: Path, display_name: str, max_chars: int, max_texts: int | None = None
+) -> list[str]:
     """Texts of an uploaded file: JSONL (`{"text": ...}` or a JSON string per line) or plain
-    text (one per line). DatasetFormatError names the line of any defect."""
+    text (one per line). DatasetFormatError names the line of any defect; PayloadTooLarge when
+    the file holds more than `max_texts` texts (read no further)."""
     jsonl = display_name.lower().endswith((".jsonl", ".json"))
     texts: list[str] = []
     with path.open("rb") as handle:
@@ -59,6 +62,11 @@ def read_texts(path: Path, display_name: str, max_chars: int) -> list[str]:
                     display_name, number, f"text of {len(text)} characters (limit {max_chars})"
                 )
             texts.append(text)
+            if max_texts is not None and len(texts) > max_texts:
+                raise PayloadTooLarge(
+                    f"more than {max_texts} texts in one predict job (line {number}); "
+                    "split the file"
+                )
     if not texts:
         raise DatasetFormatError(display_name, 0, "no texts in the file")
     return texts
@@ -129,7 +137,7 @@ def _upload_texts(file: UploadFile, settings: Settings) -> list[str]:
     try:
         raw = scratch / name
         save_stream(file.file, raw, settings.max_upload_bytes)
-        return read_texts(raw, name, settings.max_text_chars)
+        return read_texts(raw, name, settings.max_text_chars, settings.max_predict_job_texts)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
