@@ -203,6 +203,7 @@ class PredictJob(Base):
     input_path: Mapped[str] = mapped_column(Text)
     output_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
     enqueued_at: Mapped[datetime | None] = mapped_column(nullable=True)

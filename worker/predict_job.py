@@ -48,15 +48,24 @@ def run_predict_job(settings: Settings, job_id: str, worker: str | None = None) 
             predictor = Predictor.load(model_path)
             texts = [json.loads(line) for line in input_path.read_text("utf-8").splitlines()]
             tmp = output.with_suffix(".tmp")
+            cancelled = False
             with tmp.open("w", encoding="utf-8") as out:
                 for start in range(0, len(texts), BATCH):
+                    with session_scope(db) as session:
+                        cancelled = lifecycle.poll_cancel(session, job_id, attempt, PredictJob)
+                    if cancelled:
+                        break
                     batch = texts[start : start + BATCH]
                     preds = predictor.predict(batch, k=k, threshold=threshold)
                     for offset, labels in enumerate(preds):
                         row = {"index": start + offset, "labels": labels}
                         out.write(json.dumps(row) + "\n")
-            tmp.replace(output)
-            state, reason = JobState.SUCCEEDED, None
+            if cancelled:
+                tmp.unlink(missing_ok=True)
+                state, reason = JobState.CANCELLED, None
+            else:
+                tmp.replace(output)
+                state, reason = JobState.SUCCEEDED, None
         except LeaseLost:
             return None
         except Exception as exc:

@@ -263,11 +263,13 @@ def _enqueue(session: Session, job: Job | PredictJob, send: Callable[[str], None
 # --- cancel (the API) ---------------------------------------------------------------------------
 
 
-def request_cancel(session: Session, owner: str, job_id: str) -> Job:
-    """Cancel a training job: a queued one at once, a running one at its next step (cooperative).
-
-    Raises NotFound, or Conflict when the job has already finished.
+def request_cancel(session: Session, owner: str, job_id: str, table: type = Job) -> Any:
+    """Cancel a training job (or, with `table=PredictJob`, a predict job): a queued one at once,
+    a running one cooperatively (a training job at its next step, a predict job at its next
+    batch). Raises NotFound, or Conflict when the job has already finished.
     """
+    if table is PredictJob:
+        return _request_predict_cancel(session, owner, job_id)
     job = get_owned(session, Job, job_id, owner)
     if job.state in TERMINAL_STATES:
         raise Conflict(f"job {job_id!r} has already finished ({job.state})")
@@ -285,6 +287,25 @@ def request_cancel(session: Session, owner: str, job_id: str) -> Job:
     return job
 
 
+def _request_predict_cancel(session: Session, owner: str, job_id: str) -> PredictJob:
+    job = get_owned(session, PredictJob, job_id, owner)
+    if job.state in TERMINAL_STATES:
+        raise Conflict(f"predict job {job_id!r} has already finished ({job.state})")
+    done = _changed(
+        session,
+        update(PredictJob)
+        .where(PredictJob.id == job_id, PredictJob.state == JobState.QUEUED)
+        .values(state=JobState.CANCELLED, cancel_requested=True, finished_at=utcnow()),
+    )
+    if not done:
+        session.execute(
+            update(PredictJob).where(PredictJob.id == job_id).values(cancel_requested=True)
+        )
+    session.commit()
+    session.refresh(job)
+    return job
+
+
 # --- claim, fence, finish (the worker) ----------------------------------------------------------
 
 
@@ -296,9 +317,10 @@ def claim(session: Session, table: JobTable, job_id: str, worker: str) -> int:
     row: Job | PredictJob | None = session.get(table, job_id)  # type: ignore[assignment]
     if row is None or row.state != JobState.QUEUED:
         return 0
-    if isinstance(row, Job) and row.cancel_requested:
+    if row.cancel_requested:
         row.state, row.finished_at = JobState.CANCELLED, utcnow()
-        add_log(session, job_id, "cancelled before it started")
+        if isinstance(row, Job):
+            add_log(session, job_id, "cancelled before it started")
         return 0
     attempt = row.attempt + 1
     values: dict[str, object] = {
@@ -352,9 +374,10 @@ def finish(
     fenced_update(session, table, job_id, attempt, state=state, finished_at=utcnow(), **values)
 
 
-def poll_cancel(session: Session, job_id: str, attempt: int) -> bool:
-    """Whether the held training job was asked to cancel; LeaseLost if it is not held any more."""
-    job = session.get(Job, job_id)
+def poll_cancel(session: Session, job_id: str, attempt: int, table: type = Job) -> bool:
+    """Whether the held job (training, or `table=PredictJob`) was asked to cancel; LeaseLost if
+    it is not held any more."""
+    job = session.get(table, job_id)
     if job is None or job.attempt != attempt or job.state != JobState.RUNNING:
         raise LeaseLost(job_id)
     return job.cancel_requested

@@ -142,6 +142,18 @@ def _upload_texts(file: UploadFile, settings: Settings) -> list[str]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+@router.post(
+    "/v1/predict-jobs/{job_id}/cancel",
+    status_code=202,
+    response_model=PredictJobOut,
+    summary="Cancel a predict job",
+)
+def cancel_predict_job(job_id: str, session: SessionDep, owner: OwnerDep) -> PredictJobOut:
+    """A queued predict job is cancelled at once; a running one stops before its next batch of
+    texts (its partial results are discarded). 409 once it has finished."""
+    return predict_job_out(lifecycle.request_cancel(session, owner, job_id, PredictJob))
+
+
 @router.get("/v1/predict-jobs", response_model=list[PredictJobOut], summary="List predict jobs")
 def list_predict_jobs(
     session: SessionDep,
