@@ -160,6 +160,62 @@ def keys_create(
     typer.echo(token)
 
 
+@keys_app.command("list")
+def keys_list(
+    name: Annotated[str | None, typer.Option(help="Only this owner's keys.")] = None,
+) -> None:
+    """List keys (id, owner, prefix, created, active or revoked); secrets are never stored."""
+    from service.core.db import session_scope
+    from service.core.security import list_keys
+
+    settings = get_settings()
+    with session_scope(settings.effective_database_url) as session:
+        for row in list_keys(session, name):
+            state = "revoked" if row.revoked else "active"
+            typer.echo(
+                f"{row.id}	{row.owner}	{row.prefix}...	{row.created_at:%Y-%m-%d}	{state}"
+            )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (elmo keys list).")],
+) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    from service.core.db import session_scope
+    from service.core.security import revoke_key
+
+    settings = get_settings()
+    with session_scope(settings.effective_database_url) as session:
+        row = revoke_key(session, key_id)
+        if row is None:
+            typer.echo(
+                f"error: no key {key_id!r} in {_shown_url(settings.effective_database_url)}",
+                err=True,
+            )
+            raise typer.Exit(2)
+        typer.echo(f"revoked key {row.id} of owner {row.owner!r}", err=True)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key's id (elmo keys list).")],
+) -> None:
+    """Revoke a key and print its replacement for the same owner (shown once, on stdout)."""
+    from service.core.db import session_scope
+    from service.core.security import rotate_key
+
+    settings = get_settings()
+    with session_scope(settings.effective_database_url) as session:
+        rotated = rotate_key(session, key_id)
+        if rotated is None:
+            typer.echo(f"error: no active key {key_id!r}", err=True)
+            raise typer.Exit(2)
+        row, token = rotated
+        typer.echo(f"revoked {key_id}; new key {row.id} for owner {row.owner!r}:", err=True)
+    typer.echo(token)
+
+
 def _shown_url(url: str) -> str:
     """A database URL fit to print: its password, if any, masked."""
     from sqlalchemy.engine import make_url

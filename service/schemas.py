@@ -197,6 +197,23 @@ class PlanOut(BaseModel):
     host: HostPlanOut | None = None
 
 
+class KeyOut(BaseModel):
+    """One of the owner's keys (never its secret)."""
+
+    key_id: str
+    prefix: str
+    created_at: datetime
+    revoked: bool
+
+
+class KeyCreated(BaseModel):
+    """A new key: its token is shown in this response only."""
+
+    key_id: str
+    prefix: str
+    token: str
+
+
 class KeyInfo(BaseModel):
     """Who the presented key belongs to."""
 

@@ -33,3 +33,34 @@ def lookup_key(session: Session, token: str) -> ApiKey | None:
     if row is None or row.revoked:
         return None
     return row
+
+
+def list_keys(session: Session, owner: str | None = None) -> list[ApiKey]:
+    """Every key (or `owner`'s), oldest first: ids, owners, prefixes, revoked flags; no secret."""
+    query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+    if owner is not None:
+        query = query.where(ApiKey.owner == owner)
+    return list(session.scalars(query))
+
+
+def revoke_key(session: Session, key_id: str, owner: str | None = None) -> ApiKey | None:
+    """Revoke key `key_id` (only among `owner`'s keys when given); None when there is no such
+    key. Revoking twice is harmless."""
+    row = session.get(ApiKey, key_id)
+    if row is None or (owner is not None and row.owner != owner):
+        return None
+    row.revoked = True
+    session.flush()
+    return row
+
+
+def rotate_key(
+    session: Session, key_id: str, owner: str | None = None
+) -> tuple[ApiKey, str] | None:
+    """Revoke key `key_id` and create its replacement for the same owner; return the new row and
+    token (shown once), or None when there is no such active key."""
+    row = session.get(ApiKey, key_id)
+    if row is None or row.revoked or (owner is not None and row.owner != owner):
+        return None
+    row.revoked = True
+    return create_api_key(session, row.owner)
