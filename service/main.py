@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -21,6 +22,7 @@ from service.core.limits import BodySizeLimit
 from service.core.migrate import upgrade_database
 from service.core.model_cache import ModelCache
 from service.core.observability import ApiMetrics, MetricsMiddleware
+from service.core.security import key_is_valid
 from service.queue import Dispatcher
 
 MAX_JSON_BYTES = 64 << 20
@@ -55,6 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(
-        BodySizeLimit, max_upload_bytes=settings.max_upload_bytes, max_json_bytes=MAX_JSON_BYTES
+        BodySizeLimit,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_json_bytes=MAX_JSON_BYTES,
+        key_is_valid=partial(key_is_valid, settings.effective_database_url),
     )
     return app

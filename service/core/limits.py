@@ -1,56 +1,127 @@
-"""Reject request bodies over the configured size from their Content-Length, before parsing."""
+"""The gate in front of every route: a body-carrying /v1 request needs a valid key before a byte
+of its body is read, and a body may not grow past its limit, whether the client announced its
+size (Content-Length, refused up front) or streams it (chunked: cut off at the limit)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import anyio.to_thread
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import PayloadTooLarge
 
 MULTIPART_SLACK = 1 << 20
 
 
+BODY_METHODS = (b"POST", b"PUT", b"PATCH")
+
+
+class BodyTooLarge(PayloadTooLarge):
+    """A streamed request body went past its limit (raised from `receive`, rendered as 413)."""
+
+
 class BodySizeLimit:
-    """ASGI middleware: 413 problem+json when Content-Length exceeds the limit.
+    """ASGI middleware: 401 for a /v1 body without a valid key (the body is never read), 413
+    problem+json when Content-Length exceeds the limit or a streamed body grows past it.
 
     Multipart uploads get `max_upload_bytes` (+1 MiB for the form envelope), other bodies
-    `max_json_bytes`. Uploads without a Content-Length are checked after receipt by the route.
+    `max_json_bytes`. `key_is_valid(token)` checks a bearer token (a database lookup, run in a
+    thread).
     """
 
-    def __init__(self, app: ASGIApp, max_upload_bytes: int, max_json_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_upload_bytes: int,
+        max_json_bytes: int,
+        key_is_valid: Callable[[str], bool],
+    ) -> None:
         self.app = app
         self.max_upload = max_upload_bytes + MULTIPART_SLACK
         self.max_json = max_json_bytes
+        self.key_is_valid = key_is_valid
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = dict(scope.get("headers") or [])
-            length = headers.get(b"content-length")
-            ctype = headers.get(b"content-type", b"")
-            limit = self.max_upload if ctype.startswith(b"multipart/") else self.max_json
-            if length is not None and length.isdigit() and int(length) > limit:
-                await _too_large(scope, send, int(length), limit)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope.get("method", "").encode() not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if scope.get("path", "").startswith("/v1/") and not await self._authorized(headers):
+            detail = "send a valid API key as 'Authorization: Bearer <key>'"
+            challenge = [(b"www-authenticate", b"Bearer")]
+            await _problem(scope, send, 401, "unauthorized", "Unauthorized", detail, challenge)
+            return
+        length = headers.get(b"content-length")
+        ctype = headers.get(b"content-type", b"")
+        limit = self.max_upload if ctype.startswith(b"multipart/") else self.max_json
+        if length is not None and length.isdigit() and int(length) > limit:
+            detail = f"request body of {int(length)} bytes exceeds the limit of {limit} bytes"
+            await _problem(scope, send, 413, "too-large", "Payload too large", detail)
+            return
+        received = 0
+        detail = f"request body exceeds the limit of {limit} bytes"
+        cut_off = False
+        answered = False
+
+        async def counted() -> Message:
+            nonlocal received, cut_off
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    cut_off = True
+                    raise BodyTooLarge(detail)
+            return message
+
+        async def answer(message: Message) -> None:
+            # once the body was cut off, whatever the app makes of the aborted parse (FastAPI
+            # answers 400) is replaced by the 413 that says why
+            nonlocal answered
+            if not cut_off:
+                await send(message)
+            elif not answered:
+                answered = True
+                await _problem(scope, send, 413, "too-large", "Payload too large", detail)
+
+        await self.app(scope, counted, answer)
+
+    async def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        value = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        return await anyio.to_thread.run_sync(self.key_is_valid, token.strip())
 
 
-async def _too_large(scope: Scope, send: Send, length: int, limit: int) -> None:
+async def _problem(
+    scope: Scope,
+    send: Send,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     body = json.dumps(
         {
-            "type": "urn:elmo:problem:too-large",
-            "title": "Payload too large",
-            "status": 413,
-            "detail": f"request body of {length} bytes exceeds the limit of {limit} bytes",
+            "type": f"urn:elmo:problem:{slug}",
+            "title": title,
+            "status": status,
+            "detail": detail,
             "instance": scope.get("path", ""),
         }
     ).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *(extra_headers or []),
             ],
         }
     )

@@ -64,3 +64,11 @@ def rotate_key(
         return None
     row.revoked = True
     return create_api_key(session, row.owner)
+
+
+def key_is_valid(database_url: str, token: str) -> bool:
+    """Whether `token` is an active key of the database at `database_url` (own session)."""
+    from service.core.db import session_scope
+
+    with session_scope(database_url) as session:
+        return lookup_key(session, token) is not None

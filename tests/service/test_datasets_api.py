@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 from upload_helpers import mini_files, tar_gz
 
 from service.core.config import Settings
+from service.core.db import session_scope
+from service.core.security import create_api_key
 from service.main import create_app
 
 
@@ -108,5 +110,48 @@ def test_declared_oversize_body_is_refused_before_reading(tmp_path) -> None:
     with TestClient(create_app(settings)) as client:
         big = b"x" * (2 << 20)
         r = client.post("/v1/datasets", files={"file": ("d.jsonl", big)})
-        assert r.status_code == 413  # before authentication: the body is never parsed
+        assert r.status_code == 401  # no key: refused before a byte of the body is read
+        assert r.headers["www-authenticate"] == "Bearer"
+        with session_scope(settings.effective_database_url) as session:
+            _, token = create_api_key(session, "kim")
+        headers = {"Authorization": f"Bearer {token}"}
+        r = client.post("/v1/datasets", headers=headers, files={"file": ("d.jsonl", big)})
+        assert r.status_code == 413  # declared too large: refused before parsing
         assert "exceeds the limit" in r.json()["detail"]
+
+
+def test_a_streamed_body_is_cut_off_at_the_limit(tmp_path) -> None:
+    """A chunked upload (no Content-Length) past the limit gets 413 and leaves nothing stored."""
+    settings = Settings(home=tmp_path / "h", max_upload_bytes=1000)
+    with TestClient(create_app(settings)) as client:
+        with session_scope(settings.effective_database_url) as session:
+            _, token = create_api_key(session, "lee")
+        boundary = "elmoboundary"
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            'filename="d.jsonl"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+
+        def chunks():
+            yield head
+            for _ in range(64):
+                yield b"x" * (64 << 10)  # 4 MiB in all, far past 1000 bytes + the envelope
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        r = client.post(
+            "/v1/datasets",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+            },
+            content=chunks(),
+        )
+        assert r.status_code == 413 and "exceeds the limit" in r.json()["detail"]
+        assert list((settings.effective_artifacts_dir / "datasets").glob("*")) == []
+        assert client.get("/v1/datasets", headers={"Authorization": f"Bearer {token}"}).json() == []
+        anonymous = client.post(
+            "/v1/datasets",
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            content=chunks(),
+        )
+        assert anonymous.status_code == 401  # no key: answered before the stream is read
