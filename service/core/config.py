@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     max_predict_job_texts: int = Field(
         default=1_000_000, ge=1, description="Most texts in one predict job's file (413 past it)."
     )
+    max_active_jobs_per_owner: int | None = Field(
+        default=8, ge=1, description="Training jobs one owner may have queued or running (429)."
+    )
+    max_stored_bytes_per_owner: int | None = Field(
+        default=50 * GIB,
+        ge=1,
+        description="Bytes of datasets and models one owner may store (429); `none`: no quota.",
+    )
     max_concurrent_predicts: int = Field(
         default=4,
         ge=1,

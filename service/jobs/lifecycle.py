@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from service.core.config import Settings
 from service.core.encoder_policy import check_encoder_allowed
 from service.core.planning import plan_for, worker_gpu_for
+from service.core.quotas import check_active_jobs
 from service.crud import get_owned
 from service.errors import Conflict, Unprocessable
 from service.jobs.states import TERMINAL_STATES, JobState
@@ -99,6 +100,7 @@ def submit_training_job(
             return _replay(existing, same(existing))
     check_encoder_allowed(request.config, settings)
     dataset = get_owned(session, Dataset, request.dataset_id, owner)
+    check_active_jobs(session, settings, owner)
     gpu = worker_gpu_for(request.config, settings)
     host = settings.worker_host_memory_gib
     plan = plan_for(

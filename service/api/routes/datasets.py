@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from service.api.deps import LimitQuery, OffsetQuery, OwnerDep, SessionDep, SettingsDep
 from service.api.links import id_links
+from service.core.quotas import check_storage
 from service.core.uploads import ingest_dataset, safe_filename
 from service.crud import get_owned, list_owned
 from service.errors import Conflict
@@ -53,6 +54,7 @@ def upload_dataset(
     dest = settings.effective_artifacts_dir / "datasets" / dataset_id
     ds, size, root = ingest_dataset(settings, file.file, file.filename or "upload", dest, format)
     try:
+        check_storage(session, settings, owner, size)
         from elmo_core.data import dataset_stats
 
         stats = dataset_stats(ds)
