@@ -15,6 +15,10 @@ class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+"""A name without control characters (a NUL cannot be stored in PostgreSQL text)."""
+
+
 class DatasetOut(_Out):
     """A validated dataset and its statistics."""
 
@@ -36,7 +40,7 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset_id: str
     config: TrainConfig = Field(default_factory=TrainConfig)
-    name: str | None = Field(default=None, max_length=300)
+    name: str | None = Field(default=None, max_length=300, pattern=PRINTABLE)
 
 
 class Progress(BaseModel):

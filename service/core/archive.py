@@ -18,6 +18,8 @@ from typing import IO
 from elmo_core.errors import ElmoError
 
 CHUNK = 1 << 20
+MAX_DEPTH = 32
+MAX_PATH_CHARS = 1024
 
 
 class UnsafeArchiveError(ElmoError):
@@ -51,9 +53,21 @@ def archive_kind(filename: str) -> str | None:
 
 
 def _safe_relpath(name: str) -> PurePosixPath:
-    """The member path, checked: relative, no `..`, no backslash tricks, not empty."""
+    """The member path, checked: valid UTF-8, relative, no `..`, no backslash tricks, not
+    empty, at most `MAX_DEPTH` levels and `MAX_PATH_CHARS` characters."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafeArchiveError(
+            f"archive member {name!a}: the name is not valid UTF-8"
+        ) from None
     if "\\" in name or "\x00" in name:
         raise UnsafeArchiveError(f"archive member {name!r}: invalid characters in the path")
+    if len(name) > MAX_PATH_CHARS or name.count("/") >= MAX_DEPTH:
+        raise UnsafeArchiveError(
+            f"archive member {name[:80]!r}...: deeper than {MAX_DEPTH} levels or longer than "
+            f"{MAX_PATH_CHARS} characters"
+        )
     path = PurePosixPath(name)
     if path.is_absolute() or (len(name) > 1 and name[1] == ":"):
         raise UnsafeArchiveError(f"archive member {name!r}: absolute paths are not allowed")
@@ -126,7 +140,9 @@ def extract_archive(archive: Path, kind: str, dest: Path, limits: ArchiveLimits)
             except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
                 if isinstance(exc, FileNotFoundError | PermissionError):
                     raise
-                raise UnsafeArchiveError(f"cannot read the archive: {exc}") from exc
+                # an OSError's text can carry a server path: only its reason is shown
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise UnsafeArchiveError(f"cannot read the archive: {reason}") from exc
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise

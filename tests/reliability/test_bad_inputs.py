@@ -135,6 +135,32 @@ def _zip(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def _latin1_tar() -> bytes:
+    """A tar whose member name is Latin-1, not UTF-8 (reads back with a lone surrogate)."""
+    buffer = io.BytesIO()
+    with tarfile.open(
+        fileobj=buffer, mode="w:gz", encoding="latin-1", format=tarfile.GNU_FORMAT
+    ) as tar:
+        data = b"x\n"
+        info = tarfile.TarInfo("mini/caf\xe9.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _named(kind: str, name: str) -> Callable[[Ctx], httpx.Response]:
+    def send(ctx: Ctx) -> httpx.Response:
+        if kind == "job":
+            body = {"dataset_id": ctx.dataset["id"], "config": TINY, "name": name}
+            return ctx.client.post("/v1/jobs", headers=ctx.headers, json=body)
+        files = {"file": ("d.tar.gz", tar_gz(mini_files(), prefix="mini/"))}
+        return ctx.client.post(
+            "/v1/datasets", headers=ctx.headers, files=files, data={"name": name}
+        )
+
+    return send
+
+
 def _upload(name: str, payload: bytes | Callable[[], bytes]) -> Callable[[Ctx], httpx.Response]:
     def send(ctx: Ctx) -> httpx.Response:
         data = payload() if callable(payload) else payload
@@ -417,6 +443,22 @@ CASES = [
         "unprocessable",
         "hf: encoders are not enabled on this server",
     ),
+    (
+        "archive-1200-levels-deep",
+        _upload("deep.zip", _zip({"a/" * 1200 + "f.txt": b"x"})),
+        422,
+        "unsafe-archive",
+        "deeper than 32 levels",
+    ),
+    (
+        "archive-member-name-not-utf8",
+        _upload("latin.tar.gz", _latin1_tar),
+        422,
+        "unsafe-archive",
+        "the name is not valid UTF-8",
+    ),
+    ("job-name-with-nul", _named("job", "a\x00b"), 422, "validation", "body.name"),
+    ("dataset-name-with-control", _named("dataset", "x\x1by"), 422, "validation", "name"),
     (
         "predict-too-many-characters",
         _predict_body({"texts": ["word " * 1000] * 250}),

@@ -16,7 +16,7 @@ from service.crud import get_owned, list_owned
 from service.errors import Conflict
 from service.jobs import ACTIVE_STATES
 from service.models import Dataset, Job, new_id
-from service.schemas import DatasetOut
+from service.schemas import PRINTABLE, DatasetOut
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -46,7 +46,7 @@ def upload_dataset(
     file: Annotated[
         UploadFile, File(description="A .tar.gz/.tgz/.tar/.zip of a dataset directory, or .jsonl")
     ],
-    name: Annotated[str | None, Form(max_length=300)] = None,
+    name: Annotated[str | None, Form(max_length=300, pattern=PRINTABLE)] = None,
     format: Annotated[Literal["auto", "lf-raw", "bow", "jsonl"], Form()] = "auto",
 ) -> Dataset:
     """Store, unpack (safely) and validate a dataset; 422 names the bad file and line."""
