@@ -58,9 +58,7 @@ def _safe_relpath(name: str) -> PurePosixPath:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        raise UnsafeArchiveError(
-            f"archive member {name!a}: the name is not valid UTF-8"
-        ) from None
+        raise UnsafeArchiveError(f"archive member {name!a}: the name is not valid UTF-8") from None
     if "\\" in name or "\x00" in name:
         raise UnsafeArchiveError(f"archive member {name!r}: invalid characters in the path")
     if len(name) > MAX_PATH_CHARS or name.count("/") >= MAX_DEPTH:
