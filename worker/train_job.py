@@ -125,11 +125,14 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
             log.warning("job %s: lease lost (re-queued elsewhere); stopping", job_id)
             return None
         except TrainingCancelled as exc:
-            return _finish(db, job_id, attempt, JobState.CANCELLED, None, f"cancelled: {exc}")
+            state = _finish(db, job_id, attempt, JobState.CANCELLED, None, f"cancelled: {exc}")
         except Exception as exc:
             log.exception("job %s failed", job_id)
             reason = describe_failure(exc, plan)
-            return _finish(db, job_id, attempt, JobState.FAILED, reason, f"failed: {reason}")
+            state = _finish(db, job_id, attempt, JobState.FAILED, reason, f"failed: {reason}")
+    if state is not None:  # a finished job is never resumed: its checkpoints only take disk
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    return state
 
 
 def _finish(
