@@ -124,6 +124,9 @@ def _stop_workers(workers: list[subprocess.Popen], grace_s: float) -> None:
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="Owner name; keys with one name share resources.")],
+    scope: Annotated[
+        str, typer.Option(help="full, or predict (read models and predict only).")
+    ] = "full",
 ) -> None:
     """Create an API key and print it once (stdout); only its hash is stored.
 
@@ -136,18 +139,21 @@ def keys_create(
 
     from service.core.db import session_scope
     from service.core.migrate import upgrade_database
-    from service.core.security import create_api_key
+    from service.core.security import SCOPES, create_api_key
 
     settings = get_settings()
     settings.ensure_dirs()
     url = settings.effective_database_url
     sqlite_file = make_url(url).database if url.startswith("sqlite") else None
     new_database = sqlite_file is not None and not os.path.exists(sqlite_file)
+    if scope not in SCOPES:
+        typer.echo(f"error: --scope must be one of {', '.join(SCOPES)}, got {scope!r}", err=True)
+        raise typer.Exit(2)
     upgrade_database(url)
     with session_scope(url) as session:
-        row, token = create_api_key(session, name.strip())
+        row, token = create_api_key(session, name.strip(), scope)
     typer.echo(
-        f"created key {row.id} for owner {row.owner!r} in {_shown_url(url)}; "
+        f"created {row.scope} key {row.id} for owner {row.owner!r} in {_shown_url(url)}; "
         "it is shown only once:",
         err=True,
     )
@@ -164,7 +170,8 @@ def keys_create(
 def keys_list(
     name: Annotated[str | None, typer.Option(help="Only this owner's keys.")] = None,
 ) -> None:
-    """List keys (id, owner, prefix, created, active or revoked); secrets are never stored."""
+    """List keys (id, owner, prefix, scope, created, active or revoked), tab-separated; secrets
+    are never stored."""
     from service.core.db import session_scope
     from service.core.security import list_keys
 
@@ -172,9 +179,8 @@ def keys_list(
     with session_scope(settings.effective_database_url) as session:
         for row in list_keys(session, name):
             state = "revoked" if row.revoked else "active"
-            typer.echo(
-                f"{row.id}	{row.owner}	{row.prefix}...	{row.created_at:%Y-%m-%d}	{state}"
-            )
+            fields = (row.id, row.owner, f"{row.prefix}...", row.scope)
+            typer.echo("\t".join((*fields, f"{row.created_at:%Y-%m-%d}", state)))
 
 
 @keys_app.command("revoke")

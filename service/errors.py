@@ -31,6 +31,12 @@ class Unauthorized(ServiceError):
     status, slug, title = 401, "unauthorized", "Unauthorized"
 
 
+class Forbidden(ServiceError):
+    """The key is valid but its scope does not cover this route."""
+
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
 class Conflict(ServiceError):
     """The request conflicts with the resource's state (e.g. cancel a finished job)."""
 

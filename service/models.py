@@ -86,6 +86,8 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    scope: Mapped[str] = mapped_column(String(16), default="full")
+    """`full`, or `predict`: read models and predict with them, nothing else."""
 
 
 class Dataset(Base):

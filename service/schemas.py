@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -206,8 +206,16 @@ class KeyOut(BaseModel):
 
     key_id: str
     prefix: str
+    scope: str
     created_at: datetime
     revoked: bool
+
+
+class KeyCreate(BaseModel):
+    """Body of POST /v1/keys."""
+
+    model_config = ConfigDict(extra="forbid")
+    scope: Literal["full", "predict"] = "full"
 
 
 class KeyCreated(BaseModel):
@@ -215,12 +223,14 @@ class KeyCreated(BaseModel):
 
     key_id: str
     prefix: str
+    scope: str
     token: str
 
 
 class KeyInfo(BaseModel):
-    """Who the presented key belongs to."""
+    """Who the presented key belongs to, and its scope."""
 
     key_id: str
     owner: str
     prefix: str
+    scope: str

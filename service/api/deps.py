@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from service.core.config import Settings
 from service.core.db import get_sessionmaker
 from service.core.security import lookup_key
-from service.errors import Unauthorized
+from service.errors import Forbidden, Unauthorized
 from service.models import ApiKey
 from service.queue import Dispatcher
 
@@ -64,16 +64,40 @@ OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000_000)]
 """Rows the list routes skip; bounded, since an unbounded offset overflows on SQLite."""
 
 
+PREDICT_SCOPE_ROUTES = frozenset(
+    {
+        ("GET", "/v1/me"),
+        ("GET", "/v1/models"),
+        ("GET", "/v1/models/{model_id}"),
+        ("POST", "/v1/models/{model_id}/predict"),
+        ("POST", "/v1/models/{model_id}/predict-jobs"),
+        ("GET", "/v1/predict-jobs"),
+        ("GET", "/v1/predict-jobs/{job_id}"),
+        ("GET", "/v1/predict-jobs/{job_id}/results"),
+        ("POST", "/v1/predict-jobs/{job_id}/cancel"),
+    }
+)
+"""What a `predict` key may call: read models, predict, run and read predict jobs."""
+
+
 def get_current_key(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
-    """The API key presented as `Authorization: Bearer <key>`; 401 if missing or unknown."""
+    """The API key presented as `Authorization: Bearer <key>`; 401 if missing or unknown, 403
+    when its scope does not cover the route."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
     key = lookup_key(session, credentials.credentials)
     if key is None:
         raise Unauthorized("unknown or revoked API key")
+    if key.scope != "full":
+        route = getattr(request.scope.get("route"), "path", "")
+        if (request.method, route) not in PREDICT_SCOPE_ROUTES:
+            raise Forbidden(
+                f"this key's scope is {key.scope!r}: it may only read models and predict"
+            )
     return key
 
 

@@ -18,10 +18,19 @@ def hash_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_api_key(session: Session, owner: str) -> tuple[ApiKey, str]:
-    """Create a key for `owner`; return the row and the token (shown once, never stored)."""
+SCOPES = ("full", "predict")
+"""`full`: every route; `predict`: read models, predict and run predict jobs, nothing else."""
+
+
+def create_api_key(session: Session, owner: str, scope: str = "full") -> tuple[ApiKey, str]:
+    """Create a key for `owner` with `scope`; return the row and the token (shown once, never
+    stored)."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     token = KEY_PREFIX + secrets.token_urlsafe(32)
-    row = ApiKey(id=new_id("key"), owner=owner, key_hash=hash_key(token), prefix=token[:12])
+    row = ApiKey(
+        id=new_id("key"), owner=owner, key_hash=hash_key(token), prefix=token[:12], scope=scope
+    )
     session.add(row)
     session.flush()
     return row, token
@@ -63,7 +72,7 @@ def rotate_key(
     if row is None or row.revoked or (owner is not None and row.owner != owner):
         return None
     row.revoked = True
-    return create_api_key(session, row.owner)
+    return create_api_key(session, row.owner, row.scope)
 
 
 def key_is_valid(database_url: str, token: str) -> bool:

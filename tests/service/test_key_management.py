@@ -36,6 +36,7 @@ def test_cli_lists_revokes_and_rotates_keys(tmp_path: Path, elmo_cmd: list[str])
     assert rotated.returncode == 0 and rotated.stdout.strip().startswith("elmo_")
     only_fay = _elmo(elmo_cmd, env, "list", "--name", "fay").stdout.strip().splitlines()
     assert [line.split("\t")[-1] for line in only_fay] == ["revoked", "active"]
+    assert [line.split("\t")[3] for line in only_fay] == ["full", "full"]
     gus_id = listed[1].split("\t")[0]
     assert _elmo(elmo_cmd, env, "revoke", gus_id).returncode == 0
     assert _elmo(elmo_cmd, env, "revoke", "key_nope").returncode == 2
@@ -71,3 +72,33 @@ def test_owners_manage_their_own_keys_over_http(tmp_path: Path) -> None:
         new_h = {"Authorization": f"Bearer {new['token']}"}
         assert client.get("/v1/me", headers=new_h).json()["owner"] == "hal"
         assert client.get("/v1/me", headers=ivy_h).status_code == 200
+
+
+def test_a_predict_key_reads_models_and_predicts_only(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    with TestClient(create_app(settings)) as client:
+        with session_scope(settings.effective_database_url) as session:
+            _, full = create_api_key(session, "quinn")
+        full_h = {"Authorization": f"Bearer {full}"}
+        made = client.post("/v1/keys", headers=full_h, json={"scope": "predict"}).json()
+        assert made["scope"] == "predict"
+        predict_h = {"Authorization": f"Bearer {made['token']}"}
+        assert client.get("/v1/me", headers=predict_h).json()["scope"] == "predict"
+        assert client.get("/v1/models", headers=predict_h).status_code == 200
+        assert client.get("/v1/predict-jobs", headers=predict_h).status_code == 200
+        assert client.get("/v1/models/mdl_none", headers=predict_h).status_code == 404
+        rows = b'{"text": "a", "labels": ["x"]}\n{"text": "b", "labels": ["y"]}\n'
+        refused = [
+            client.get("/v1/datasets", headers=predict_h),
+            client.post("/v1/datasets", headers=predict_h, files={"file": ("d.jsonl", rows)}),
+            client.post("/v1/jobs", headers=predict_h, json={"dataset_id": "ds_x"}),
+            client.get("/v1/jobs", headers=predict_h),
+            client.post("/v1/keys", headers=predict_h),
+            client.get("/v1/keys", headers=predict_h),
+            client.delete("/v1/models/mdl_none", headers=predict_h),
+        ]
+        assert [r.status_code for r in refused] == [403] * len(refused)
+        assert "scope is 'predict'" in refused[0].json()["detail"]
+        assert client.get("/v1/datasets", headers=full_h).json() == []  # nothing was stored
+        bad = client.post("/v1/keys", headers=full_h, json={"scope": "admin"})
+        assert bad.status_code == 422
