@@ -23,6 +23,7 @@ from service.core.migrate import upgrade_database
 from service.core.model_cache import ModelCache
 from service.core.observability import ApiMetrics, MetricsMiddleware
 from service.core.security import key_is_valid
+from service.core.strict_json import StrictJson
 from service.queue import Dispatcher
 
 MAX_JSON_BYTES = 64 << 20
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     for module in (health, keys, datasets, jobs, models, predict_jobs, plan):
         app.include_router(module.router)
+    app.add_middleware(StrictJson)  # inside the size gate: reads only what it allows
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(
         BodySizeLimit,

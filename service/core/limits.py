@@ -51,14 +51,16 @@ class BodySizeLimit:
         if scope.get("path", "").startswith("/v1/") and not await self._authorized(headers):
             detail = "send a valid API key as 'Authorization: Bearer <key>'"
             challenge = [(b"www-authenticate", b"Bearer")]
-            await _problem(scope, send, 401, "unauthorized", "Unauthorized", detail, challenge)
+            await problem_response(
+                scope, send, 401, "unauthorized", "Unauthorized", detail, challenge
+            )
             return
         length = headers.get(b"content-length")
         ctype = headers.get(b"content-type", b"")
         limit = self.max_upload if ctype.startswith(b"multipart/") else self.max_json
         if length is not None and length.isdigit() and int(length) > limit:
             detail = f"request body of {int(length)} bytes exceeds the limit of {limit} bytes"
-            await _problem(scope, send, 413, "too-large", "Payload too large", detail)
+            await problem_response(scope, send, 413, "too-large", "Payload too large", detail)
             return
         received = 0
         detail = f"request body exceeds the limit of {limit} bytes"
@@ -83,7 +85,7 @@ class BodySizeLimit:
                 await send(message)
             elif not answered:
                 answered = True
-                await _problem(scope, send, 413, "too-large", "Payload too large", detail)
+                await problem_response(scope, send, 413, "too-large", "Payload too large", detail)
 
         await self.app(scope, counted, answer)
 
@@ -95,7 +97,7 @@ class BodySizeLimit:
         return await anyio.to_thread.run_sync(self.key_is_valid, token.strip())
 
 
-async def _problem(
+async def problem_response(
     scope: Scope,
     send: Send,
     status: int,
@@ -104,6 +106,7 @@ async def _problem(
     detail: str,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
+    """Send a problem+json response straight from a middleware (the connection is closed)."""
     body = json.dumps(
         {
             "type": f"urn:elmo:problem:{slug}",

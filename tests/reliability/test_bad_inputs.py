@@ -458,6 +458,25 @@ CASES = [
         "the name is not valid UTF-8",
     ),
     ("job-name-with-nul", _named("job", "a\x00b"), 422, "validation", "body.name"),
+    (
+        "job-body-duplicate-key",
+        _raw("POST", "/v1/jobs", b'{"dataset_id": "a", "dataset_id": "b"}', "application/json"),
+        422,
+        "validation",
+        "repeats the key 'dataset_id'",
+    ),
+    (
+        "job-config-duplicate-key",
+        _raw(
+            "POST",
+            "/v1/jobs",
+            b'{"dataset_id": "a", "config": {"epochs": 1, "epochs": 500}}',
+            "application/json",
+        ),
+        422,
+        "validation",
+        "repeats the key 'epochs'",
+    ),
     ("dataset-name-with-control", _named("dataset", "x\x1by"), 422, "validation", "name"),
     (
         "predict-too-many-characters",
