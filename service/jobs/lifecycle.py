@@ -265,44 +265,25 @@ def _enqueue(session: Session, job: Job | PredictJob, send: Callable[[str], None
 # --- cancel (the API) ---------------------------------------------------------------------------
 
 
-def request_cancel(session: Session, owner: str, job_id: str, table: type = Job) -> Any:
+def request_cancel(session: Session, owner: str, job_id: str, table: JobTable = Job) -> Any:
     """Cancel a training job (or, with `table=PredictJob`, a predict job): a queued one at once,
     a running one cooperatively (a training job at its next step, a predict job at its next
     batch). Raises NotFound, or Conflict when the job has already finished.
     """
-    if table is PredictJob:
-        return _request_predict_cancel(session, owner, job_id)
-    job = get_owned(session, Job, job_id, owner)
+    job: Job | PredictJob = get_owned(session, table, job_id, owner)  # type: ignore[type-var]
     if job.state in TERMINAL_STATES:
-        raise Conflict(f"job {job_id!r} has already finished ({job.state})")
+        kind = "job" if table is Job else "predict job"
+        raise Conflict(f"{kind} {job_id!r} has already finished ({job.state})")
     done = _changed(
         session,
-        update(Job)
-        .where(Job.id == job_id, Job.state == JobState.QUEUED)
+        update(table)
+        .where(table.id == job_id, table.state == JobState.QUEUED)
         .values(state=JobState.CANCELLED, cancel_requested=True, finished_at=utcnow()),
     )
     if not done:
-        session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
-    add_log(session, job_id, "cancel requested")
-    session.commit()
-    session.refresh(job)
-    return job
-
-
-def _request_predict_cancel(session: Session, owner: str, job_id: str) -> PredictJob:
-    job = get_owned(session, PredictJob, job_id, owner)
-    if job.state in TERMINAL_STATES:
-        raise Conflict(f"predict job {job_id!r} has already finished ({job.state})")
-    done = _changed(
-        session,
-        update(PredictJob)
-        .where(PredictJob.id == job_id, PredictJob.state == JobState.QUEUED)
-        .values(state=JobState.CANCELLED, cancel_requested=True, finished_at=utcnow()),
-    )
-    if not done:
-        session.execute(
-            update(PredictJob).where(PredictJob.id == job_id).values(cancel_requested=True)
-        )
+        session.execute(update(table).where(table.id == job_id).values(cancel_requested=True))
+    if table is Job:  # the job log is a training job's
+        add_log(session, job_id, "cancel requested")
     session.commit()
     session.refresh(job)
     return job
