@@ -307,8 +307,8 @@ class Recipe:
         """A step's inputs in pinned host memory (runs on the prefetch thread)."""
         inputs = self.encoder.make_batch(self.train_inputs, rows, torch.device("cpu"))
         pair_rows, pair_cols = batch_pairs(self.fit_split.labels, rows)
-        pinned = pin_batch({"inputs": pair_rows, "cols": pair_cols})
-        return HostBatch(rows, pin_batch(inputs), pinned["inputs"], pinned["cols"])
+        pairs = pin_batch({"rows": pair_rows, "cols": pair_cols})
+        return HostBatch(rows, pin_batch(inputs), pairs["rows"], pairs["cols"])
 
     def _step(self, host: HostBatch) -> float | None:
         """One step on a prepared batch; returns the pre-step loss on logging steps. Nothing in
