@@ -53,43 +53,54 @@ class TokenizedTexts:
         return ids, mask.astype(np.int64)
 
 
-def tokenize_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> TokenizedTexts:
-    """Tokenize `texts` (truncated to `max_length` tokens, special tokens added) in chunks of
-    `TOKENIZE_CHUNK`. A fast (Rust) tokenizer encodes each chunk on every core through its
-    backend, and only the ids come back to Python; a slow one goes through its own call."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        backend = copy.deepcopy(backend)
-        backend.enable_truncation(max_length)
-        backend.no_padding()
-    pieces: list[np.ndarray] = []
-    lengths: list[np.ndarray] = []
-    for start in range(0, len(texts), TOKENIZE_CHUNK):
-        chunk = list(texts[start : start + TOKENIZE_CHUNK])
-        if backend is not None:
-            encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no offsets
-            encodings = encode(chunk)
-            counts = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(chunk))
-            ids = np.fromiter(
-                itertools.chain.from_iterable(e.ids for e in encodings),
-                dtype=np.int32,
-                count=int(counts.sum()),
-            )
-        else:
-            encoded = tokenizer(
-                chunk,
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_token_type_ids=False,
-                return_tensors="np",
-            )
-            mask = encoded["attention_mask"].astype(bool)
-            counts = mask.sum(axis=1).astype(np.int64)
-            ids = encoded["input_ids"][mask].astype(np.int32)
-        lengths.append(counts)
-        pieces.append(ids)
-    counts = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
-    return TokenizedTexts(ids=ids, offsets=offsets)
+class TextTokenizer:
+    """Texts -> `TokenizedTexts`, truncated to `max_length` tokens, special tokens added.
+
+    A fast (Rust) tokenizer encodes on every core through its backend, and only the ids come back
+    to Python; the backend's truncating copy is made once here (copying it takes ~40 ms, too much
+    for every predict call). A slow tokenizer goes through its own call.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length)
+        self.backend = getattr(tokenizer, "backend_tokenizer", None)
+        if self.backend is not None:
+            self.backend = copy.deepcopy(self.backend)
+            self.backend.enable_truncation(self.max_length)
+            self.backend.no_padding()
+
+    def __call__(self, texts: Sequence[str]) -> TokenizedTexts:
+        """The token ids of `texts`, in chunks of `TOKENIZE_CHUNK`."""
+        backend = self.backend
+        pieces: list[np.ndarray] = []
+        lengths: list[np.ndarray] = []
+        for start in range(0, len(texts), TOKENIZE_CHUNK):
+            chunk = list(texts[start : start + TOKENIZE_CHUNK])
+            if backend is not None:
+                encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no offsets
+                encodings = encode(chunk)
+                counts = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(chunk))
+                ids = np.fromiter(
+                    itertools.chain.from_iterable(e.ids for e in encodings),
+                    dtype=np.int32,
+                    count=int(counts.sum()),
+                )
+            else:
+                encoded = self.tokenizer(
+                    chunk,
+                    truncation=True,
+                    max_length=self.max_length,
+                    padding=True,
+                    return_token_type_ids=False,
+                    return_tensors="np",
+                )
+                mask = encoded["attention_mask"].astype(bool)
+                counts = mask.sum(axis=1).astype(np.int64)
+                ids = encoded["input_ids"][mask].astype(np.int32)
+            lengths.append(counts)
+            pieces.append(ids)
+        counts = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+        return TokenizedTexts(ids=ids, offsets=offsets)

