@@ -1,13 +1,14 @@
 """The encoder-only training ceiling: pure-BF16 forward + backward + AdamW of a transformer encoder
-on real token lengths, no data pipeline and no head, eager and compiled.
+on real token lengths, no data pipeline and no head: eager, through the trainer's CUDA graphs
+(`graphs`, batches padded to 16 tokens as the trainer pads them then) and compiled.
 
 The trainer's throughput is judged against this number measured in the same device call: the
-same model, batch size, optimizer (torch-optimi AdamW with Kahan summation, as `Recipe` uses for
-BF16/FP8 runs), and the same length-bucketed, padded batches (`epoch_batches`,
-`TokenizedTexts.padded`).
+same model, batch size, optimizer (torch-optimi AdamW with Kahan summation and foreach kernels, as
+`Recipe` uses for BF16/FP8 runs on CUDA), and the same length-bucketed, padded batches
+(`epoch_batches`, `TokenizedTexts.padded`).
 
     python3 bench/encoder_ceiling.py --data /tmp/amazon-670k --encoder minilm --batch 128 \\
-        --steps 300 --json out.json
+        --steps 300 --modes eager,graphs --json out.json
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -25,6 +27,11 @@ from optimi import AdamW
 from elmo_core.data.textio import read_lines
 from elmo_core.encoders import TransformerEncoder, resolve_model_dir
 from elmo_core.training.batches import BUCKET_WINDOW, epoch_batches
+from elmo_core.training.graphed_forward import (
+    GRAPH_TOKEN_MULTIPLE,
+    GraphedTrainForward,
+    padded_widths,
+)
 
 
 def make_optimizer(name: str, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
@@ -40,13 +47,15 @@ def make_optimizer(name: str, params: list[torch.nn.Parameter]) -> torch.optim.O
 
 
 def run(
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     encoder: torch.nn.Module,
     batches: list[dict[str, torch.Tensor]],
     steps: int,
     warmup: int,
-    optimizer_name: str = "optimi",
+    optimizer_name: str,
 ) -> float:
-    """Points per second of `steps` training steps after `warmup` steps."""
+    """Points per second of `steps` training steps through `forward` (the encoder, its graphs
+    or its compiled module) after `warmup` steps."""
     optimizer = make_optimizer(optimizer_name, list(encoder.parameters()))
     done = 0
     for step in range(warmup + steps):
@@ -55,7 +64,7 @@ def run(
             started = time.perf_counter()
             done = 0
         batch = batches[step % len(batches)]
-        out = encoder(batch)
+        out = forward(batch)
         out.float().square().mean().backward()
         if optimizer is not None:
             optimizer.step()
@@ -76,7 +85,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--modes", default="eager,compile")
-    parser.add_argument("--optimizers", default="optimi", help="Eager only: optimi,...")
+    parser.add_argument("--optimizer", default="optimi-foreach", help="For every mode.")
+    parser.add_argument("--optimizers", default="", help="More eager runs: optimi,none,...")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -86,21 +96,31 @@ def main() -> None:
     device = torch.device("cuda")
     encoder = encoder.to(device=device, dtype=torch.bfloat16).train()
     rows = epoch_batches(0, 0, len(texts), args.batch, tokens.lengths)
-    batches = [encoder.make_batch(tokens, r, device) for r in rows if len(r) == args.batch]
+    full_rows = [r for r in rows if len(r) == args.batch]
+    batches = [encoder.make_batch(tokens, r, device) for r in full_rows]
     tokens_per_batch = float(np.mean([b["input_ids"].shape[1] for b in batches]))
-    runs = [(mode, "optimi") for mode in args.modes.split(",")]
-    runs += [("eager", name) for name in args.optimizers.split(",") if name != "optimi"]
+    runs = [(mode, args.optimizer) for mode in args.modes.split(",")]
+    runs += [("eager", name) for name in args.optimizers.split(",") if name]
     for mode, optimizer_name in runs:
-        model: torch.nn.Module = encoder
+        compile_started = time.perf_counter()  # first pass: compilation or graph capture
+        model: Callable[[dict[str, torch.Tensor]], torch.Tensor] = encoder
+        if mode == "graphs":
+            encoder.pad_to_multiple_of = GRAPH_TOKEN_MULTIPLE
+            batches = [encoder.make_batch(tokens, r, device) for r in full_rows]
+            tokens_per_batch = float(np.mean([b["input_ids"].shape[1] for b in batches]))
+            graphs = GraphedTrainForward(encoder, args.batch, device, print)
+            graphs.prepare(
+                padded_widths(tokens.lengths, full_rows, args.batch, GRAPH_TOKEN_MULTIPLE)
+            )
+            model = graphs
         if mode == "compile":
             model = torch.compile(encoder, dynamic=True)
         elif mode == "compile-static":
             torch._dynamo.config.cache_size_limit = 64
             model = torch.compile(encoder, dynamic=False)
-        compile_started = time.perf_counter()
-        run(model, batches, 1, len(batches), optimizer_name)  # every shape once (compilation)
+        run(model, encoder, batches, 1, len(batches), optimizer_name)  # every shape once
         compile_s = time.perf_counter() - compile_started
-        rate = run(model, batches, args.steps, args.warmup, optimizer_name)
+        rate = run(model, encoder, batches, args.steps, args.warmup, optimizer_name)
         row = {
             "case": "encoder_ceiling",
             "encoder": args.encoder,

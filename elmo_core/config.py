@@ -108,6 +108,11 @@ class EncoderConfig(_Section):
         description="Transformer on CUDA: train through torch.compile (dynamic shapes); pays a "
         "one-off compilation at the first steps (docs/benchmarks.md has both measured).",
     )
+    cuda_graphs: bool = Field(
+        True,
+        description="Transformer on CUDA (without compile or float8): replay the training "
+        "forward and backward as CUDA graphs, one per padded batch shape.",
+    )
 
     @field_validator("name")
     @classmethod

@@ -4,14 +4,13 @@ See docs/training.md ("Score fusion") for why and how the weights were chosen, a
 for how the priors' searches run on CPU cores or a GPU within a time budget.
 """
 
-from elmo_core.fusion.fused import PRIOR_BUDGET_S, FusedScorer, fuse_topk, head_probabilities
+from elmo_core.fusion.fused import FusedScorer, fuse_topk, head_probabilities, prior_budget_s
 from elmo_core.fusion.label_text import LabelTextScorer
 from elmo_core.fusion.neighbours import NeighbourScorer
 from elmo_core.fusion.similarity import SearchOptions, SimilarityIndex
 from elmo_core.fusion.sparse_topk import row_ranking, row_topk, topk_product
 
 __all__ = [
-    "PRIOR_BUDGET_S",
     "FusedScorer",
     "LabelTextScorer",
     "NeighbourScorer",
@@ -19,6 +18,7 @@ __all__ = [
     "SimilarityIndex",
     "fuse_topk",
     "head_probabilities",
+    "prior_budget_s",
     "row_ranking",
     "row_topk",
     "topk_product",

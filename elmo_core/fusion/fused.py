@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,8 +24,11 @@ from elmo_core.fusion.similarity import SearchOptions
 from elmo_core.fusion.sparse_topk import row_ranking
 from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 
-PRIOR_BUDGET_S = 900.0
-"""Default estimated seconds each prior's search may take (`FusedScorer.priors`)."""
+PRIOR_MIN_BUDGET_S = 120.0
+"""Estimated seconds each prior's search may always take (`prior_budget_s`)."""
+PRIOR_BUDGET_S_PER_TEXT = 2e-4
+"""Beyond `PRIOR_MIN_BUDGET_S`, the estimated seconds a search may spend per text: at least
+5,000 texts a second, so a prior never costs more than a small multiple of scoring the texts."""
 FUSION_JSON = "fusion.json"
 FUSION_TENSORS = "fusion.safetensors"
 
@@ -108,7 +112,7 @@ class FusedScorer:
         *,
         device: torch.device | str | None = None,
         workers: int | None = None,
-        budget_s: float | None = PRIOR_BUDGET_S,
+        budget_s: float | Literal["auto"] | None = "auto",
         log: Callable[[str], None] | None = None,
     ) -> sp.csr_matrix:
         """N x L CSR: a x neighbour vote + b x label-text cosine of each text (not yet scaled).
@@ -117,14 +121,15 @@ class FusedScorer:
         caller has them already (the `tfidf` encoder's input is exactly that), to skip redoing it.
         `device`: a GPU runs the similarity searches there (torch); None or the CPU runs them on
         `workers` forked processes (None: every core). `budget_s`: the estimated seconds each
-        prior's search may take; beyond it the search scores only its rarer features, or the
-        prior is off for these texts (see `elmo_core.fusion.similarity`); None: no limit. `log`
+        prior's search may take (`auto`: `prior_budget_s` of the texts); beyond it the search
+        scores only its rarer features, or the prior is off for these texts (see
+        `elmo_core.fusion.similarity`); None: no limit. `log`
         receives each prior's plan (size, engine, estimate, decision), one line each.
         """
         options = SearchOptions(
             device=None if device is None else torch.device(device),
             workers=workers,
-            budget_s=budget_s,
+            budget_s=prior_budget_s(len(texts)) if budget_s == "auto" else budget_s,
             log=log,
         )
         total = sp.csr_matrix((len(texts), num_labels), dtype=np.float32)
@@ -179,6 +184,14 @@ class FusedScorer:
             neighbour_weight=float(meta["neighbour_weight"]),
             candidates=int(meta["candidates"]),
         )
+
+
+def prior_budget_s(num_texts: int) -> float:
+    """The default time budget of one prior's search over `num_texts` texts: the larger of
+    `PRIOR_MIN_BUDGET_S` and `PRIOR_BUDGET_S_PER_TEXT` per text. Over it, a search drops its
+    commonest features (the lowest idf) until its estimate fits, so a prior's cost grows with the
+    texts, not with texts x labels (2.8M label texts would otherwise cost minutes per split)."""
+    return max(PRIOR_MIN_BUDGET_S, PRIOR_BUDGET_S_PER_TEXT * num_texts)
 
 
 def head_probabilities(logits: np.ndarray) -> np.ndarray:

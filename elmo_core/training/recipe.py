@@ -54,6 +54,11 @@ from elmo_core.training.callbacks import (
     TrainResult,
 )
 from elmo_core.training.checkpoint import write_json_atomic
+from elmo_core.training.graphed_forward import (
+    GRAPH_TOKEN_MULTIPLE,
+    GraphedTrainForward,
+    padded_widths,
+)
 from elmo_core.training.run_state import RunState, restore_run, save_run
 from elmo_core.training.schedule import lr_factor
 from elmo_core.training.telemetry import MemoryTelemetry, PhaseTimer, static_record
@@ -162,9 +167,18 @@ class Recipe:
         cast_encoder(self.encoder, cfg.precision).to(self.device)
         self._warn_about_encoder()
         self.train_forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self.encoder
+        self.graphs: GraphedTrainForward | None = None
         if cfg.encoder.compile and self.device.type == "cuda":
             self.train_forward = torch.compile(self.encoder, dynamic=True)
             self.cb.on_log("the encoder trains through torch.compile (compiles at its first steps)")
+        elif self._wants_graphs():
+            assert isinstance(self.encoder, TransformerEncoder)
+            self.encoder.pad_to_multiple_of = GRAPH_TOKEN_MULTIPLE
+            self.graphs = GraphedTrainForward(
+                self.encoder, cfg.batch_size, self.device, self.cb.on_log
+            )
+            self.train_forward = self.graphs
+            self.cb.on_log("the encoder trains through CUDA graphs (one per batch shape)")
         self.optimizer = AdamW(
             self.encoder.parameters(),
             lr=cfg.encoder_lr,
@@ -235,6 +249,16 @@ class Recipe:
                            "the last epoch is the model")  # fmt: skip
         return self.splits.validation
 
+    def _wants_graphs(self) -> bool:
+        """CUDA graphs for a transformer on CUDA, unless compiled or in float8 (see config)."""
+        cfg = self.config.encoder
+        return (
+            cfg.cuda_graphs
+            and self.device.type == "cuda"
+            and isinstance(self.encoder, TransformerEncoder)
+            and self.encoder.pad_to_multiple_of is None
+        )
+
     def _warn_about_encoder(self) -> None:
         cfg = self.config
         low = is_low_precision(cfg.precision)
@@ -265,8 +289,10 @@ class Recipe:
         order = epoch_batches(
             cfg.seed, run.epoch, self.fit_split.num_points, cfg.batch_size, lengths
         )
-        self.memory.start_epoch()
         self.encoder.train()
+        if self.graphs is not None and lengths is not None:  # captured in training mode
+            self.graphs.prepare(padded_widths(lengths, order, cfg.batch_size, GRAPH_TOKEN_MULTIPLE))
+        self.memory.start_epoch()
         started, points = time.time(), 0
 
         def host_batch(step: int) -> HostBatch:

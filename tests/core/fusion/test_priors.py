@@ -151,3 +151,11 @@ def test_neighbour_votes_keep_the_top_per_row_in_blocks(monkeypatch):
         if np.count_nonzero(row):
             best = np.argsort(-row, kind="stable")[0]
             assert out[best] == pytest.approx(row[best], rel=1e-6)
+
+
+def test_the_default_prior_budget_grows_with_the_texts_past_a_floor():
+    from elmo_core.fusion import prior_budget_s
+
+    assert prior_budget_s(10) == prior_budget_s(100_000) == 120.0
+    assert prior_budget_s(1_000_000) == pytest.approx(200.0)
+    assert prior_budget_s(2_000_000) == pytest.approx(2 * prior_budget_s(1_000_000))
