@@ -1,9 +1,11 @@
 """Token ids of a whole split, tokenized once and padded per batch.
 
-A transformer's texts are tokenized in one pass (the fast tokenizer's batch encoding runs on every
-core) into one ragged array, `TokenizedTexts`; a batch is then a numpy gather padded to the
-longest text of the batch rounded up to `PAD_MULTIPLE` tokens, so batch shapes repeat across steps
-and no tokenizer runs inside the training loop.
+A transformer's texts are tokenized in one pass into one ragged array, `TokenizedTexts`: chunks of
+`TOKENIZE_CHUNK` texts go to forked worker processes (`elmo_core.parallel.map_chunks`; the fast
+tokenizer's own threads hardly scale, as building its Python results holds the GIL), and the ids
+come back in chunk order. A batch is then a numpy gather padded to the longest text of the batch
+rounded up to `PAD_MULTIPLE` tokens, so batch shapes repeat across steps and no tokenizer runs
+inside the training loop.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from elmo_core.parallel import map_chunks
+
 PAD_MULTIPLE = 8
-TOKENIZE_CHUNK = 100_000
+TOKENIZE_CHUNK = 20_000
+"""Texts per tokenizing task (fixed: the result does not depend on the worker count)."""
 
 
 @dataclass(frozen=True)
@@ -70,37 +75,46 @@ class TextTokenizer:
             self.backend.enable_truncation(self.max_length)
             self.backend.no_padding()
 
-    def __call__(self, texts: Sequence[str]) -> TokenizedTexts:
-        """The token ids of `texts`, in chunks of `TOKENIZE_CHUNK`."""
-        backend = self.backend
-        pieces: list[np.ndarray] = []
-        lengths: list[np.ndarray] = []
-        for start in range(0, len(texts), TOKENIZE_CHUNK):
-            chunk = list(texts[start : start + TOKENIZE_CHUNK])
-            if backend is not None:
-                encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no offsets
-                encodings = encode(chunk)
-                counts = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(chunk))
-                ids = np.fromiter(
-                    itertools.chain.from_iterable(e.ids for e in encodings),
-                    dtype=np.int32,
-                    count=int(counts.sum()),
-                )
-            else:
-                encoded = self.tokenizer(
-                    chunk,
-                    truncation=True,
-                    max_length=self.max_length,
-                    padding=True,
-                    return_token_type_ids=False,
-                    return_tensors="np",
-                )
-                mask = encoded["attention_mask"].astype(bool)
-                counts = mask.sum(axis=1).astype(np.int64)
-                ids = encoded["input_ids"][mask].astype(np.int32)
-            lengths.append(counts)
-            pieces.append(ids)
-        counts = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+    def __call__(self, texts: Sequence[str], workers: int | None = None) -> TokenizedTexts:
+        """The token ids of `texts`, chunks of `TOKENIZE_CHUNK` on `workers` forked processes
+        (None: every available core; one chunk runs here)."""
+        num_chunks = -(-len(texts) // TOKENIZE_CHUNK)
+        parts = map_chunks(_encode_task, (self, texts), num_chunks, workers)
+        counts = np.concatenate([c for c, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+        ids = np.concatenate([i for _, i in parts]) if parts else np.zeros(0, dtype=np.int32)
         return TokenizedTexts(ids=ids, offsets=offsets)
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens per text int64, all ids int32) of `texts`, in this process."""
+        chunk = list(texts)
+        backend = self.backend
+        if backend is not None:
+            encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no offsets
+            encodings = encode(chunk)
+            counts = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(chunk))
+            ids = np.fromiter(
+                itertools.chain.from_iterable(e.ids for e in encodings),
+                dtype=np.int32,
+                count=int(counts.sum()),
+            )
+            return counts, ids
+        encoded = self.tokenizer(
+            chunk,
+            truncation=True,
+            max_length=self.max_length,
+            padding=True,
+            return_token_type_ids=False,
+            return_tensors="np",
+        )
+        mask = encoded["attention_mask"].astype(bool)
+        return mask.sum(axis=1).astype(np.int64), encoded["input_ids"][mask].astype(np.int32)
+
+
+def _encode_task(
+    job: tuple[TextTokenizer, Sequence[str]], chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`TextTokenizer.encode` of chunk `chunk` of the texts (a `map_chunks` task)."""
+    tokenizer, texts = job
+    start = chunk * TOKENIZE_CHUNK
+    return tokenizer.encode(texts[start : start + TOKENIZE_CHUNK])

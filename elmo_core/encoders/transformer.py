@@ -75,7 +75,7 @@ class TransformerEncoder(nn.Module):
     ) -> TransformerEncoder:
         """Load model and tokenizer from a local directory, never from the network."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # processes: tokens.py
         from transformers import AutoModel, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
@@ -89,7 +89,7 @@ class TransformerEncoder(nn.Module):
         """An untrained model of the architecture in `path/config.json` with its tokenizer (the
         weights are loaded separately, from safetensors)."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # processes: tokens.py
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)

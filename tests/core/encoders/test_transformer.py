@@ -93,3 +93,20 @@ def test_tokenized_once_equals_the_tokenizer_and_pads_to_buckets(tiny_bert_dir):
     assert batch["input_ids"][1, len(expected[0]) :].eq(encoder.tokenizer.pad_token_id).all()
     on_the_fly = encoder.make_batch(texts, np.array([2, 0]), torch.device("cpu"))
     assert torch.equal(on_the_fly["input_ids"], batch["input_ids"])
+
+
+def test_tokenizing_on_worker_processes_equals_one_process(tiny_bert_dir, monkeypatch):
+    """Chunks tokenized by forked workers come back in order: the same ids and offsets as one
+    process, and as the tokenizer itself."""
+    from elmo_core.encoders import tokens as tokens_module
+
+    monkeypatch.setattr(tokens_module, "TOKENIZE_CHUNK", 3)
+    encoder = TransformerEncoder.from_directory(tiny_bert_dir, max_length=12)
+    words = ["debian", "package", "python", "library", "data", "gtk", "perl"]
+    texts = [" ".join(words[i % 7 : i % 7 + 1 + i % 5]) for i in range(20)]
+    parallel = encoder.tokenize(texts, workers=2)
+    serial = encoder.tokenize(texts, workers=1)
+    assert np.array_equal(parallel.ids, serial.ids)
+    assert np.array_equal(parallel.offsets, serial.offsets)
+    expected = encoder.tokenizer(texts, truncation=True, max_length=12)["input_ids"]
+    assert [list(parallel.ids[a:b]) for a, b in itertools.pairwise(parallel.offsets)] == expected
