@@ -52,6 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.dispatcher = Dispatcher(settings)
     app.state.model_cache = ModelCache(settings.model_cache_size)
     app.state.predict_slots = threading.BoundedSemaphore(settings.max_concurrent_predicts)
+    app.state.dataset_validation_slots = threading.BoundedSemaphore(
+        settings.max_concurrent_dataset_validations
+    )
     app.state.metrics = ApiMetrics()
     install_problem_handlers(app)
     for module in (health, keys, datasets, jobs, models, predict_jobs, plan):

@@ -77,6 +77,23 @@ class Settings(BaseSettings):
         description="Predict calls the API process scores at once; more get 429 + Retry-After.",
     )
     model_cache_size: int = Field(default=4, description="Models kept loaded in the API process.")
+    max_concurrent_dataset_validations: int = Field(
+        default=2,
+        ge=1,
+        description="Dataset uploads the API process unpacks and validates at once (each in a "
+        "child process); more get 429 + Retry-After.",
+    )
+    dataset_validation_memory_gib: float | None = Field(
+        default=8.0,
+        gt=0,
+        description="Address space of the child process that parses and validates an uploaded "
+        "dataset; a dataset that needs more gets 413. `none`: no cap.",
+    )
+    dataset_validation_timeout_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Longest validation of an uploaded dataset; the child is killed past it (422).",
+    )
 
     worker_gpu_memory_gib: float | None = Field(
         default=80.0,

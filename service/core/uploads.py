@@ -1,15 +1,18 @@
-"""Uploads: copy to disk under a size limit, unpack safely, validate with `load_dataset`."""
+"""Uploads: copy to disk under a size limit, unpack safely, validate in a child process."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from elmo_core.errors import DatasetFormatError
 from service.core.archive import ArchiveLimits, archive_kind, dataset_root, extract_archive
 from service.core.config import Settings
+from service.core.dataset_validation import ValidatedDataset, validate_dataset
 from service.errors import PayloadTooLarge, UnsupportedUpload
 
 SINGLE_FILE_SUFFIXES = (".jsonl", ".json", ".txt")
@@ -46,15 +49,23 @@ def scratch_dir(settings: Settings) -> Path:
 
 
 def ingest_dataset(
-    settings: Settings, src: IO[bytes], filename: str, dest: Path, format: str
-) -> tuple[Any, int, Path]:
-    """Store an uploaded dataset at `dest` and load it; return (XMCDataset, bytes, dataset path).
+    settings: Settings,
+    src: IO[bytes],
+    filename: str,
+    dest: Path,
+    format: str,
+    check_size: Callable[[int], None],
+) -> tuple[ValidatedDataset, int, Path]:
+    """Store an uploaded dataset at `dest` once a child process has validated it; return (its
+    summary, bytes stored, dataset path).
 
-    Archives are unpacked with the safety limits; a single file must be JSONL (or a BoW file).
-    DatasetFormatError names the file relative to the upload (never a server path).
+    `check_size(n)` (the storage quota) runs as early as each size is known: on the spooled
+    upload before it is copied, then on the unpacked bytes before anything parses them. Archives
+    are unpacked with the safety limits; a single file must be JSONL (or a BoW file). Parsing and
+    statistics run in the validation worker (`dataset_validation`), never in this process.
+    DatasetFormatError names the file relative to the upload (never a server path). Nothing is
+    left on disk unless the dataset is valid.
     """
-    from elmo_core.data import load_dataset
-
     name = safe_filename(filename, "upload")
     kind = archive_kind(name)
     if kind is None and not name.lower().endswith(SINGLE_FILE_SUFFIXES):
@@ -62,12 +73,17 @@ def ingest_dataset(
             f"unsupported file {name!r}: upload a .tar.gz, .tgz, .tar or .zip archive of a "
             "dataset directory, or a single .jsonl file"
         )
+    spooled = _stream_size(src)
+    if spooled is not None:
+        check_size(spooled)
     scratch = scratch_dir(settings)
     try:
         raw = scratch / name
         size = save_stream(src, raw, settings.max_upload_bytes)
         if size == 0:
             raise DatasetFormatError(name, 0, "the uploaded file is empty")
+        if spooled is None:
+            check_size(size)
         data = scratch / "data"
         if kind is not None:
             limits = ArchiveLimits(
@@ -77,12 +93,13 @@ def ingest_dataset(
             )
             size = extract_archive(raw, kind, data, limits)
             raw.unlink()
+            check_size(size)
         else:
             data.mkdir()
             raw.rename(data / name)
         root = dataset_root(data)
         try:
-            dataset = load_dataset(root, format=format, empty_rows="keep")
+            dataset = validate_dataset(root, format, settings, scratch / "validation")
         except DatasetFormatError as exc:
             raise DatasetFormatError(_relative(exc.file, data), exc.line, exc.reason) from None
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +108,17 @@ def ingest_dataset(
         return dataset, size, dest / relative_root
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stream_size(src: IO[bytes]) -> int | None:
+    """The bytes left in a seekable stream (a spooled upload), None if it cannot tell."""
+    try:
+        here = src.tell()
+        end = src.seek(0, os.SEEK_END)
+        src.seek(here)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return max(0, end - here)
 
 
 def _relative(file: str, base: Path) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from sqlalchemy import select
 
 from service.api.deps import LimitQuery, OffsetQuery, OwnerDep, SessionDep, SettingsDep
 from service.api.links import id_links
+from service.core.dataset_validation import validation_slot
 from service.core.quotas import check_storage
 from service.core.uploads import ingest_dataset, safe_filename
 from service.crud import get_owned, list_owned
@@ -39,6 +40,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
     },
 )
 def upload_dataset(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     owner: OwnerDep,
@@ -49,16 +51,28 @@ def upload_dataset(
     name: Annotated[str | None, Form(max_length=300, pattern=PRINTABLE)] = None,
     format: Annotated[Literal["auto", "lf-raw", "bow", "jsonl"], Form()] = "auto",
 ) -> Dataset:
-    """Store, unpack (safely) and validate a dataset; 422 names the bad file and line."""
+    """Store, unpack (safely) and validate a dataset; 422 names the bad file and line.
+
+    The storage quota is checked on the upload's size, then on the unpacked size, before any
+    parsing (429). Parsing and statistics run in a child process under a memory cap (413 past
+    `dataset_validation_memory_gib`); at most `max_concurrent_dataset_validations` uploads are
+    validated at once (429 with Retry-After past it).
+    """
     dataset_id = new_id("ds")
     dest = settings.effective_artifacts_dir / "datasets" / dataset_id
-    ds, size, root = ingest_dataset(settings, file.file, file.filename or "upload", dest, format)
-    try:
-        check_storage(session, settings, owner, size)
-        from elmo_core.data import dataset_stats
 
-        stats = dataset_stats(ds)
-        features = ds.train.features
+    def check_quota(incoming: int) -> None:
+        try:
+            check_storage(session, settings, owner, incoming)
+        finally:
+            session.close()  # no transaction stays open while the upload is unpacked and parsed
+
+    with validation_slot(request.app.state, settings):
+        ds, size, root = ingest_dataset(
+            settings, file.file, file.filename or "upload", dest, format, check_quota
+        )
+    try:
+        check_storage(session, settings, owner, size)  # again: another upload may have landed
         row = Dataset(
             id=dataset_id,
             owner=owner,
@@ -67,10 +81,10 @@ def upload_dataset(
             path=str(root),
             size_bytes=size,
             num_labels=ds.num_labels,
-            num_train=ds.train.num_points,
-            num_test=ds.test.num_points if ds.test is not None else 0,
-            num_features=int(features.shape[1]) if features is not None else None,
-            stats=stats,
+            num_train=ds.num_train,
+            num_test=ds.num_test,
+            num_features=ds.num_features,
+            stats=ds.stats,
         )
         session.add(row)
         session.flush()
