@@ -37,11 +37,19 @@ def register(app: typer.Typer) -> None:
 
 
 def _run_api(settings: Settings, host: str, port: int, log_level: str) -> None:
+    import tempfile
+
     import uvicorn
 
     from service.main import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    app = create_app(settings)
+    # Request bodies that spill to disk (multipart uploads, cut off at their size limit) go
+    # under ELMO_HOME, on the storage the operator sized for datasets, not the host's /tmp.
+    spool = settings.effective_artifacts_dir / "tmp" / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(spool)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
 def api(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, log_level: LogLevelOpt = "info") -> None:
