@@ -12,7 +12,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GIB = 1024**3
@@ -45,6 +45,26 @@ class Settings(BaseSettings):
     artifacts_dir: Path | None = Field(
         default=None, description="Datasets, runs and models; default $ELMO_HOME/artifacts."
     )
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str | None) -> str | None:
+        """A broker URL whose scheme Kombu has a transport for (else a clear error at start,
+        not a KeyError at the first job)."""
+        if value is None:
+            return value
+        from kombu.transport import resolve_transport
+
+        scheme = value.partition("://")[0]
+        try:
+            resolve_transport(scheme.partition("+")[0])
+        except KeyError:
+            raise ValueError(
+                f"unknown broker scheme {scheme!r}: use redis://, rediss://, amqp:// or "
+                "filesystem://"
+            ) from None
+        return value
+
     queue_prefix: str = Field(default="", description="Prefix of the queue names (isolation).")
     run_migrations: bool = Field(default=True, description="Upgrade the schema on start.")
 

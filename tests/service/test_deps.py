@@ -48,3 +48,14 @@ def test_a_created_dataset_is_committed_before_its_201_is_sent(settings: Setting
     finally:
         reader.dispose()
     assert seen == [(201, 1)], "the 201 was sent before its dataset was committed"
+
+
+def test_an_unknown_broker_scheme_is_refused_when_the_settings_load(tmp_path) -> None:
+    import pydantic
+    import pytest
+
+    from service.core.config import Settings
+
+    with pytest.raises(pydantic.ValidationError, match="unknown broker scheme 'foo'"):
+        Settings(home=tmp_path, broker_url="foo://localhost")
+    assert Settings(home=tmp_path, broker_url="redis://127.0.0.1:6379/0").broker_url
