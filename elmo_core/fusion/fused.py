@@ -22,6 +22,7 @@ from elmo_core.fusion.label_text import LabelTextScorer
 from elmo_core.fusion.neighbours import NeighbourScorer
 from elmo_core.fusion.similarity import SearchOptions
 from elmo_core.fusion.sparse_topk import row_ranking
+from elmo_core.parallel import map_chunks
 from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 
 PRIOR_MIN_BUDGET_S = 120.0
@@ -29,6 +30,8 @@ PRIOR_MIN_BUDGET_S = 120.0
 PRIOR_BUDGET_S_PER_TEXT = 2e-4
 """Beyond `PRIOR_MIN_BUDGET_S`, the estimated seconds a search may spend per text: at least
 5,000 texts a second, so a prior never costs more than a small multiple of scoring the texts."""
+FUSE_ROWS = 20_000
+"""Rows per task of `fuse_topk` (fixed: the result does not depend on the worker count)."""
 FUSION_JSON = "fusion.json"
 FUSION_TENSORS = "fusion.safetensors"
 
@@ -200,19 +203,39 @@ def head_probabilities(logits: np.ndarray) -> np.ndarray:
 
 
 def fuse_topk(
-    logits: np.ndarray, ids: np.ndarray, priors: sp.csr_matrix, scale: float, k: int
+    logits: np.ndarray,
+    ids: np.ndarray,
+    priors: sp.csr_matrix,
+    scale: float,
+    k: int,
+    workers: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fused scores (N x k float32) and label ids (N x k int64) of every row, best first.
 
     `logits`/`ids` are the head's raw scores of its candidates (N x C); `priors` the weighted
     priors of the same rows (N x L); `scale` the sum of the weights. Ties rank the lower label
-    id first. A row with fewer than k candidates in all pads with id -1 and score 0.
+    id first. A row with fewer than k candidates in all pads with id -1 and score 0. Blocks of
+    `FUSE_ROWS` rows run on `workers` forked processes (None: every core; one block runs here).
     """
-    num_rows, width = ids.shape
-    probs = head_probabilities(logits)
+    num_chunks = -(-ids.shape[0] // FUSE_ROWS)
+    if num_chunks == 0:
+        return np.zeros((0, k), dtype=np.float32), np.zeros((0, k), dtype=np.int64)
+    parts = map_chunks(_fuse_task, (logits, ids, priors, scale, k), num_chunks, workers)
+    return np.concatenate([v for v, _ in parts]), np.concatenate([i for _, i in parts])
+
+
+def _fuse_task(
+    job: tuple[np.ndarray, np.ndarray, sp.csr_matrix, float, int], chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`fuse_topk` of the `chunk`-th block of `FUSE_ROWS` rows (a `map_chunks` task)."""
+    logits, ids, priors, scale, k = job
+    rows = slice(chunk * FUSE_ROWS, (chunk + 1) * FUSE_ROWS)
+    block_ids = ids[rows]
+    num_rows, width = block_ids.shape
+    probs = head_probabilities(logits[rows])
     head = sp.csr_matrix(
-        (probs.ravel(), ids.ravel(), np.arange(0, num_rows * width + 1, width)),
-        shape=priors.shape,
+        (probs.ravel(), block_ids.ravel(), np.arange(0, num_rows * width + 1, width)),
+        shape=(num_rows, priors.shape[1]),
     )
-    out_ids, values = row_ranking((head + priors).tocsr(), k)
+    out_ids, values = row_ranking((head + priors[rows]).tocsr(), k)
     return (values / scale).astype(np.float32), out_ids

@@ -92,3 +92,21 @@ def test_fuse_topk_with_ties_and_short_rows():
     np.testing.assert_array_equal(scores, (expected_values / 1.5).astype(np.float32))
     assert scores.dtype == np.float32 and top.dtype == np.int64
     assert (top == -1).any()  # some rows have fewer than k candidates: padded
+
+
+def test_fuse_topk_in_blocks_on_workers_equals_one_block(monkeypatch):
+    from elmo_core.fusion import fused
+
+    rng = np.random.default_rng(4)
+    num_rows, num_labels, width, k = 23, 40, 5, 7
+    logits = rng.standard_normal((num_rows, width)).astype(np.float32)
+    ids = np.stack([rng.choice(num_labels, width, replace=False) for _ in range(num_rows)])
+    priors = sp.csr_matrix(tied_matrix(5, num_rows, num_labels, 0.2))
+    whole = fuse_topk(logits, ids, priors, 2.0, k, workers=1)
+    monkeypatch.setattr(fused, "FUSE_ROWS", 4)  # 6 blocks, the last one short
+    for workers in (1, 2):
+        scores, top = fuse_topk(logits, ids, priors, 2.0, k, workers=workers)
+        np.testing.assert_array_equal(top, whole[1])
+        np.testing.assert_array_equal(scores, whole[0])
+    empty = fuse_topk(logits[:0], ids[:0], priors[:0], 2.0, k)
+    assert empty[0].shape == (0, k) and empty[1].shape == (0, k)
