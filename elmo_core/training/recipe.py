@@ -398,8 +398,6 @@ class Recipe:
         run.telemetry["epochs"].append(record)
         self.cb.on_telemetry(record)
         write_json_atomic(self.out_dir / "telemetry.json", run.telemetry)
-        if not self.config.checkpoint.keep and self.ckpt_dir.exists():
-            shutil.rmtree(self.ckpt_dir)  # the run is done: model/ is the one copy
         selects = cfg.eval.split == "validation"
         if self.eval_split is not None:
             self.cb.on_phase("evaluating")

@@ -86,3 +86,17 @@ def test_resume_with_a_transformer_encoder(mini_dataset, tmp_path, small_config,
     assert a["encoder.model.embeddings.word_embeddings.weight"].dtype == torch.bfloat16
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_a_resume_point_exists_while_an_epoch_is_evaluated(mini_dataset, tmp_path, small_config):
+    """A crash during the second epoch's evaluation or model save can resume from the end of
+    the first epoch: its checkpoint is still there (removed only when the run finishes)."""
+    seen: list[tuple[int, bool]] = []
+
+    class Watch(TrainerCallbacks):
+        def on_metrics(self, epoch: int, metrics: dict[str, float]) -> None:
+            seen.append((epoch, (tmp_path / "run" / "checkpoints" / "latest.json").exists()))
+
+    train(small_config(eval={"every_epoch": True}), mini_dataset, tmp_path / "run", Watch())
+    assert seen == [(1, False), (2, True)]  # nothing to resume from before the first epoch ends
+    assert not (tmp_path / "run" / "checkpoints").exists()  # the finished run keeps none
