@@ -7,6 +7,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.core.db import can_be_a_key
 from service.errors import NotFound
 from service.models import Dataset, Job, Model, PredictJob
 
@@ -15,8 +16,9 @@ _NAMES = {Dataset: "dataset", Job: "job", Model: "model", PredictJob: "predict j
 
 
 def get_owned(session: Session, table: type[T], resource_id: str, owner: str) -> T:
-    """The row with `resource_id` owned by `owner`, or NotFound (404)."""
-    row = session.get(table, resource_id)
+    """The row with `resource_id` owned by `owner`, or NotFound (404), also for an id that no
+    row can have (a NUL byte: PostgreSQL would refuse the query)."""
+    row = session.get(table, resource_id) if can_be_a_key(resource_id) else None
     if row is None or row.owner != owner:
         raise NotFound(f"{_NAMES[table]} {resource_id!r} not found")
     return row

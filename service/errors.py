@@ -3,7 +3,12 @@ them (and the library's typed errors) into problem+json responses in one place."
 
 from __future__ import annotations
 
+import errno
+import re
 from typing import Any
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_WRAPPED_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust libraries (safetensors) say it
 
 
 class ServiceError(Exception):
@@ -68,7 +73,29 @@ class Unprocessable(ServiceError):
     status, slug, title = 422, "unprocessable", "Unprocessable request"
 
 
+class InsufficientStorage(ServiceError):
+    """The server's disk (the artifacts directory) is full: nothing was stored."""
+
+    status, slug, title = 507, "insufficient-storage", "Insufficient storage"
+
+
 class NotReady(ServiceError):
     """A dependency of the API (database, broker) is unreachable."""
 
     status, slug, title = 503, "not-ready", "Service not ready"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True if `exc`, or an exception it was raised from, is an `OSError` for a full disk
+    (ENOSPC) or an exhausted quota (EDQUOT), or a library error wrapping one ("(os error 28)")."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            return True
+        wrapped = _WRAPPED_OS_ERROR.search(str(current))
+        if wrapped is not None and int(wrapped.group(1)) in DISK_FULL_ERRNOS:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -10,9 +10,11 @@ from pathlib import Path
 
 from service.core.config import Settings
 from service.core.db import session_scope
+from service.errors import is_disk_full
 from service.jobs import JobState, lifecycle
 from service.jobs.lifecycle import LeaseLost
 from service.models import Model, PredictJob
+from worker.failures import DISK_FULL
 from worker.lease import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,9 @@ def run_predict_job(settings: Settings, job_id: str, worker: str | None = None) 
             return None
         except Exception as exc:
             log.exception("predict job %s failed", job_id)
-            state, reason = JobState.FAILED, f"{type(exc).__name__}: {exc}"
+            output.with_suffix(".tmp").unlink(missing_ok=True)  # no half-written results
+            reason = DISK_FULL if is_disk_full(exc) else f"{type(exc).__name__}: {exc}"
+            state = JobState.FAILED
     try:
         with session_scope(db) as session:
             lifecycle.finish(

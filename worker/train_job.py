@@ -131,8 +131,18 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
             reason = describe_failure(exc, plan)
             state = _finish(db, job_id, attempt, JobState.FAILED, reason, f"failed: {reason}")
     if state is not None:  # a finished job is never resumed: its checkpoints only take disk
-        shutil.rmtree(checkpoints, ignore_errors=True)
+        discard_unregistered(out_dir)
     return state
+
+
+def discard_unregistered(out_dir: Path) -> None:
+    """Remove what a job that ended without a model leaves in its run directory and nobody can
+    use: the checkpoints and any (complete or half-written) model folder. Frees the disk when
+    a full disk is why the job failed."""
+    from elmo_core.training.recipe import MODEL
+
+    for leftover in ("checkpoints", MODEL, f".{MODEL}.tmp", f".{MODEL}.old"):
+        shutil.rmtree(out_dir / leftover, ignore_errors=True)
 
 
 def _finish(

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from elmo_core.config import TrainConfig, parse_config
@@ -37,6 +39,7 @@ FORMAT_VERSION = 2
 """2: a neighbour prior that shares the `tfidf` encoder's featurizer stores it once (tfidf.json)."""
 READABLE_FORMATS = (1, 2)
 WEIGHTS = "model.safetensors"
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 class ModelLoadError(ElmoError):
@@ -66,34 +69,26 @@ def save_model(
     metrics: dict | None = None,
     telemetry: dict | None = None,
 ) -> Path:
-    """Write the artifact into a temporary sibling folder, then swap it into `directory`."""
+    """Write the artifact into a temporary sibling folder, then swap it into `directory`.
+
+    A failed write (a full disk, say) removes the temporary folder and leaves `directory` as it
+    was; a safetensors I/O failure is raised as the `OSError` it wraps (errno kept, so ENOSPC
+    reads as a full disk).
+    """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
-    tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "num_labels": head.num_labels,
-        "dim": head.dim,
-        "encoder": encoder.save(tmp),
-        "head": {
-            "precision": head.precision,
-            "head_ratio": head.head_ratio,
-            "kahan_dtype": head.kahan_dtype,
-        },
-        "train_config": config.model_dump(mode="json"),
-    }
-    _write(tmp / "config.json", meta)
-    _write(tmp / "label_texts.json", label_texts)
-    _write(tmp / "metrics.json", metrics or {})
-    _write(tmp / "telemetry.json", telemetry or {})
-    if fusion is not None:
-        fusion.save(tmp, shared_word_featurizer(encoder))
+    try:
+        _write_artifact(tmp, config, encoder, head, label_texts, fusion, metrics, telemetry)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        error = _as_os_error(exc)
+        if error is exc:
+            raise
+        raise error from exc
     old = directory.parent / f".{directory.name}.old"
     if directory.exists():
         if old.exists():
@@ -149,3 +144,47 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
 
 def _write(path: Path, payload: object) -> None:
     path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+
+
+def _write_artifact(
+    tmp: Path,
+    config: TrainConfig,
+    encoder: Encoder,
+    head: XMCHead,
+    label_texts: list[str] | None,
+    fusion: FusedScorer | None,
+    metrics: dict | None,
+    telemetry: dict | None,
+) -> None:
+    """Every file of the artifact, into the (temporary) folder `tmp`."""
+    tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "num_labels": head.num_labels,
+        "dim": head.dim,
+        "encoder": encoder.save(tmp),
+        "head": {
+            "precision": head.precision,
+            "head_ratio": head.head_ratio,
+            "kahan_dtype": head.kahan_dtype,
+        },
+        "train_config": config.model_dump(mode="json"),
+    }
+    _write(tmp / "config.json", meta)
+    _write(tmp / "label_texts.json", label_texts)
+    _write(tmp / "metrics.json", metrics or {})
+    _write(tmp / "telemetry.json", telemetry or {})
+    if fusion is not None:
+        fusion.save(tmp, shared_word_featurizer(encoder))
+
+
+def _as_os_error(exc: Exception) -> Exception:
+    """A `SafetensorError` caused by the OS ("... (os error 28)") as that `OSError`; any other
+    exception unchanged."""
+    match = _OS_ERROR.search(str(exc)) if isinstance(exc, SafetensorError) else None
+    if match is None:
+        return exc
+    code = int(match.group(1))
+    return OSError(code, os.strerror(code))

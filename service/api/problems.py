@@ -18,10 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from elmo_core.errors import ConfigError, DatasetFormatError
 from service.core.archive import ArchiveTooLargeError, UnsafeArchiveError
-from service.errors import ServiceError, TooManyRequests
+from service.errors import InsufficientStorage, ServiceError, TooManyRequests, is_disk_full
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+DISK_FULL_DETAIL = (
+    "the server's disk is full: nothing was stored; try again once space has been freed"
+)
 
 
 def problem(
@@ -76,6 +79,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(UnsafeArchiveError)
     async def _archive(request: Request, exc: UnsafeArchiveError) -> JSONResponse:
+        if is_disk_full(exc):  # unpacking hit a full disk: the server's fault, not the archive's
+            return _disk_full(request, exc)
         return problem(request, 422, "unsafe-archive", "Rejected archive", str(exc))
 
     @app.exception_handler(ArchiveTooLargeError)
@@ -99,10 +104,24 @@ def install_problem_handlers(app: FastAPI) -> None:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http")
         return problem(request, exc.status_code, slug, _title(exc.status_code), str(exc.detail))
 
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if not is_disk_full(exc):
+            raise exc  # any other OSError: the generic 500 below, as before
+        return _disk_full(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(request, 500, "internal", "Internal error", "an unexpected error occurred")
+
+
+def _disk_full(request: Request, exc: Exception) -> JSONResponse:
+    """507 for a write that hit a full disk (ENOSPC/EDQUOT); the OS error (with its server
+    path) is logged, not shown."""
+    log.error("disk full on %s %s: %r", request.method, request.url.path, exc)
+    full = InsufficientStorage(DISK_FULL_DETAIL)
+    return problem(request, full.status, full.slug, full.title, full.detail)
 
 
 def _title(status: int) -> str:

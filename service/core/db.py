@@ -31,6 +31,13 @@ def _create_engine(url: str) -> Engine:
     return engine
 
 
+def can_be_a_key(value: str) -> bool:
+    """Whether `value` can be looked up as a text key on every supported database. PostgreSQL
+    refuses a NUL byte in any text parameter (an error, a 500, where SQLite finds nothing); no
+    id holds one, so a lookup by such a value is skipped and finds nothing on both."""
+    return "\x00" not in value
+
+
 def get_engine(url: str) -> Engine:
     """One engine per URL per process; SQLite gets WAL and a busy timeout for API + workers."""
     with _lock:

@@ -8,6 +8,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.core.db import can_be_a_key
 from service.models import ApiKey, new_id
 
 KEY_PREFIX = "elmo_"
@@ -55,7 +56,7 @@ def list_keys(session: Session, owner: str | None = None) -> list[ApiKey]:
 def revoke_key(session: Session, key_id: str, owner: str | None = None) -> ApiKey | None:
     """Revoke key `key_id` (only among `owner`'s keys when given); None when there is no such
     key. Revoking twice is harmless."""
-    row = session.get(ApiKey, key_id)
+    row = session.get(ApiKey, key_id) if can_be_a_key(key_id) else None
     if row is None or (owner is not None and row.owner != owner):
         return None
     row.revoked = True
@@ -68,7 +69,7 @@ def rotate_key(
 ) -> tuple[ApiKey, str] | None:
     """Revoke key `key_id` and create its replacement for the same owner; return the new row and
     token (shown once), or None when there is no such active key."""
-    row = session.get(ApiKey, key_id)
+    row = session.get(ApiKey, key_id) if can_be_a_key(key_id) else None
     if row is None or row.revoked or (owner is not None and row.owner != owner):
         return None
     row.revoked = True
