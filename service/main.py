@@ -66,5 +66,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_upload_bytes=settings.max_upload_bytes,
         max_json_bytes=MAX_JSON_BYTES,
         key_is_valid=partial(key_is_valid, settings.effective_database_url),
+        max_predict_chars=settings.max_predict_chars,
     )
     return app

@@ -13,6 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.errors import PayloadTooLarge
 
 MULTIPART_SLACK = 1 << 20
+PREDICT_BYTES_PER_CHAR = 6
+"""A predict body's limit per allowed character: a JSON string escapes a character into at most
+6 bytes (`\\uXXXX`), so `max_predict_chars` characters always fit."""
+PREDICT_ENVELOPE = 1 << 20
 
 
 BODY_METHODS = (b"POST", b"PUT", b"PATCH")
@@ -26,9 +30,9 @@ class BodySizeLimit:
     """ASGI middleware: 401 for a /v1 body without a valid key (the body is never read), 413
     problem+json when Content-Length exceeds the limit or a streamed body grows past it.
 
-    Multipart uploads get `max_upload_bytes` (+1 MiB for the form envelope), other bodies
-    `max_json_bytes`. `key_is_valid(token)` checks a bearer token (a database lookup, run in a
-    thread).
+    Multipart uploads get `max_upload_bytes` (+1 MiB for the form envelope), predict calls 6 bytes
+    per allowed character (+1 MiB), other bodies `max_json_bytes`. `key_is_valid(token)` checks
+    a bearer token (a database lookup, run in a thread).
     """
 
     def __init__(
@@ -37,11 +41,25 @@ class BodySizeLimit:
         max_upload_bytes: int,
         max_json_bytes: int,
         key_is_valid: Callable[[str], bool],
+        max_predict_chars: int | None = None,
     ) -> None:
         self.app = app
         self.max_upload = max_upload_bytes + MULTIPART_SLACK
         self.max_json = max_json_bytes
+        self.max_predict = self.max_json
+        if max_predict_chars is not None:
+            predict = PREDICT_BYTES_PER_CHAR * max_predict_chars + PREDICT_ENVELOPE
+            self.max_predict = min(self.max_json, predict)
         self.key_is_valid = key_is_valid
+
+    def _limit(self, path: str, content_type: bytes) -> int:
+        """The body limit of a request: uploads, predict calls (sized by the character limit, so
+        a refused body is never parsed whole), other JSON."""
+        if content_type.startswith(b"multipart/"):
+            return self.max_upload
+        if path.startswith("/v1/models/") and path.endswith("/predict"):
+            return self.max_predict
+        return self.max_json
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method", "").encode() not in BODY_METHODS:
@@ -57,7 +75,7 @@ class BodySizeLimit:
             return
         length = headers.get(b"content-length")
         ctype = headers.get(b"content-type", b"")
-        limit = self.max_upload if ctype.startswith(b"multipart/") else self.max_json
+        limit = self._limit(scope.get("path", ""), ctype)
         if length is not None and length.isdigit() and int(length) > limit:
             detail = f"request body of {int(length)} bytes exceeds the limit of {limit} bytes"
             await problem_response(scope, send, 413, "too-large", "Payload too large", detail)

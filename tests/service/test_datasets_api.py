@@ -155,3 +155,19 @@ def test_a_streamed_body_is_cut_off_at_the_limit(tmp_path) -> None:
             content=chunks(),
         )
         assert anonymous.status_code == 401  # no key: answered before the stream is read
+
+
+def test_a_predict_body_is_capped_by_the_character_limit_not_the_json_limit(tmp_path) -> None:
+    """A predict call may carry at most 6 bytes per allowed character (+1 MiB): a bigger body is
+    refused before it is parsed, while other JSON routes keep the general 64 MiB limit."""
+    settings = Settings(home=tmp_path / "h", max_predict_chars=1000)
+    with TestClient(create_app(settings)) as client:
+        with session_scope(settings.effective_database_url) as session:
+            _, token = create_api_key(session, "pat")
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        body = b'{"texts": ["' + b"x" * (2 << 20) + b'"]}'
+        r = client.post("/v1/models/mdl_nope/predict", headers=headers, content=body)
+        assert r.status_code == 413, r.text
+        assert f"exceeds the limit of {6 * 1000 + (1 << 20)} bytes" in r.json()["detail"]
+        r = client.post("/v1/jobs", headers=headers, content=body)
+        assert r.status_code == 422  # the same size is read and validated on another route
