@@ -17,7 +17,9 @@ _makers: dict[str, sessionmaker[Session]] = {}
 
 def _create_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # Text is UTF-8 on the wire whatever the server's encoding: on a SQL_ASCII database
+        # psycopg would otherwise hand back bytes (the API failed at start on one).
+        return create_engine(url, pool_pre_ping=True, connect_args={"client_encoding": "utf8"})
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
