@@ -184,7 +184,11 @@ def submit_predict_job(
     job_id = new_id("pj")
     folder = settings.effective_artifacts_dir / "predict-jobs" / job_id
     folder.mkdir(parents=True)
-    (folder / "input.jsonl").write_bytes(payload)
+    try:
+        (folder / "input.jsonl").write_bytes(payload)
+    except OSError:  # a full disk: no half-written input stays behind
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     job = PredictJob(
         id=job_id,
         owner=owner,

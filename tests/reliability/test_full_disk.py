@@ -256,6 +256,26 @@ def test_predict_job_results_that_do_not_fit_fail_the_job_cleanly(disk: FullDisk
     assert _predict(client, disk.model["id"]) == disk.predictions
 
 
+def test_a_predict_job_whose_input_does_not_fit_is_a_507_and_leaves_no_folder(
+    disk: FullDiskStack,
+) -> None:
+    """The upload fits its scratch copy, but the stored input (JSON escapes 'é' into 6 bytes,
+    3x the upload) does not: 507, and no half-written predict-job folder stays behind."""
+    client, artifacts = disk.client, disk.artifacts
+    texts = "".join("é" * 500 + f" {i}\n" for i in range(200)).encode()  # ~200 KB
+    before = sorted((artifacts / "predict-jobs").glob("*"))
+    with _disk_filled(artifacts, 320 << 10):
+        r = client.post(
+            f"/v1/models/{disk.model['id']}/predict-jobs",
+            files={"file": ("texts.txt", texts)},
+            data={"k": "5"},
+        )
+    assert r.status_code == 507, r.text
+    assert r.headers["content-type"].startswith(PROBLEM_JSON)
+    assert str(disk.home) not in r.text
+    assert sorted((artifacts / "predict-jobs").glob("*")) == before
+
+
 def test_save_model_over_an_existing_model_on_a_full_disk_leaves_it_as_it_was(
     disk: FullDiskStack,
 ) -> None:
