@@ -180,3 +180,65 @@ def test_round_nearest_saturates_and_rounds_to_nearest(dtype):
 def test_stochastic_round_rejects_other_dtypes():
     with pytest.raises(ValueError, match="float8_e4m3fn"):
         rounding.stochastic_round(torch.ones(3), torch.float16, seed=0)
+
+
+def _numpy_stochastic_round(x: np.ndarray, dtype: torch.dtype, r: np.ndarray) -> np.ndarray:
+    """The module docstring's rounding, written out in numpy: uint64 bit patterns, fp32 values."""
+    f32, u64 = np.float32, np.uint64
+    bits = x.view(np.uint32).astype(u64)
+    if dtype == BF16:
+        out = ((bits + (r & u64(0xFFFF))) & u64(0xFFFF0000)).astype(np.uint32).view(f32)
+    else:
+        with np.errstate(invalid="ignore"):
+            mag = np.minimum(np.abs(x), f32(448.0))
+            normal = (mag.view(np.uint32).astype(u64) + (r & u64(0xFFFFF))) & u64(0xFFF00000)
+            q = mag * f32(512.0)
+            low = np.floor(q)
+            u = ((r >> u64(8)).astype(f32) + f32(0.5)) * f32(2.0**-24)
+            sub = (low + (u < q - low).astype(f32)) * f32(1.0 / 512.0)
+            res = np.where(mag < f32(2.0**-6), sub, normal.astype(np.uint32).view(f32))
+        out = (res.view(np.uint32) | (bits & u64(0x80000000)).astype(np.uint32)).view(f32)
+    return np.where(np.isnan(x), x, out)
+
+
+def _edge_case_matrix(rows: int, cols: int, seed: int) -> torch.Tensor:
+    """Random fp32 over 2^-30 .. 2^12 with edge cases sprinkled in: fp32 subnormals, +-0, NaNs
+    (payloads and signs), +-inf, the e4m3 saturation, both grids' values, the 2^-6 boundary."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, cols, generator=gen) * torch.exp2(
+        torch.randint(-30, 12, (rows, cols), generator=gen).float()
+    )
+    nans = torch.tensor([0x7FC00000, 0x7F800001, 0x7FFFFFFF, -1, -0x400000], dtype=torch.int32)
+    edges = [float("inf"), float("-inf"), 0.0, -0.0, 448.0, -448.0, 449.0, 464.0, 1e9, 3.4e38,
+             -3.4e38, 1e-45, -1e-45, 1e-39, 2.0**-6, -(2.0**-6), 2.0**-6 - 2.0**-30, 2.0**-9,
+             2.0**-10, 15.75, 255.99]  # fmt: skip
+    special = torch.cat(
+        [
+            nans.view(torch.float32),
+            torch.tensor(edges),
+            e4m3_grid().to(torch.float32),
+            torch.randn(64, generator=gen).to(BF16).to(torch.float32),
+        ]
+    )
+    flat = x.view(-1)
+    where = torch.randperm(flat.numel(), generator=gen)[: 4 * special.numel()]
+    flat[where] = special.repeat(4)[: where.numel()]
+    return x
+
+
+@pytest.mark.parametrize("dtype", [BF16, E4M3])
+def test_blockwise_rounding_is_bit_identical_to_the_spec(dtype):
+    # several blocks, a partial last block, rows wrapping past 2^32, seeds up to 2^32 - 1
+    for rows, cols, row_offset, seed in [
+        (700, 97, 2**32 - 300, 2**32 - 1),
+        (3 * rounding.BLOCK // 256 + 5, 256, 1234, rounding.step_seed(7, 2)),
+        (9, 1, 0, 0),
+    ]:
+        x = _edge_case_matrix(rows, cols, seed=rows)
+        r = _numpy_bits(np.arange(row_offset, row_offset + rows) % 2**32, np.arange(cols), seed)
+        want = _numpy_stochastic_round(x.numpy(), dtype, r)
+        stored = torch.empty(rows, cols, dtype=dtype)
+        got = rounding.stochastic_round_(x.clone(), dtype, seed, row_offset, out=stored)
+        assert np.array_equal(got.view(torch.int32).numpy(), want.view(np.int32))
+        want_stored = torch.from_numpy(want).to(dtype)
+        assert torch.equal(stored.view(torch.uint8), want_stored.view(torch.uint8))
