@@ -100,7 +100,8 @@ def watch(client: httpx.Client, job_id: str) -> dict:
             job = check(client.get(f"/v1/jobs/{job_id}"))
             p = job["progress"]
             metrics = job["latest_metrics"] or {}
-            shown = f"P@1 {metrics['P@1']:.1f}" if "P@1" in metrics else ""
+            split = job.get("latest_metrics_split") or ""
+            shown = f"{split} P@1 {metrics['P@1']:.1f}".strip() if "P@1" in metrics else ""
             epoch = f"epoch {p['epoch']}/{p['epochs']} " if p["epoch"] else ""
             bar.update(
                 task,
@@ -235,14 +236,23 @@ def main() -> None:
         if job["state"] != "succeeded":
             sys.exit(f"job {job['id']} {job['state']}: {job['failure_reason']}")
 
-        table = Table(title=f"test metrics per epoch ({job['id']})")
         history = check(client.get(f"/v1/jobs/{job['id']}/metrics"))
+        model = check(client.get(f"/v1/models/{job['model_id']}"))
+        served = model["metrics"]
         keys = ["P@1", "P@3", "P@5", "nDCG@5", "PSP@5"]
+        splits = sorted({str(point.get("split")) for point in history})
+        table = Table(title=f"{' / '.join(splits)} metrics per epoch ({job['id']})")
         table.add_column("epoch")
         for k in keys:
             table.add_column(k, justify="right")
         for point in history:
-            table.add_row(str(point["epoch"]), *(f"{point['metrics'][k]:.2f}" for k in keys))
+            row = [f"{point['metrics'][k]:.2f}" for k in keys]
+            table.add_row(str(point["epoch"]), *row)
+        if served.get("metrics"):
+            table.add_row(
+                f"served: epoch {served['epoch']}, {served['split']} split",
+                *(f"{served['metrics'][k]:.2f}" for k in keys),
+            )
         console.print(table)
 
         show_test_packages(client, job["model_id"])

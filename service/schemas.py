@@ -66,6 +66,11 @@ class JobOut(BaseModel):
     phase: str | None
     progress: Progress
     latest_metrics: dict[str, Any] | None
+    latest_metrics_split: str | None = Field(
+        default=None,
+        description="The split `latest_metrics` were measured on: `validation` (the epoch just "
+        "evaluated, while training) or `test` (the saved and served model, once succeeded).",
+    )
     failure_reason: str | None
     cancel_requested: bool
     attempt: int
@@ -83,6 +88,9 @@ class MetricsPoint(BaseModel):
     """Metrics of one evaluation."""
 
     epoch: int
+    split: str | None = Field(
+        default=None, description="The split evaluated: `validation` (selects the model) or `test`."
+    )
     metrics: dict[str, Any]
     created_at: datetime
 

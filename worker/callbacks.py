@@ -37,11 +37,20 @@ def jsonable(value: Any) -> Any:
 class DBCallbacks(TrainerCallbacks):
     """Phase, progress (throttled), metrics, telemetry and logs -> the job's rows; cancel <- DB."""
 
-    def __init__(self, db_url: str, job_id: str, attempt: int, epochs: int, heartbeat: Heartbeat):
+    def __init__(
+        self,
+        db_url: str,
+        job_id: str,
+        attempt: int,
+        epochs: int,
+        heartbeat: Heartbeat,
+        eval_split: str = "validation",
+    ):
         self.db_url = db_url
         self.job_id = job_id
         self.attempt = attempt
         self.epochs = epochs
+        self.eval_split = eval_split
         self.heartbeat = heartbeat
         self._last_progress = 0.0
         self._last_cancel_check = 0.0
@@ -83,11 +92,20 @@ class DBCallbacks(TrainerCallbacks):
         )
 
     def on_metrics(self, epoch: int, metrics: dict[str, float]) -> None:
-        """Append to the metrics history and set the latest metrics."""
+        """Append to the metrics history and set the latest metrics, with the split evaluated
+        after each epoch (the config's `eval.split`)."""
         clean = jsonable(metrics)
+        split = self.eval_split
         with session_scope(self.db_url) as session:
-            fenced_update(session, Job, self.job_id, self.attempt, latest_metrics=clean)
-            session.add(JobMetric(job_id=self.job_id, epoch=int(epoch), metrics=clean))
+            fenced_update(
+                session,
+                Job,
+                self.job_id,
+                self.attempt,
+                latest_metrics=clean,
+                latest_metrics_split=split,
+            )
+            session.add(JobMetric(job_id=self.job_id, epoch=int(epoch), split=split, metrics=clean))
 
     def on_telemetry(self, record: dict) -> None:
         """Append a telemetry record (memory per phase, throughput)."""

@@ -76,7 +76,9 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
             if dataset_path is None:
                 raise FileNotFoundError(f"dataset {dataset_id} was deleted")
             config = parse_config(config_raw, source=f"job {job_id} config")
-            callbacks = DBCallbacks(db, job_id, attempt, config.epochs, heartbeat)
+            callbacks = DBCallbacks(
+                db, job_id, attempt, config.epochs, heartbeat, config.eval.split
+            )
             callbacks.on_phase("loading")
             dataset_obj = load_dataset(
                 dataset_path, format=config.data.format, empty_rows=config.data.empty_rows
@@ -97,6 +99,7 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
                     phase=None,
                     model_id=model_id,
                     latest_metrics=metrics,
+                    latest_metrics_split="test" if result.metrics is not None else None,
                     eta_s=0.0,
                 )
                 session.add(

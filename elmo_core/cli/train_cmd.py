@@ -73,8 +73,9 @@ class _RichCallbacks:
     two measurements is visibly an old one, not a stuck run.
     """
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, eval_split: str = "validation") -> None:
         self.progress = progress
+        self.eval_split = eval_split
         self.task: TaskID | None = None
         self.stop_requested = False
         self.loss: float | None = None
@@ -102,7 +103,7 @@ class _RichCallbacks:
         shown = " ".join(
             f"{k} {v:.2f}" for k, v in metrics.items() if k.split("@")[0] in ("P", "nDCG", "PSP")
         )
-        self.progress.console.print(f"epoch {epoch}: {shown}", highlight=False)
+        self.progress.console.print(f"epoch {epoch}, {self.eval_split}: {shown}", highlight=False)
 
     def on_telemetry(self, record: dict) -> None:
         return None
@@ -168,7 +169,7 @@ def train(
             TimeRemainingColumn(),
             console=err,
         )
-        callbacks = _RichCallbacks(progress)
+        callbacks = _RichCallbacks(progress, config.eval.split)
         previous = signal.signal(
             signal.SIGINT, lambda *_: setattr(callbacks, "stop_requested", True)
         )

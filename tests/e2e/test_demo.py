@@ -52,6 +52,8 @@ def test_demo_is_quiet_and_predicts_dependencies(tmp_path: Path, elmo_cmd: list[
     assert "its own label rsyslog is excluded" in rsyslog
     assert not re.search(r"^\s+✓?\s*[\d.]+\s+rsyslog:", rsyslog, re.M), rsyslog
     assert "packages that do not exist" in output and "python3-yaml:" in output
+    assert "validation metrics per epoch" in output  # the split the epochs were scored on
+    assert re.search(r"served: epoch \d+, test split", output), output
 
 
 def test_a_job_without_a_step_count_shows_no_steps() -> None:

@@ -39,10 +39,12 @@ def test_job_progress_metrics_telemetry_logs(stack: Stack, trained: dict) -> Non
     assert job["latest_metrics"]["P@1"] > 5.0  # a trained model beats chance (~0.1%) by far
     assert job["model_id"] and job["finished_at"] and job["attempt"] == 1
     history = stack.alice.get(f"/v1/jobs/{job['id']}/metrics").json()
-    assert [h["epoch"] for h in history] == [1]  # per epoch: the validation slice
+    assert [(h["epoch"], h["split"]) for h in history] == [(1, "validation")]  # selects the model
+    assert history[0]["metrics"] != job["latest_metrics"]  # validation, not the reported test
     model = stack.alice.get(f"/v1/models/{job['model_id']}").json()
     assert (model["metrics"]["split"], model["metrics"]["epoch"]) == ("test", 1)
     assert model["metrics"]["metrics"] == job["latest_metrics"]  # the served model's test metrics
+    assert job["latest_metrics_split"] == "test"
     records = stack.alice.get(f"/v1/jobs/{job['id']}/telemetry").json()["records"]
     kinds = [r["kind"] for r in records]
     assert kinds.count("static") == 1 and "epoch" in kinds

@@ -46,6 +46,7 @@ def job_out(job: Job) -> JobOut:
         phase=job.phase,
         progress=progress,
         latest_metrics=job.latest_metrics,
+        latest_metrics_split=job.latest_metrics_split,
         failure_reason=job.failure_reason,
         cancel_requested=job.cancel_requested,
         attempt=job.attempt,

@@ -46,7 +46,13 @@ def run_dir(tmp_path_factory):
     )
     assert result.exit_code == 0, result.output
     (root / "run" / "cli-output.txt").write_text(result.stdout)
+    (root / "run" / "cli-all-output.txt").write_text(result.output)
     return root / "run"
+
+
+def test_the_per_epoch_lines_name_their_split(run_dir):
+    printed = (run_dir / "cli-all-output.txt").read_text()
+    assert "epoch 1, validation: P@1" in printed and "epoch 2, validation: P@1" in printed
 
 
 def test_train_writes_the_model_and_applies_overrides(run_dir):
