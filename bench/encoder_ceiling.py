@@ -14,7 +14,6 @@ same model, batch size, optimizer (torch-optimi AdamW with Kahan summation and f
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from datetime import date
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from optimi import AdamW
+from rows import emit
 
 from elmo_core.data.textio import read_lines
 from elmo_core.encoders import TransformerEncoder, resolve_model_dir
@@ -133,10 +133,7 @@ def main() -> None:
             "device": torch.cuda.get_device_name(),
             "date": date.today().isoformat(),
         }
-        print(json.dumps(row), flush=True)
-        if args.json is not None:
-            with args.json.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row) + "\n")
+        emit(row, args.json)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rows import emit
 
 from elmo_core.data import load_dataset
 from elmo_core.training import TrainerCallbacks, parse_config, train
@@ -193,10 +194,7 @@ def main() -> None:
             if r["kind"] == "phase"
         ],
     }
-    print(json.dumps(row), flush=True)
-    if args.json is not None:
-        with args.json.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
+    emit(row, args.json)
 
 
 if __name__ == "__main__":
