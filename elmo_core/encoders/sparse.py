@@ -3,7 +3,8 @@
 `EmbeddingBag(mode="sum", per_sample_weights=row values)` is the product of the sparse row with a
 F x d table without ever densifying the row; an optional residual MLP adds a nonlinearity; dropout
 on the output is the embedding dropout the head sees; `bias_feature` appends a constant column
-(`encoders/bias.py`).
+(`encoders/bias.py`). With `sparse_grad` the table's gradient is a sparse COO tensor of the rows a
+batch touches (CPU training updates only those: `training/row_sparse_adamw.py`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class SparseEncoder(nn.Module):
         dropout: float = 0.0,
         init_std: float = 1.0,
         bias_feature: float = 0.0,
+        sparse_grad: bool = False,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -55,7 +57,9 @@ class SparseEncoder(nn.Module):
         self.num_features = int(num_features)
         self.featurizer = featurizer
         self.width = int(dim)
-        self.embedding = nn.EmbeddingBag(self.num_features, self.width, mode="sum")
+        self.embedding = nn.EmbeddingBag(
+            self.num_features, self.width, mode="sum", sparse=sparse_grad
+        )
         nn.init.normal_(self.embedding.weight, std=init_std)
         self.blocks = nn.ModuleList(
             nn.Sequential(ACTIVATIONS[activation](), nn.Linear(self.width, self.width))
@@ -67,6 +71,11 @@ class SparseEncoder(nn.Module):
             nn.init.zeros_(linear.weight)
             nn.init.zeros_(linear.bias)
         self.dropout = nn.Dropout(dropout)
+
+    def use_sparse_gradients(self, enabled: bool = True) -> None:
+        """Make the table's gradient a sparse tensor of the touched rows (or dense again); the
+        forward pass and the weights are the same either way."""
+        self.embedding.sparse = enabled
 
     def featurize(self, texts: list[str] | None, features: sp.csr_matrix | None) -> sp.csr_matrix:
         """All rows of a split as an N x F float32 CSR matrix (L2-normalised)."""

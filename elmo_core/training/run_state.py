@@ -3,11 +3,15 @@
 `RunState` is everything besides the tensors that a resumed run needs to continue exactly: the
 position (epoch, step), the best epoch on the validation slice, the evaluation history and the
 telemetry. `save_run` / `restore_run` write and read it with the encoder, head, optimizer and RNG
-tensors through `checkpoint.py` (safetensors + JSON, atomic).
+tensors through `checkpoint.py` (safetensors + JSON, atomic). A run has one or two encoder
+optimizers, by name (`OPTIMIZER_PREFIXES`): "encoder" (optimi AdamW; keys `optim.*`, as before) and,
+for a sparse encoder trained on the CPU, "rows" (the n-gram table's `RowSparseAdamW`; keys
+`rows.optim.*`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +28,9 @@ from elmo_core.training.checkpoint import (
     save_checkpoint,
     split_optimizer_state,
 )
+
+OPTIMIZER_PREFIXES = {"encoder": "", "rows": "rows."}
+"""The checkpoint tensor-key prefix of each named optimizer."""
 
 
 @dataclass
@@ -74,14 +81,17 @@ def save_run(
     run: RunState,
     encoder: torch.nn.Module,
     head: XMCHead,
-    optimizer: torch.optim.Optimizer,
+    optimizers: Mapping[str, torch.optim.Optimizer],
     total_steps: int,
 ) -> Path:
     """Write a checkpoint of the run's full state under `folder`; return its directory."""
     tensors = {f"head.{k}": v for k, v in head.state_dict().items()}
     tensors.update({f"encoder.{k}": v for k, v in encoder.state_dict().items()})
-    optim_tensors, optim_meta = split_optimizer_state(optimizer)
-    tensors.update(optim_tensors)
+    optim_meta = {}
+    for name, optimizer in optimizers.items():
+        optim_tensors, optim_meta[name] = split_optimizer_state(optimizer)
+        prefix = OPTIMIZER_PREFIXES[name]
+        tensors.update({f"{prefix}{k}": v for k, v in optim_tensors.items()})
     rng_tensors, rng_meta = rng_state()
     tensors.update(rng_tensors)
     state = {
@@ -100,7 +110,7 @@ def restore_run(
     config: TrainConfig,
     encoder: torch.nn.Module,
     head: XMCHead,
-    optimizer: torch.optim.Optimizer,
+    optimizers: Mapping[str, torch.optim.Optimizer],
     device: torch.device,
 ) -> tuple[RunState, Path]:
     """Load the latest checkpoint under `folder` into the modules; return its RunState and
@@ -117,7 +127,16 @@ def restore_run(
     head.load_state_dict({k: v.to(device) for k, v in head_state.items()})
     encoder_state = {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
     encoder.load_state_dict(encoder_state)
-    restore_optimizer_state(optimizer, tensors, state["optimizer"])
+    saved_optimizers = state["optimizer"]
+    if set(saved_optimizers) != set(optimizers):
+        raise CheckpointError(
+            f"cannot resume from {checkpoint}: it holds the optimizers {sorted(saved_optimizers)}, "
+            f"this run has {sorted(optimizers)}"
+        )
+    for name, optimizer in optimizers.items():
+        prefix = OPTIMIZER_PREFIXES[name]
+        own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        restore_optimizer_state(optimizer, own, saved_optimizers[name])
     restore_rng_state(tensors, state["rng"])
     return RunState.from_json(state), checkpoint
 
