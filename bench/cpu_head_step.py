@@ -9,6 +9,10 @@ every weight chunk, its random bits and its rounding (fp32 values, not stored ba
 
     python bench/cpu_head_step.py --labels 50000 200000 --dim 512 --batch 128 --repeats 7
     python bench/cpu_head_step.py --labels 50000 --threads 1 --rounding
+    python bench/cpu_head_step.py --labels 50000 --rounding-workers 1 2
+
+``--rounding-workers`` times the low precisions once per number of rounding threads
+(``rounding.WORKERS``; 1 is the single-threaded rounding), interleaved with the rest.
 """
 
 from __future__ import annotations
@@ -51,31 +55,41 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--rounding", action="store_true", help="also time the rounding alone")
+    parser.add_argument(
+        "--rounding-workers",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="threads rounding the blocks, one run each (0: torch's thread count)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     for labels in args.labels:
-        runs: dict[str, Callable[[], object]] = {}
+        runs: dict[tuple[str, str, int], Callable[[], object]] = {}
         for precision in PRECISIONS:
             step = make_head_step(labels, args.dim, args.batch, precision)
-            runs[precision] = step
-            if args.rounding and precision != "fp32":
-                runs[precision + ":rounding"] = rounding_pass(step.head, args.batch)
-        times: dict[str, list[float]] = {name: [] for name in runs}
+            for workers in [0] if precision == "fp32" else args.rounding_workers:
+                runs[precision, "step", workers] = step
+                if args.rounding and precision != "fp32":
+                    runs[precision, "rounding", workers] = rounding_pass(step.head, args.batch)
+        times: dict[tuple[str, str, int], list[float]] = {name: [] for name in runs}
         for i in range(args.warmup + args.repeats):
             for name, fn in runs.items():
+                rounding.WORKERS = name[2] or None
                 start = time.perf_counter()
                 fn()
                 if i >= args.warmup:
                     times[name].append((time.perf_counter() - start) * 1000.0)
-        base = statistics.median(times["fp32"])
-        for name, samples in times.items():
+        rounding.WORKERS = None
+        base = statistics.median(times["fp32", "step", 0])
+        for (precision, part, workers), samples in times.items():
             ms = statistics.median(samples)
-            precision, _, part = name.partition(":")
             row = {
                 "precision": precision,
-                "part": part or "step",
+                "part": part,
+                "rounding_workers": workers or torch.get_num_threads(),
                 "labels": labels,
                 "dim": args.dim,
                 "batch": args.batch,

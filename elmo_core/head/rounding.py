@@ -35,8 +35,11 @@ few hundred KiB that stay in the CPU's cache, each torch op on one core), in pla
 buffers reused across blocks: the row part of the hash is computed once per row, the column part
 once per column, and each block costs about 20 vectorised passes for bf16, 40 for e4m3 (the
 subnormal rule is evaluated for a whole block, and skipped for blocks with no ``|x| < 2^-6``).
-NaNs are found by a max reduction per block and put back afterwards. The results are
-bit-identical to the rules above (tested against a numpy uint64 implementation).
+NaNs are found by a max reduction per block and put back afterwards. The blocks are shared among
+``torch.get_num_threads()`` Python threads (torch's CPU ops release the GIL; each thread has its
+own buffers), and since the bits depend only on ``(row, col, seed)`` the result does not depend
+on the number of threads. The results are bit-identical to the rules above (tested against a
+numpy uint64 implementation).
 
 Kahan buffers (bf16 or e5m2) are rounded to nearest (``round_nearest``).
 """
@@ -44,6 +47,10 @@ Kahan buffers (bf16 or e5m2) are rounded to nearest (``round_nearest``).
 from __future__ import annotations
 
 import math
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -53,6 +60,13 @@ E4M3_MIN_NORMAL = 2.0**-6
 BLOCK = 1 << 15
 """Elements per block of ``stochastic_round_`` on the CPU: its int32 buffers stay in cache, and
 each op stays below torch's parallel grain (one core: no thread wake-ups for tiny ops)."""
+THREAD_BLOCK = 1 << 18
+"""Elements per block when several threads round on the CPU: each pool thread runs its torch ops
+with one intra-op thread, so a block may exceed the parallel grain; larger blocks mean fewer
+Python calls contending for the GIL (1 MiB int32 buffers, within a 2-4 MiB L2)."""
+WORKERS: int | None = None
+"""Threads rounding the blocks of ``stochastic_round_`` on the CPU when the call does not say;
+``None``: ``torch.get_num_threads()``."""
 DEVICE_BLOCK = 1 << 24
 """Elements per block on other devices: few launches, bounded temporaries (about 40 bytes per
 element)."""
@@ -159,33 +173,21 @@ def sr_e4m3(x: torch.Tensor, r: torch.Tensor, tmp: torch.Tensor) -> None:
     torch.copysign(r.view(torch.float32), x, out=x)
 
 
-def stochastic_round_(
+def _round_blocks(
     x: torch.Tensor,
-    dtype: torch.dtype,
-    seed: int,
-    row_offset: int = 0,
-    out: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Round the fp32 matrix ``x`` (rows x cols, contiguous rows) stochastically onto ``dtype``'s
-    grid (bf16 or e4m3fn) in place, kept in fp32; element ``(i, j)`` draws the bits of
-    ``(row_offset + i, j)``. NaN stays NaN (the same bits). ``out`` (x's shape, any dtype), if
-    given, also receives the result, block by block while it is in cache. Blocks of ``BLOCK``
-    elements on the CPU, ``DEVICE_BLOCK`` on other devices. Returns ``x``."""
-    if dtype == torch.bfloat16:
-        rounder = sr_bf16
-    elif dtype == torch.float8_e4m3fn:
-        rounder = sr_e4m3
-    else:
-        raise ValueError(f"stochastic rounding targets bfloat16 or float8_e4m3fn, got {dtype}")
+    rounder: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None],
+    row_bits: torch.Tensor,
+    col_bits: torch.Tensor,
+    out: torch.Tensor | None,
+    step: int,
+    starts: range,
+) -> None:
+    """Draw the bits and round the blocks of ``x`` (``step`` rows each) that start at the rows
+    ``starts``, with int32 buffers of its own reused across these blocks."""
     num_rows, cols = x.shape
-    block_size = BLOCK if x.device.type == "cpu" else DEVICE_BLOCK
-    step = max(1, block_size // max(1, cols))
-    rows = torch.arange(row_offset, row_offset + num_rows, device=x.device)
-    row_bits = _row_hash(rows, seed)[:, None]
-    col_bits = _col_hash(torch.arange(cols, device=x.device))
     r_buf = torch.empty(min(step, num_rows), cols, dtype=torch.int32, device=x.device)
     tmp_buf = torch.empty_like(r_buf)
-    for i0 in range(0, num_rows, step):
+    for i0 in starts:
         i1 = min(i0 + step, num_rows)
         block, r, tmp = x[i0:i1], r_buf[: i1 - i0], tmp_buf[: i1 - i0]
         torch.bitwise_xor(row_bits[i0:i1], col_bits, out=r)
@@ -193,12 +195,101 @@ def stochastic_round_(
         kept = None
         if math.isnan(float(block.amax())):  # a cheap test (no mask), then the exact one
             nan = torch.isnan(block)
-            kept = block[nan]
+            # as int32: a single float kept would be put back through a scalar fill, which
+            # quiets a signalling NaN (0x7F800001 -> 0x7FC00001)
+            kept = block.view(torch.int32)[nan]
         rounder(block, r, tmp)
         if kept is not None:
-            block[nan] = kept
+            block.view(torch.int32)[nan] = kept
         if out is not None:
             out[i0:i1].copy_(block)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_WORKERS = 0
+_POOL_PID = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _one_intraop_thread(barrier: threading.Barrier) -> None:
+    """Give the calling pool thread one torch intra-op thread (OpenMP's setting is per thread),
+    then wait until every thread of the pool has done so (one call per thread)."""
+    torch.set_num_threads(1)
+    torch.get_num_threads()  # fixes this thread's lazy initialisation at 1
+    barrier.wait()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The module's thread pool with at least ``workers`` threads, each running torch ops with one
+    intra-op thread (re-created after a fork, whose child has none of the parent's threads)."""
+    global _POOL, _POOL_WORKERS, _POOL_PID
+    with _POOL_LOCK:
+        pid = os.getpid()
+        if _POOL is None or workers > _POOL_WORKERS or pid != _POOL_PID:
+            if _POOL is not None and pid == _POOL_PID:
+                _POOL.shutdown(wait=False)
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="elmo-rounding")
+            threads = torch.get_num_threads()
+            barrier = threading.Barrier(workers)
+            try:
+                for future in [pool.submit(_one_intraop_thread, barrier) for _ in range(workers)]:
+                    future.result()
+            finally:  # torch.set_num_threads also sets the default of threads yet to start
+                torch.set_num_threads(threads)
+            _POOL, _POOL_WORKERS, _POOL_PID = pool, workers, pid
+        return _POOL
+
+
+def stochastic_round_(
+    x: torch.Tensor,
+    dtype: torch.dtype,
+    seed: int,
+    row_offset: int = 0,
+    out: torch.Tensor | None = None,
+    workers: int | None = None,
+) -> torch.Tensor:
+    """Round the fp32 matrix ``x`` (rows x cols, contiguous rows) stochastically onto ``dtype``'s
+    grid (bf16 or e4m3fn) in place, kept in fp32; element ``(i, j)`` draws the bits of
+    ``(row_offset + i, j)``. NaN stays NaN (the same bits). ``out`` (x's shape, any dtype), if
+    given, also receives the result, block by block while it is in cache. Blocks of ``BLOCK``
+    elements on the CPU, ``DEVICE_BLOCK`` on other devices. Returns ``x``.
+
+    On the CPU, with ``workers`` > 1 (default ``WORKERS``, else ``torch.get_num_threads()``) and
+    more than one block of ``THREAD_BLOCK`` elements, the blocks are shared among ``workers``
+    threads of a module-level pool (the caller waits): thread ``k`` of ``n`` rounds blocks
+    ``k, k + n, ...`` with buffers of its own and one torch intra-op thread. Otherwise the caller
+    rounds blocks of ``BLOCK`` elements. The bits depend only on ``(row, col, seed)``, so the
+    result does not depend on ``workers``."""
+    if dtype == torch.bfloat16:
+        rounder = sr_bf16
+    elif dtype == torch.float8_e4m3fn:
+        rounder = sr_e4m3
+    else:
+        raise ValueError(f"stochastic rounding targets bfloat16 or float8_e4m3fn, got {dtype}")
+    num_rows, cols = x.shape
+    rows = torch.arange(row_offset, row_offset + num_rows, device=x.device)
+    row_bits = _row_hash(rows, seed)[:, None]
+    col_bits = _col_hash(torch.arange(cols, device=x.device))
+    if x.device.type != "cpu":
+        step = max(1, DEVICE_BLOCK // max(1, cols))
+        _round_blocks(x, rounder, row_bits, col_bits, out, step, range(0, num_rows, step))
+        return x
+    if workers is None:
+        workers = WORKERS or torch.get_num_threads()
+    step = max(1, THREAD_BLOCK // max(1, cols))
+    workers = max(1, min(workers, -(-num_rows // step)))
+    if workers == 1:
+        step = max(1, BLOCK // max(1, cols))
+        _round_blocks(x, rounder, row_bits, col_bits, out, step, range(0, num_rows, step))
+        return x
+    pool = _pool(workers)
+    stride = step * workers
+    futures = [
+        pool.submit(_round_blocks, x, rounder, row_bits, col_bits, out, step, starts)
+        for starts in (range(k * step, num_rows, stride) for k in range(workers))
+    ]
+    for future in futures:
+        future.result()
     return x
 
 

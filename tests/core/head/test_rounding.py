@@ -242,3 +242,31 @@ def test_blockwise_rounding_is_bit_identical_to_the_spec(dtype):
         assert np.array_equal(got.view(torch.int32).numpy(), want.view(np.int32))
         want_stored = torch.from_numpy(want).to(dtype)
         assert torch.equal(stored.view(torch.uint8), want_stored.view(torch.uint8))
+
+
+@pytest.mark.parametrize("dtype", [BF16, E4M3])
+def test_threaded_rounding_equals_single_thread(dtype):
+    # many blocks (a partial last one), NaNs, subnormals: 1 worker against 2, 3 and the default;
+    # one block of BLOCK elements holds a single signalling NaN, whose bits are kept
+    rows, cols, row_offset, seed = 9 * rounding.BLOCK // 200 + 7, 200, 2**32 - 100, 12345
+    x = _edge_case_matrix(rows, cols, seed=5)
+    r = _numpy_bits(np.arange(row_offset, row_offset + rows) % 2**32, np.arange(cols), seed)
+    want = _numpy_stochastic_round(x.numpy(), dtype, r)
+    one_out = torch.empty(rows, cols, dtype=dtype)
+    one = rounding.stochastic_round_(x.clone(), dtype, seed, row_offset, out=one_out, workers=1)
+    assert np.array_equal(one.view(torch.int32).numpy(), want.view(np.int32))
+    for workers in (2, 3, None):
+        out = torch.empty(rows, cols, dtype=dtype)
+        got = rounding.stochastic_round_(
+            x.clone(), dtype, seed, row_offset, out=out, workers=workers
+        )
+        assert torch.equal(got.view(torch.int32), one.view(torch.int32))
+        assert torch.equal(out.view(torch.uint8), one_out.view(torch.uint8))
+
+
+def test_threaded_rounding_single_block_and_more_workers_than_blocks():
+    x = _edge_case_matrix(3, 50, seed=3)
+    for dtype in (BF16, E4M3):
+        one = rounding.stochastic_round_(x.clone(), dtype, 9, workers=1)
+        many = rounding.stochastic_round_(x.clone(), dtype, 9, workers=8)
+        assert torch.equal(many.view(torch.int32), one.view(torch.int32))
