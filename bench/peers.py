@@ -52,9 +52,9 @@ import scipy.sparse as sp
 from elmo_core.config import EvalConfig, TfidfConfig, TrainConfig
 from elmo_core.data import XMCDataset, XMCSplit, load_dataset
 from elmo_core.data.splits import select_splits
+from elmo_core.encoders import tfidf_featurizer
 from elmo_core.metrics import jain_propensities
 from elmo_core.model.evaluation import ranking_depth, score_ids
-from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 
 METHODS = ("bonsai", "plt", "elmo-cpu", "elmo-gpu")
 SHOWN = ("P@1", "P@3", "P@5", "PSP@5")
@@ -71,14 +71,7 @@ def featurize(
     texts) where the dataset has texts, else its own sparse features."""
     test = _require_test(dataset)
     if dataset.train.texts is not None and test.texts is not None:
-        tf = TfidfConfig()
-        featurizer = TfidfFeaturizer(
-            mode=tf.mode,
-            bigrams=tf.bigrams,
-            min_df=tf.min_df,
-            max_features=tf.max_features,
-            num_buckets=tf.num_buckets,
-        ).fit(dataset.train.texts, workers=workers)
+        featurizer = tfidf_featurizer(TfidfConfig()).fit(dataset.train.texts, workers=workers)
         return (
             featurizer.transform(dataset.train.texts, workers=workers),
             featurizer.transform(test.texts, workers=workers),

@@ -18,7 +18,7 @@ import torch
 
 from elmo_core.config import EncoderConfig
 from elmo_core.dtypes import encoder_dtype
-from elmo_core.encoders.sparse import SparseEncoder, build_sparse_encoder
+from elmo_core.encoders.sparse import SparseEncoder, build_sparse_encoder, tfidf_featurizer
 from elmo_core.encoders.transformer import (
     TransformerEncoder,
     enable_float8,
@@ -26,7 +26,6 @@ from elmo_core.encoders.transformer import (
     resolve_model_dir,
 )
 from elmo_core.errors import ConfigError
-from elmo_core.text_features import TfidfFeaturizer
 
 Encoder = SparseEncoder | TransformerEncoder
 ENCODER_KINDS: dict[str, type[SparseEncoder] | type[TransformerEncoder]] = {
@@ -46,6 +45,7 @@ __all__ = [
     "load_encoder",
     "minilm_path",
     "resolve_model_dir",
+    "tfidf_featurizer",
 ]
 
 
@@ -79,14 +79,7 @@ def build_encoder(
             raise ValueError(
                 "encoder 'tfidf' needs raw texts; this dataset has none (use encoder 'features')"
             )
-        tf = config.tfidf
-        featurizer = TfidfFeaturizer(
-            mode=tf.mode,
-            bigrams=tf.bigrams,
-            min_df=tf.min_df,
-            max_features=tf.max_features,
-            num_buckets=tf.num_buckets,
-        ).fit(train_texts)
+        featurizer = tfidf_featurizer(config.tfidf).fit(train_texts)
         return build_sparse_encoder(config, featurizer.num_features, featurizer)
     if config.name == "features":
         if num_features is None:

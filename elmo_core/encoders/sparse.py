@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from elmo_core.config import EncoderConfig
+from elmo_core.config import EncoderConfig, TfidfConfig
 from elmo_core.encoders.bias import append_bias
 from elmo_core.encoders.device import batch_to_device
 from elmo_core.text_features.word_tfidf import TfidfFeaturizer, l2_normalize_rows
@@ -139,6 +139,17 @@ class SparseEncoder(nn.Module):
                 json.loads(vocabulary.read_text(encoding="utf-8"))
             )
         return build_sparse_encoder(config, int(meta["num_features"]), featurizer)
+
+
+def tfidf_featurizer(config: TfidfConfig) -> TfidfFeaturizer:
+    """An unfitted word TF-IDF featurizer with the settings of `config` (the `tfidf` encoder's)."""
+    return TfidfFeaturizer(
+        mode=config.mode,
+        bigrams=config.bigrams,
+        min_df=config.min_df,
+        max_features=config.max_features,
+        num_buckets=config.num_buckets,
+    )
 
 
 def build_sparse_encoder(
