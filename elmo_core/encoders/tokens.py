@@ -25,6 +25,12 @@ TOKENIZE_CHUNK = 20_000
 """Texts per tokenizing task (fixed: the result does not depend on the worker count)."""
 
 
+def padded_width(longest: int, multiple: int = PAD_MULTIPLE) -> int:
+    """The token width of a batch whose longest text has `longest` tokens: rounded up to
+    `multiple` (at least one multiple)."""
+    return max(multiple, -(-longest // multiple) * multiple)
+
+
 @dataclass(frozen=True)
 class TokenizedTexts:
     """Token ids of N texts: text i's are `ids[offsets[i]:offsets[i + 1]]` (special tokens in)."""
@@ -49,8 +55,7 @@ class TokenizedTexts:
         `multiple`; padding has id `pad_id` and mask 0."""
         starts = self.offsets[rows]
         lengths = self.offsets[np.asarray(rows) + 1] - starts
-        longest = int(lengths.max()) if len(lengths) else 0
-        width = max(multiple, -(-longest // multiple) * multiple)
+        width = padded_width(int(lengths.max()) if len(lengths) else 0, multiple)
         positions = np.arange(width)
         mask = positions[None, :] < lengths[:, None]
         gather = np.where(mask, starts[:, None] + positions[None, :], 0)

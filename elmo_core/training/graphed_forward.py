@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from elmo_core.encoders.tokens import padded_width
+
 GRAPH_TOKEN_MULTIPLE = 16
 """Batches are padded to a multiple of this many tokens when graphs are on."""
 WARMUP_STEPS = 3
@@ -50,8 +52,7 @@ def padded_widths(
     widths: set[int] = set()
     for rows in batches:
         if len(rows) == batch_size:
-            longest = int(lengths[rows].max())
-            widths.add(max(multiple, -(-longest // multiple) * multiple))
+            widths.add(padded_width(int(lengths[rows].max()), multiple))
     return widths
 
 
