@@ -99,7 +99,7 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
                     phase=None,
                     model_id=model_id,
                     latest_metrics=metrics,
-                    latest_metrics_split="test" if result.metrics is not None else None,
+                    latest_metrics_split=result.split,
                     eta_s=0.0,
                 )
                 session.add(
@@ -112,7 +112,7 @@ def run_training_job(settings: Settings, job_id: str, worker: str | None = None)
                         config=config.model_dump(mode="json"),
                         metrics={
                             "epoch": result.epoch,
-                            "split": "test" if result.metrics is not None else None,
+                            "split": result.split,
                             "metrics": jsonable(result.metrics),
                             "validation": jsonable(result.validation_metrics),
                         },

@@ -91,3 +91,8 @@ class TrainResult:
     validation_metrics: dict[str, float] | None = None
     history: list[dict] = field(default_factory=list)
     steps: int = 0
+
+    @property
+    def split(self) -> str | None:
+        """The split `metrics` were measured on: `test`, or None when there was none."""
+        return None if self.metrics is None else "test"
