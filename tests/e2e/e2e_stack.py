@@ -60,13 +60,14 @@ def reachable(host: str, port: int) -> bool:
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh, uniquely named PostgreSQL database; its SQLAlchemy URL. Dropped afterwards."""
+def postgres_database(options: str = "") -> Iterator[str]:
+    """A fresh, uniquely named PostgreSQL database; its SQLAlchemy URL. Dropped afterwards.
+    `options`: the rest of `CREATE DATABASE` (e.g. an encoding)."""
     import psycopg
 
     name = f"elmo_e2e_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" {options}')
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
     try:
         yield f"{base}/{name}"

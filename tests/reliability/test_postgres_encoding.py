@@ -4,11 +4,11 @@ non-ASCII text round-trips. Before the client encoding was pinned, the app faile
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e_stack import postgres_database, reachable
 from fastapi.testclient import TestClient
 
 from service.core.config import Settings
@@ -16,30 +16,19 @@ from service.core.db import session_scope
 from service.core.security import create_api_key
 from service.main import create_app
 
-ADMIN_URL = os.environ.get("ELMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SQL_ASCII = "ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"
 
 
 @pytest.fixture
 def ascii_database() -> Iterator[str]:
     """A fresh SQL_ASCII database (dropped afterwards); its SQLAlchemy URL."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"elmo_ascii_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(
-                f"CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' TEMPLATE template0 "
-                "LC_COLLATE 'C' LC_CTYPE 'C'"
-            )
-    except psycopg.OperationalError as error:
+    pytest.importorskip("psycopg")
+    if not reachable("127.0.0.1", 5432):
         if os.environ.get("ELMO_E2E_REQUIRE") == "1":
-            pytest.fail(f"PostgreSQL is not reachable: {error}")
-        pytest.skip(f"PostgreSQL is not reachable: {error}")
-    base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432")
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    with postgres_database(SQL_ASCII) as url:
+        yield url
 
 
 def test_the_api_runs_on_a_sql_ascii_database(ascii_database: str, tmp_path: Path) -> None:
