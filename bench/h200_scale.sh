@@ -4,7 +4,7 @@
 # Usage on the H200 (carry .whl .data .models, see bench/prepare_carry.sh):
 #   OUT=/some/dir bash bench/h200_scale.sh STAGE...
 # stages: gpu-tests gen-670k gen-3m@SCALE ceiling job-670k-minilm job-670k-tfidf
-#         job-3m-minilm@SCALE debian-minilm priors-670k artifact-3m
+#         job-3m-minilm@SCALE debian-minilm debian-minilm@SEED priors-670k artifact-3m
 source bench/h200_env.sh
 export ELMO_MINILM=hf:$PWD/.models/minilm
 nproc; free -g | head -2
@@ -31,6 +31,10 @@ for stage in "$@"; do
                      --shape debian-deps --encoder "$ELMO_MINILM" --epochs 10 \
                      --json "$OUT/scale.json" --out /tmp/debian-minilm \
                    && cp /tmp/debian-minilm/telemetry.json "$OUT/debian-minilm-telemetry.json" ;;
+    debian-minilm@*) timeout 300 python3 bench/scale_job.py --data /tmp/data/debian-deps \
+                       --shape "debian-deps seed ${stage#debian-minilm@}" --encoder "$ELMO_MINILM" \
+                       --epochs 10 --set "seed=${stage#debian-minilm@}" \
+                       --json "$OUT/scale.json" --out "/tmp/debian-minilm-${stage#debian-minilm@}" ;;
     artifact-3m) python3 -m elmo_core.cli.main data synth /tmp/a3m-labels --shape amazon-3m \
                    --points 50000 --test-points 1000 --seed 0 --force \
                  && timeout 400 python3 bench/artifact_scale.py --data /tmp/a3m-labels \

@@ -28,6 +28,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+DEFAULT_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+"""The fusion weights fitted on the validation slice are chosen from these (per prior)."""
+DEFAULT_PATIENCE = 3
+"""Epochs without a better validation score after which training stops (docs/training.md)."""
+
 BIG = 10**12
 """The bound of every count in a config (points, features, steps): any real run is far below it,
 and a larger integer is refused here rather than overflowing a planner or an allocator later."""
@@ -163,7 +168,8 @@ class FusionConfig(_Section):
     """Score fusion (`elmo_core.fusion`): the head's probability plus two text priors fitted on
     the train split, `(p + a * neighbour vote + b * label-text cosine) / (1 + a + b)`.
 
-    Needs raw texts; a weight of 0 turns its prior off (both 0: the head alone).
+    Needs raw texts; a weight of 0 turns its prior off (both 0: the head alone). With
+    `fit_weights` (default) a and b of the priors that are on are fitted on the validation slice.
     """
 
     label_text_weight: float = Field(
@@ -180,6 +186,36 @@ class FusionConfig(_Section):
     )
     char_ngrams: tuple[int, int] = Field((3, 5), description="Character n-gram lengths (lo, hi).")
     min_df: int = Field(2, ge=1, description="Keep character n-grams in >= this many texts.")
+    fit_weights: bool = Field(
+        True,
+        description="Fit a and b on the validation slice at each epoch's evaluation (every pair "
+        "of `weight_grid`, the best by eval.select_metric; ties: the smaller a + b, then the "
+        "smaller a); the weights above then only say which priors exist (0: off, never fitted "
+        "back on). Without a validation slice, or with eval.split test, the weights above are "
+        "used as they are.",
+    )
+    fit_min_points: int = Field(
+        1000,
+        ge=1,
+        le=BIG,
+        strict=True,
+        description="Fit the weights only on a validation slice of at least this many points "
+        "(on fewer, the choice among the grid's pairs is mostly noise: the weights above are "
+        "used).",
+    )
+    weight_grid: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_WEIGHT_GRID),
+        description="The values each fitted weight (a, b) is chosen from.",
+    )
+
+    @field_validator("weight_grid")
+    @classmethod
+    def _weight_grid(cls, value: list[float]) -> list[float]:
+        if not value or len(value) > 64 or any(not 0.0 <= w <= 100.0 for w in value):
+            raise ValueError(
+                f"weight_grid must hold 1 to 64 weights in [0, 100], got {list(value)}"
+            )
+        return sorted(set(value))
 
     @field_validator("char_ngrams")
     @classmethod
@@ -201,7 +237,8 @@ class EvalConfig(_Section):
     `split="validation"` (default): each epoch is evaluated on the validation slice of train and
     the best epoch by `select_metric` is the model saved; the test split is evaluated once, on
     that model. `split="test"`: each epoch is evaluated on the test split for monitoring only, and
-    the last epoch is the model (nothing is ever selected on the test split).
+    the last epoch is the model (nothing is ever selected on the test split). `patience` stops
+    a validation run early once the selected epoch lies that many epochs back.
     """
 
     every_epoch: bool = True
@@ -211,6 +248,16 @@ class EvalConfig(_Section):
     propensity_a: float = 0.55
     propensity_b: float = 1.5
     select_metric: str = "P@1"
+    patience: int | None = Field(
+        DEFAULT_PATIENCE,
+        ge=0,
+        le=100_000,
+        strict=True,
+        description="Early stopping: stop once this many evaluated epochs in a row have not "
+        "reached the best select_metric so far on the validation slice (the selected epoch; "
+        "ties count as reached, as in selection). None or 0: train every epoch. Only with "
+        "split validation: nothing is selected, so nothing stops, on the test split.",
+    )
 
     @field_validator("ks")
     @classmethod

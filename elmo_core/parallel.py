@@ -9,6 +9,7 @@ or where forking is unavailable, the tasks run in this process.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import sys
@@ -42,9 +43,13 @@ def can_fork() -> bool:
     return not multiprocessing.current_process().daemon
 
 
-def _single_threaded_torch() -> None:
-    """In a forked worker: the OpenMP threads the parent may have started do not exist here, and
-    torch's first multi-threaded kernel would wait for them forever; one thread per worker."""
+def _start_worker() -> None:
+    """A forked worker's start. The OpenMP threads the parent may have started do not exist here,
+    and torch's first multi-threaded kernel would wait for them forever: one thread per worker.
+    The cycle collector is off: it would otherwise free the parent's unreachable objects in the
+    child, CUDA tensors among them, whose release in a forked process aborts it (seen on the
+    H200); the tasks' own objects are freed by reference counting."""
+    gc.disable()
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
@@ -69,7 +74,7 @@ def map_chunks(
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(
-            max_workers=count, mp_context=context, initializer=_single_threaded_torch
+            max_workers=count, mp_context=context, initializer=_start_worker
         ) as pool:
             return list(pool.map(_run_chunk, range(num_chunks)))
     finally:

@@ -189,16 +189,20 @@ def train(
 
 
 def _describe(result: TrainResult) -> str:
-    """`epoch N, test P@1 x P@5 y PSP@5 z` of the saved model (the split named)."""
+    """`epoch N, test P@1 x P@5 y PSP@5 z` of the saved model (the split named), and the epoch
+    early stopping ended the run after, if it did."""
     text = f"epoch {result.epoch}"
+    stopped = ""
+    if result.stopped_early is not None:
+        stopped = f"; stopped early after epoch {result.stopped_early['epoch']}"
     if result.metrics is None:
-        return f"{text}; no test split to report"
+        return f"{text}; no test split to report{stopped}"
     shown = ", ".join(
         f"{key} {result.metrics[key]:.2f}"
         for key in ("P@1", "P@5", "PSP@5")
         if key in result.metrics
     )
-    return f"{text}, test {shown}"
+    return f"{text}, test {shown}{stopped}"
 
 
 def eval_model(

@@ -4,7 +4,14 @@ See docs/training.md ("Score fusion") for why and how the weights were chosen, a
 for how the priors' searches run on CPU cores or a GPU within a time budget.
 """
 
-from elmo_core.fusion.fused import FusedScorer, fuse_topk, head_probabilities, prior_budget_s
+from elmo_core.fusion.fit import WeightFit, fit_weights
+from elmo_core.fusion.fused import (
+    FusedScorer,
+    PriorScores,
+    fuse_topk,
+    head_probabilities,
+    prior_budget_s,
+)
 from elmo_core.fusion.label_text import LabelTextScorer
 from elmo_core.fusion.neighbours import NeighbourScorer
 from elmo_core.fusion.similarity import SearchOptions, SimilarityIndex
@@ -14,8 +21,11 @@ __all__ = [
     "FusedScorer",
     "LabelTextScorer",
     "NeighbourScorer",
+    "PriorScores",
     "SearchOptions",
     "SimilarityIndex",
+    "WeightFit",
+    "fit_weights",
     "fuse_topk",
     "head_probabilities",
     "prior_budget_s",

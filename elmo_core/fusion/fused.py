@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,15 +25,38 @@ from elmo_core.fusion.sparse_topk import row_ranking
 from elmo_core.parallel import map_chunks
 from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 
-PRIOR_MIN_BUDGET_S = 120.0
-"""Estimated seconds each prior's search may always take (`prior_budget_s`)."""
-PRIOR_BUDGET_S_PER_TEXT = 2e-4
+PRIOR_MIN_BUDGET_S = 30.0
+"""Estimated seconds a prior's search of the run's largest split may always take
+(`prior_budget_s`)."""
+PRIOR_BUDGET_S_PER_TEXT = 1e-4
 """Beyond `PRIOR_MIN_BUDGET_S`, the estimated seconds a search may spend per text: at least
-5,000 texts a second, so a prior never costs more than a small multiple of scoring the texts."""
+10,000 texts a second, so a prior costs a fraction of scoring the texts with the head."""
+PLAN_SAMPLE = 10_000
+"""Train texts whose features estimate each prior's cost per text (`plan_searches`' sample)."""
 FUSE_ROWS = 20_000
 """Rows per task of `fuse_topk` (fixed: the result does not depend on the worker count)."""
 FUSION_JSON = "fusion.json"
 FUSION_TENSORS = "fusion.safetensors"
+
+
+@dataclass(frozen=True)
+class PriorScores:
+    """Each prior's unweighted scores of the same texts (N x L CSR; None: the prior is off), so
+    that the priors can be weighted again without searching again (`weighted`)."""
+
+    shape: tuple[int, int]
+    neighbours: sp.csr_matrix | None
+    label_text: sp.csr_matrix | None
+
+    def weighted(self, neighbour_weight: float, label_text_weight: float) -> sp.csr_matrix:
+        """a x neighbour vote + b x label-text cosine: `FusedScorer.priors` with those weights
+        (the same sum in the same order; a prior with weight 0 or None adds nothing)."""
+        total = sp.csr_matrix(self.shape, dtype=np.float32)
+        if self.label_text is not None and label_text_weight > 0:
+            total = total + float(label_text_weight) * self.label_text
+        if self.neighbours is not None and neighbour_weight > 0:
+            total = total + float(neighbour_weight) * self.neighbours
+        return sp.csr_matrix(total, dtype=np.float32)
 
 
 class FusedScorer:
@@ -107,6 +130,31 @@ class FusedScorer:
         """The sum of the weights (the head's is 1): divides the fused score into [0, 1]."""
         return 1.0 + self.label_text_weight + self.neighbour_weight
 
+    def plan_searches(
+        self,
+        sample: Sequence[str],
+        *,
+        texts: int,
+        word_rows: sp.csr_matrix | None = None,
+        device: torch.device | str | None = None,
+        workers: int | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        """Fix each prior's feature cap for the model's life, from `sample` (train texts;
+        `word_rows`: their neighbour-prior TF-IDF rows when at hand): a search of `texts` texts on
+        `device`'s engine (the run's largest split) must fit `prior_budget_s(texts)`, else it
+        scores only its rarer features or the prior is off (see `elmo_core.fusion.similarity`).
+        Every later search (validation, test, `elmo eval`, a served request) applies the same
+        caps, so the metrics are those of the served ranking. `log` receives each decision."""
+        options = SearchOptions(
+            device=None if device is None else torch.device(device), workers=workers, log=log
+        )
+        budget = prior_budget_s(texts)
+        if self.label_text is not None:
+            self.label_text.plan_cap(sample, options, texts=texts, budget_s=budget)
+        if self.neighbours is not None:
+            self.neighbours.plan_cap(sample, options, texts=texts, budget_s=budget, rows=word_rows)
+
     def priors(
         self,
         texts: Sequence[str],
@@ -115,7 +163,6 @@ class FusedScorer:
         *,
         device: torch.device | str | None = None,
         workers: int | None = None,
-        budget_s: float | Literal["auto"] | None = "auto",
         log: Callable[[str], None] | None = None,
     ) -> sp.csr_matrix:
         """N x L CSR: a x neighbour vote + b x label-text cosine of each text (not yet scaled).
@@ -123,17 +170,12 @@ class FusedScorer:
         `word_rows`: the texts' rows from the neighbour prior's own TF-IDF featurizer, when the
         caller has them already (the `tfidf` encoder's input is exactly that), to skip redoing it.
         `device`: a GPU runs the similarity searches there (torch); None or the CPU runs them on
-        `workers` forked processes (None: every core). `budget_s`: the estimated seconds each
-        prior's search may take (`auto`: `prior_budget_s` of the texts); beyond it the search
-        scores only its rarer features, or the prior is off for these texts (see
-        `elmo_core.fusion.similarity`); None: no limit. `log`
-        receives each prior's plan (size, engine, estimate, decision), one line each.
+        `workers` forked processes (None: every core). Each search scores the features within
+        its prior's cap (`plan_searches`). `log` receives each search's size, engine and
+        estimate, one line each.
         """
         options = SearchOptions(
-            device=None if device is None else torch.device(device),
-            workers=workers,
-            budget_s=prior_budget_s(len(texts)) if budget_s == "auto" else budget_s,
-            log=log,
+            device=None if device is None else torch.device(device), workers=workers, log=log
         )
         total = sp.csr_matrix((len(texts), num_labels), dtype=np.float32)
         if self.label_text is not None:
@@ -143,6 +185,58 @@ class FusedScorer:
                 texts, word_rows, options, top=self.candidates
             )
         return sp.csr_matrix(total, dtype=np.float32)
+
+    def prior_scores(
+        self,
+        texts: Sequence[str],
+        num_labels: int,
+        word_rows: sp.csr_matrix | None = None,
+        *,
+        device: torch.device | str | None = None,
+        workers: int | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> PriorScores:
+        """Each prior's unweighted N x L scores of `texts` (None for a prior this scorer lacks),
+        searched exactly as `priors` searches them (the same options); fitting the weights
+        re-weights these (`PriorScores.weighted`) without searching again."""
+
+        def alone(
+            label_text: LabelTextScorer | None, neighbours: NeighbourScorer | None
+        ) -> sp.csr_matrix | None:
+            if label_text is None and neighbours is None:
+                return None
+            one = FusedScorer(
+                label_text=label_text,
+                neighbours=neighbours,
+                label_text_weight=1.0,
+                neighbour_weight=1.0,
+                candidates=self.candidates,
+            )
+            return one.priors(
+                texts,
+                num_labels,
+                word_rows,
+                device=device,
+                workers=workers,
+                log=log,
+            )
+
+        return PriorScores(
+            shape=(len(texts), num_labels),
+            label_text=alone(self.label_text, None),
+            neighbours=alone(None, self.neighbours),
+        )
+
+    def with_weights(self, neighbour_weight: float, label_text_weight: float) -> FusedScorer:
+        """A scorer sharing these priors with other weights; a prior whose new weight is 0 is
+        left out, so a saved model neither stores nor computes it."""
+        return FusedScorer(
+            label_text=self.label_text if label_text_weight > 0 else None,
+            neighbours=self.neighbours if neighbour_weight > 0 else None,
+            label_text_weight=label_text_weight,
+            neighbour_weight=neighbour_weight,
+            candidates=self.candidates,
+        )
 
     def save(self, directory: Path, encoder_featurizer: TfidfFeaturizer | None = None) -> None:
         """Write `fusion.json` and `fusion.safetensors` into a model directory. The neighbour
@@ -190,10 +284,10 @@ class FusedScorer:
 
 
 def prior_budget_s(num_texts: int) -> float:
-    """The default time budget of one prior's search over `num_texts` texts: the larger of
-    `PRIOR_MIN_BUDGET_S` and `PRIOR_BUDGET_S_PER_TEXT` per text. Over it, a search drops its
-    commonest features (the lowest idf) until its estimate fits, so a prior's cost grows with the
-    texts, not with texts x labels (2.8M label texts would otherwise cost minutes per split)."""
+    """The time budget of one prior's search over `num_texts` texts: the larger of
+    `PRIOR_MIN_BUDGET_S` and `PRIOR_BUDGET_S_PER_TEXT` per text. Over it, the prior's cap drops
+    its commonest features (the lowest idf) until the estimate fits, so a prior's cost grows with
+    the texts, not with texts x labels (2.8M label texts would otherwise cost minutes per split)."""
     return max(PRIOR_MIN_BUDGET_S, PRIOR_BUDGET_S_PER_TEXT * num_texts)
 
 

@@ -8,12 +8,13 @@ which learns only from train points, cannot. The n-grams and their idf come from
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from elmo_core.fusion.similarity import SearchOptions, SimilarityIndex
+from elmo_core.fusion.similarity import SearchOptions, SearchPlan, SimilarityIndex
 from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
 from elmo_core.text_features.char_tfidf import CharTfidf
 
@@ -21,9 +22,15 @@ from elmo_core.text_features.char_tfidf import CharTfidf
 class LabelTextScorer:
     """Per text, its `top` most similar labels by character n-gram TF-IDF cosine."""
 
-    def __init__(self, featurizer: CharTfidf, label_matrix: sp.csr_matrix, top: int) -> None:
+    def __init__(
+        self,
+        featurizer: CharTfidf,
+        label_matrix: sp.csr_matrix,
+        top: int,
+        max_df: int | None = None,
+    ) -> None:
         self.featurizer = featurizer
-        self.index = SimilarityIndex(label_matrix)
+        self.index = SimilarityIndex(label_matrix, max_df)
         self.top = int(top)
 
     @property
@@ -45,13 +52,32 @@ class LabelTextScorer:
         featurizer = CharTfidf(ngram_range=ngram_range, min_df=min_df).fit(train_texts)
         return cls(featurizer, featurizer.transform(label_texts), top)
 
+    def plan_cap(
+        self, sample: Sequence[str], options: SearchOptions, *, texts: int, budget_s: float
+    ) -> SearchPlan:
+        """Decide the feature cap of every later search (`SimilarityIndex.plan_cap`) so that
+        `texts` texts like `sample` take at most about `budget_s` on `options`' engine."""
+        rows = self.featurizer.transform(sample, options.workers)
+        return self.index.plan_cap(
+            rows, options, texts=texts, budget_s=budget_s, name="label-text prior"
+        )
+
     def scores(self, texts: Sequence[str], options: SearchOptions | None = None) -> sp.csr_matrix:
-        """N x L CSR of cosines, the `top` largest per row; `options` (default: the CPU engine
-        on every core, no budget) say where the search runs and whether it may be pruned (see
+        """N x L CSR of cosines over the features within the model's cap, the `top` largest per
+        row; `options` (default: the CPU engine on every core) say where the search runs (see
         `elmo_core.fusion.similarity`)."""
         options = options or SearchOptions()
+        start = time.perf_counter()
         rows = self.featurizer.transform(texts, options.workers)
-        return self.index.search(rows, self.top, options, "label-text prior")
+        featurized = time.perf_counter()
+        found = self.index.search(rows, self.top, options, "label-text prior")
+        if options.log is not None:
+            now = time.perf_counter()
+            options.log(
+                f"label-text prior: {len(texts):,} texts in {now - start:.1f} s "
+                f"(n-grams {featurized - start:.1f} s, search {now - featurized:.1f} s)"
+            )
+        return found
 
     def meta(self) -> dict:
         """The JSON half of the state (the arrays are in `tensors`)."""
@@ -60,6 +86,7 @@ class LabelTextScorer:
             "min_df": self.featurizer.min_df,
             "max_features": self.featurizer.max_features,
             "top": self.top,
+            "max_df": self.index.max_df,
         }
 
     def tensors(self) -> dict[str, np.ndarray]:
@@ -81,4 +108,9 @@ class LabelTextScorer:
             codes=tensors["label_text.codes"],
             idf=tensors["label_text.idf"],
         )
-        return cls(featurizer, csr_from_tensors(tensors, "label_text.matrix"), int(meta["top"]))
+        return cls(
+            featurizer,
+            csr_from_tensors(tensors, "label_text.matrix"),
+            int(meta["top"]),
+            meta.get("max_df"),  # None in models saved before the cap was stored: every feature
+        )

@@ -3,12 +3,13 @@ uni+bi-gram TF-IDF), each weighted by its similarity, normalised to sum 1 over t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from elmo_core.fusion.similarity import SearchOptions, SimilarityIndex
+from elmo_core.fusion.similarity import SearchOptions, SearchPlan, SimilarityIndex
 from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
 from elmo_core.fusion.sparse_topk import row_topk
 from elmo_core.parallel import map_chunks
@@ -29,13 +30,14 @@ class NeighbourScorer:
         train_rows: sp.csr_matrix,
         train_labels: sp.csr_matrix,
         k: int,
+        max_df: int | None = None,
     ) -> None:
         if train_rows.shape[0] != train_labels.shape[0]:
             raise ValueError(
                 f"{train_rows.shape[0]} train rows but {train_labels.shape[0]} label rows"
             )
         self.featurizer = featurizer
-        self.index = SimilarityIndex(train_rows)
+        self.index = SimilarityIndex(train_rows, max_df)
         self.train_labels = sp.csr_matrix(train_labels, dtype=np.float32)
         self.k = int(k)
 
@@ -63,6 +65,24 @@ class NeighbourScorer:
             train_rows = featurizer.transform(train_texts)
         return cls(featurizer, train_rows, train_labels, k)
 
+    def plan_cap(
+        self,
+        sample: Sequence[str],
+        options: SearchOptions,
+        *,
+        texts: int,
+        budget_s: float,
+        rows: sp.csr_matrix | None = None,
+    ) -> SearchPlan:
+        """Decide the feature cap of every later search (`SimilarityIndex.plan_cap`) so that
+        `texts` texts like `sample` (`rows`: their TF-IDF rows, when at hand) take at most about
+        `budget_s` on `options`' engine."""
+        if rows is None:
+            rows = self.featurizer.transform(sample, options.workers)
+        return self.index.plan_cap(
+            rows, options, texts=texts, budget_s=budget_s, name="neighbour prior"
+        )
+
     def scores(
         self,
         texts: Sequence[str],
@@ -73,15 +93,18 @@ class NeighbourScorer:
         """N x L CSR: sum over the `k` nearest train points of similarity x labels / total
         similarity (rows with no similar train point are empty). `rows`: the texts' TF-IDF rows
         when the caller already has them from this same featurizer; `options` (default: the CPU
-        engine on every core, no budget) say where the search runs and whether it may be pruned
-        (see `elmo_core.fusion.similarity`). The vote itself, k x labels-per-point multiply-adds
-        per text, stays a scipy product on the CPU, `VOTE_BLOCK` texts at a time on forked
-        workers; with `top`, each row keeps only its `top` largest votes, so a large split's
-        votes stay bounded."""
+        engine on every core) say where the search runs (see `elmo_core.fusion.similarity`); the
+        similarity counts the features within the model's cap. The vote itself, k x
+        labels-per-point multiply-adds per text, stays a scipy product on the CPU, `VOTE_BLOCK`
+        texts at a time on forked workers; with `top`, each row keeps only its `top` largest
+        votes, so a large split's votes stay bounded."""
         options = options or SearchOptions()
+        start = time.perf_counter()
         if rows is None:
             rows = self.featurizer.transform(texts, options.workers)
+        featurized = time.perf_counter()
         similar = self.index.search(rows, self.k, options, "neighbour prior")
+        searched = time.perf_counter()
         totals = np.asarray(similar.sum(axis=1)).ravel()
         totals[totals == 0] = 1.0
         weights = sp.csr_matrix(sp.diags(1.0 / totals) @ similar, dtype=np.float32)
@@ -91,15 +114,25 @@ class NeighbourScorer:
         blocks = map_chunks(
             _vote_block, (weights, self.train_labels, top), num_blocks, options.workers
         )
-        return sp.csr_matrix(sp.vstack(blocks, format="csr"), dtype=np.float32)
+        votes = sp.csr_matrix(sp.vstack(blocks, format="csr"), dtype=np.float32)
+        if options.log is not None:
+            now = time.perf_counter()
+            options.log(
+                f"neighbour prior: {len(texts):,} texts in {now - start:.1f} s (words "
+                f"{featurized - start:.1f} s, search {searched - featurized:.1f} s, votes "
+                f"{now - searched:.1f} s)"
+            )
+        return votes
 
     def meta(self, encoder_featurizer: TfidfFeaturizer | None = None) -> dict:
         """The JSON half of the state (the arrays are in `tensors`). When the featurizer is the
         model's `tfidf` encoder's (`encoder_featurizer`), it is stored once, by the encoder:
         `"tfidf": "encoder"` here."""
         if encoder_featurizer is not None and self.featurizer is encoder_featurizer:
-            return {"k": self.k, "tfidf": SHARED_FEATURIZER}
-        return {"k": self.k, "tfidf": self.featurizer.to_json()}
+            tfidf: object = SHARED_FEATURIZER
+        else:
+            tfidf = self.featurizer.to_json()
+        return {"k": self.k, "tfidf": tfidf, "max_df": self.index.max_df}
 
     def tensors(self) -> dict[str, np.ndarray]:
         """The array half of the state, for safetensors."""
@@ -127,6 +160,7 @@ class NeighbourScorer:
             csr_from_tensors(tensors, "neighbours.rows"),
             csr_from_tensors(tensors, "neighbours.labels"),
             int(meta["k"]),
+            meta.get("max_df"),  # None in models saved before the cap was stored: every feature
         )
 
 

@@ -17,14 +17,17 @@ row of the same score):
   `memory_bytes`; the device memory is freed afterwards.
 
 Common words and character n-grams make these products nearly dense, so at XMC scale (10^5-10^6
-queries against 10^5-10^6 index rows) a search can run for hours. `plan_search` estimates its time
-first, from the data alone (posting-list lengths, counts; fixed rates per engine below, no timing of
-this machine, so a run's decision is reproducible); over `budget_s` it scores only the features
-found in at most `max_df` index rows, the largest cap that fits (dropping the commonest features,
-whose idf weights are the lowest: a stop-word list chosen by cost; the scores become the cosine
-restricted to the kept features, a lower bound of it). Where that would keep under
-`MIN_KEPT_WEIGHT` of the queries' squared TF-IDF weight, the search is turned off (no scores)
-instead. Either way the decision is one line for `log`.
+queries against 10^5-10^6 index rows) a search can run for hours. Each index therefore carries a
+feature cap, `max_df`, decided once when the model is built (`SimilarityIndex.plan_cap`): the cost
+of searching a given number of texts is estimated from a sample of train texts and the data alone
+(posting-list lengths, counts; fixed rates per engine below, no timing of this machine, so a run's
+decision is reproducible); over the budget, only the features found in at most `max_df` index rows
+are scored, the largest cap that fits (dropping the commonest features, whose idf weights are the
+lowest: a stop-word list chosen by cost; the scores become the cosine restricted to the kept
+features, a lower bound of it). Where that would keep under `MIN_KEPT_WEIGHT` of the sample's
+squared TF-IDF weight, the prior is turned off instead. The cap is saved with the model and every
+later search (validation, test, a served request) applies the same one, so the evaluated ranking
+is the served ranking; each search logs one line with its size, engine and estimate.
 """
 
 from __future__ import annotations
@@ -64,14 +67,12 @@ class SearchOptions:
     """Where and how a prior's search runs.
 
     `device`: None or a CPU device for the CPU engine, else the torch engine on that device;
-    `workers`: the CPU engine's processes (None: every available core); `budget_s`: the estimated
-    seconds a search may take before it is pruned or turned off (None: no limit); `log`: receives
-    each search's plan, one line; `memory_bytes`: the torch engine's working-set budget.
+    `workers`: the CPU engine's processes (None: every available core); `log`: receives each
+    search's plan, one line; `memory_bytes`: the torch engine's working-set budget.
     """
 
     device: torch.device | None = None
     workers: int | None = None
-    budget_s: float | None = None
     log: Callable[[str], None] | None = None
     memory_bytes: int = GPU_MEMORY_BYTES
 
@@ -97,11 +98,16 @@ class SearchPlan:
 
 
 class SimilarityIndex:
-    """N x F float32 CSR rows searched by cosine (rows and queries L2-normalised, non-negative)."""
+    """N x F float32 CSR rows searched by cosine (rows and queries L2-normalised, non-negative).
 
-    def __init__(self, rows: sp.csr_matrix) -> None:
+    `max_df`: only features in at most that many rows are scored (None: every feature; 0: the
+    search is off and finds nothing), see the module doc and `plan_cap`.
+    """
+
+    def __init__(self, rows: sp.csr_matrix, max_df: int | None = None) -> None:
         self.rows = sp.csr_matrix(rows, dtype=np.float32)
         self.rows.sum_duplicates()
+        self.max_df = None if max_df is None else int(max_df)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -119,39 +125,82 @@ class SimilarityIndex:
         """The index transposed (F x N CSR): the posting lists the CPU engine multiplies by."""
         return sp.csr_matrix(self.rows.T)
 
-    def search(
-        self, queries: sp.csr_matrix, k: int, options: SearchOptions, name: str
-    ) -> sp.csr_matrix:
-        """Q x N CSR: each query's (at most) `k` most similar index rows and their cosines,
-        zeros dropped, as `options` and `plan_search` decide (`name` labels the log line)."""
-        queries = sp.csr_matrix(queries, dtype=np.float32)
-        num_queries, num_rows = queries.shape[0], self.shape[0]
-        active = np.flatnonzero(np.diff(queries.indptr))
-        workers = cpu_workers(options.workers, math.ceil(len(active) / QUERY_CHUNK))
-        df = self.document_frequencies
+    @cached_property
+    def kept_rows(self) -> sp.csr_matrix:
+        """The index without the features over the cap (what SpMM multiplies by)."""
+        if self.max_df is None:
+            return self.rows
+        return keep_columns(self.rows, self.document_frequencies <= self.max_df)
+
+    def plan_cap(
+        self,
+        sample: sp.csr_matrix,
+        options: SearchOptions,
+        *,
+        texts: int,
+        budget_s: float,
+        name: str,
+    ) -> SearchPlan:
+        """Decide and set `max_df`: the largest cap such that searching `texts` texts like the
+        `sample` queries (their features and document frequencies) on `options`' engine is
+        estimated at no more than `budget_s` (every feature when it fits; off when the
+        affordable features carry under `MIN_KEPT_WEIGHT` of the sample's weight). The plan's
+        message goes to `options.log`."""
+        sample = sp.csr_matrix(sample, dtype=np.float32)
+        self.max_df = None
+        cost = self._cost(sample, options).scaled(max(int(texts), 1) / max(sample.shape[0], 1))
+        title = f"{name}: cap for {int(texts):,} texts x {self.shape[0]:,} rows"
+        plan = plan_search(cost, self.document_frequencies, sample, budget_s=budget_s, title=title)
+        self.max_df = plan.max_df
+        self.__dict__.pop("kept_rows", None)
+        if options.log is not None:
+            options.log(plan.message)
+        return plan
+
+    def _cost(self, queries: sp.csr_matrix, options: SearchOptions) -> SearchCost:
+        """The cheaper engine's cost of searching `queries` as `options` allow."""
+        active = int(np.count_nonzero(np.diff(queries.indptr)))
+        workers = cpu_workers(options.workers, math.ceil(active / QUERY_CHUNK))
+        df, num_rows = self.document_frequencies, self.shape[0]
+        if self.max_df is not None:
+            df = np.where(df <= self.max_df, df, 0)
         cost = search_cost(df, num_rows, queries, on_device=False, workers=workers)
         if options.on_device:
             # A handful of texts (one request) costs less on the CPU than the index's upload.
             device_cost = search_cost(df, num_rows, queries, on_device=True, workers=workers)
             cost = device_cost if device_cost.seconds() < cost.seconds() else cost
-        title = f"{name}: {len(active):,} texts x {num_rows:,} rows"
-        plan = plan_search(cost, df, queries, budget_s=options.budget_s, title=title)
-        if options.log is not None:
-            options.log(plan.message)
-        if not plan.enabled:
+        return cost
+
+    def search(
+        self, queries: sp.csr_matrix, k: int, options: SearchOptions, name: str
+    ) -> sp.csr_matrix:
+        """Q x N CSR: each query's (at most) `k` most similar index rows and their cosines over
+        the features within the cap `max_df`, zeros dropped (`name` labels the log line)."""
+        queries = sp.csr_matrix(queries, dtype=np.float32)
+        num_queries, num_rows = queries.shape[0], self.shape[0]
+        if self.max_df == 0:
+            if options.log is not None:
+                options.log(f"{name}: off (the model's feature cap leaves nothing to score)")
             return sp.csr_matrix((num_queries, num_rows), dtype=np.float32)
-        rows = self.rows
-        if plan.max_df is not None:
-            kept = self.document_frequencies <= plan.max_df
-            queries = keep_columns(queries, kept)
-            active = np.flatnonzero(np.diff(queries.indptr))
-            # The CPU engine only reads the posting lists of the queries' features: pruning the
-            # queries is enough there; SpMM reads every stored value of the index.
-            rows = keep_columns(self.rows, kept) if cost.on_device else rows
+        if self.max_df is not None:
+            queries = keep_columns(queries, self.document_frequencies <= self.max_df)
+        active = np.flatnonzero(np.diff(queries.indptr))
+        cost = self._cost(queries, options)
+        if options.log is not None:
+            features = (
+                "every feature" if self.max_df is None else f"features in <= {self.max_df:,} rows"
+            )
+            options.log(
+                f"{name}: {len(active):,} texts x {num_rows:,} rows on {cost.engine}: "
+                f"estimated {_seconds(cost.seconds())}, {features}"
+            )
         if cost.on_device:
             assert options.device is not None
-            found = torch_topk(rows, queries[active], k, options.device, options.memory_bytes)
+            found = torch_topk(
+                self.kept_rows, queries[active], k, options.device, options.memory_bytes
+            )
         else:
+            # The CPU engine only reads the posting lists of the queries' (kept) features.
             found = cpu_topk(queries[active], self.columns, k, options.workers)
         return scatter_rows(found, active, num_queries)
 
@@ -169,6 +218,18 @@ class SearchCost:
     fixed_ops: float
     rate: float
     fixed_s: float
+
+    def scaled(self, factor: float) -> SearchCost:
+        """The cost of `factor` times as many queries like these (the upload stays)."""
+        return SearchCost(
+            self.engine,
+            self.on_device,
+            self.frequencies,
+            self.costs * factor,
+            self.fixed_ops * factor,
+            self.rate,
+            self.fixed_s,
+        )
 
     def seconds(self, max_df: int | None = None) -> float:
         """Estimated seconds when only features in at most `max_df` rows are scored (None: all)."""

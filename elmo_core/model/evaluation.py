@@ -8,7 +8,8 @@ the top k (the LF datasets require it), so the ranking is fetched `ranking_depth
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,7 +18,8 @@ import torch
 from elmo_core.config import EvalConfig
 from elmo_core.data import XMCSplit
 from elmo_core.encoders import Encoder
-from elmo_core.fusion import FusedScorer, fuse_topk
+from elmo_core.errors import ConfigError
+from elmo_core.fusion import FusedScorer, PriorScores, WeightFit, fit_weights, fuse_topk
 from elmo_core.head import XMCHead
 from elmo_core.metrics import evaluate, jain_propensities
 from elmo_core.model.scoring import predict_topk, text_priors
@@ -68,21 +70,97 @@ def evaluate_split(
     passed when the caller has them cached; otherwise they are computed here (on `device`, with
     each prior's plan sent to `log`).
     """
+    clock = _StepClock(log)
     if prepared is None:
         prepared = encoder.featurize(split.texts, split.features)
+        clock.lap("featurize")
     if priors is None:
         priors = text_priors(encoder, fusion, split.texts, prepared, head.num_labels, device, log)
+        clock.lap("priors")
     depth = ranking_depth(config.ks, split)
     if fusion is None or not fusion.active or priors is None:
         _, ids = predict_topk(
             encoder, head, prepared, split.num_points, depth, config.batch_size, device
         )
-        return score_ids(ids, split, config, propensities)
+        clock.lap("head top-k")
+        metrics = score_ids(ids, split, config, propensities)
+        clock.lap("metrics")
+        clock.report(split.num_points)
+        return metrics
+    width = max(depth, fusion.candidates)
+    logits, ids = predict_topk(
+        encoder, head, prepared, split.num_points, width, config.batch_size, device
+    )
+    clock.lap("head top-k")
+    head_metrics = score_ids(ids[:, :depth], split, config, propensities)
+    clock.lap("head metrics")
+    _, fused_ids = fuse_topk(logits, ids, priors, fusion.scale, depth)
+    clock.lap("fusion")
+    metrics = score_ids(fused_ids, split, config, propensities)
+    clock.lap("metrics")
+    clock.report(split.num_points)
+    return {**metrics, **{f"head {key}": value for key, value in head_metrics.items()}}
+
+
+class _StepClock:
+    """Wall seconds of an evaluation's steps, reported as one `log` line (nothing without log)."""
+
+    def __init__(self, log: Callable[[str], None] | None) -> None:
+        self.log = log
+        self.laps: list[tuple[str, float]] = []
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps.append((name, now - self.last))
+        self.last = now
+
+    def report(self, num_points: int) -> None:
+        if self.log is not None:
+            steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.laps)
+            self.log(f"evaluated {num_points:,} points: {steps}")
+
+
+def evaluate_split_fitting_weights(
+    encoder: Encoder,
+    head: XMCHead,
+    fusion: FusedScorer,
+    split: XMCSplit,
+    *,
+    config: EvalConfig,
+    propensities: np.ndarray,
+    device: torch.device,
+    priors: PriorScores,
+    grid: Sequence[float],
+    prepared: object | None = None,
+) -> tuple[dict[str, float], WeightFit]:
+    """Fit the fusion weights on `split` (a validation slice, never a test split) and return
+    the metrics of the chosen pair, as `evaluate_split` names them, with the fit.
+
+    The head ranks the split once; each (a, b) of `grid` over the priors `fusion` has only
+    re-fuses those candidates with `priors` (each prior's unweighted scores of the split), and
+    the best by `config.select_metric` wins (`elmo_core.fusion.fit`).
+    """
+    if prepared is None:
+        prepared = encoder.featurize(split.texts, split.features)
+    depth = ranking_depth(config.ks, split)
     width = max(depth, fusion.candidates)
     logits, ids = predict_topk(
         encoder, head, prepared, split.num_points, width, config.batch_size, device
     )
     head_metrics = score_ids(ids[:, :depth], split, config, propensities)
-    _, fused_ids = fuse_topk(logits, ids, priors, fusion.scale, depth)
-    metrics = score_ids(fused_ids, split, config, propensities)
-    return {**metrics, **{f"head {key}": value for key, value in head_metrics.items()}}
+    if config.select_metric not in head_metrics:
+        raise ConfigError(
+            f"eval.select_metric {config.select_metric!r} is not one of {sorted(head_metrics)}"
+        )
+    fit = fit_weights(
+        logits,
+        ids,
+        priors,
+        grid,
+        depth,
+        lambda fused_ids: score_ids(fused_ids, split, config, propensities),
+        config.select_metric,
+    )
+    head_keys = {f"head {key}": value for key, value in head_metrics.items()}
+    return {**fit.metrics, **head_keys}, fit

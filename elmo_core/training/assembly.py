@@ -14,6 +14,7 @@ from elmo_core.data import XMCSplit
 from elmo_core.encoders import Encoder
 from elmo_core.errors import ConfigError
 from elmo_core.fusion import FusedScorer
+from elmo_core.fusion.fused import PLAN_SAMPLE
 from elmo_core.head import XMCHead
 from elmo_core.model.scoring import shared_word_featurizer
 
@@ -43,11 +44,16 @@ def fit_fusion(
     encoder: Encoder,
     train_inputs: object,
     log: Callable[[str], None],
+    *,
+    search_texts: int,
+    device: torch.device | None = None,
 ) -> FusedScorer | None:
     """The text priors, fitted on the train split; None when fusion is off or has no texts.
 
     `train_inputs` are the encoder's prepared rows of the fit split (train's rows first): with a
     `tfidf` encoder they are the neighbour prior's word rows too, reused rather than redone.
+    `search_texts` (the run's largest split to score) and `device` size the priors' feature caps
+    (`FusedScorer.plan_searches`, on the first `PLAN_SAMPLE` train texts).
     """
     cfg = config.fusion
     if not cfg.active:
@@ -76,6 +82,13 @@ def fit_fusion(
     log(
         f"fusion: label-text weight {fusion.label_text_weight}, "
         f"neighbour weight {fusion.neighbour_weight}"
+    )
+    fusion.plan_searches(
+        train.texts[:PLAN_SAMPLE],
+        texts=search_texts,
+        word_rows=None if word_rows is None else word_rows[:PLAN_SAMPLE],
+        device=device,
+        log=log,
     )
     return fusion
 

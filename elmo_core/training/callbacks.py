@@ -81,7 +81,8 @@ class TrainResult:
 
     `metrics` are the saved model's on the test split (None without one): the numbers shown
     everywhere. `validation_metrics` are its metrics on the validation slice that selected it.
-    `history` holds each epoch's evaluation (`split` names which split).
+    `history` holds each epoch's evaluation (`split` names which split; `fusion` the weights
+    fitted that epoch).
     """
 
     out_dir: Path
@@ -91,6 +92,10 @@ class TrainResult:
     validation_metrics: dict[str, float] | None = None
     history: list[dict] = field(default_factory=list)
     steps: int = 0
+    stopped_early: dict[str, int] | None = None
+    """`{"epoch", "best_epoch", "patience"}` when early stopping ended the run (`eval.patience`)."""
+    fusion: dict | None = None
+    """The saved model's fusion weights and whether they were fitted on the validation slice."""
 
     @property
     def split(self) -> str | None:

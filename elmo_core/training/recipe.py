@@ -4,8 +4,10 @@
                state of the latest checkpoint
     train      epochs over shuffled batches; per step: encoder forward -> head.step (updates the
                head, returns dE) -> e.backward(dE) -> encoder optimizer step
-    select     after each epoch: evaluate the validation slice of train; the best epoch (by
-               `eval.select_metric`) is written to `model/`, the only model copy
+    select     after each epoch: evaluate the validation slice of train (fitting the fusion
+               weights on it, `fusion.fit_weights`); the best epoch (by `eval.select_metric`) is
+               written to `model/`, the only model copy; `eval.patience` epochs without reaching
+               the best again stop the run early
     report     at the end: the test split is evaluated once, on the model in `model/`, and those
                are the metrics shown everywhere (`metrics.json`, the CLI, the job)
 
@@ -41,8 +43,12 @@ from elmo_core.encoders.device import batch_to_device, pin_batch
 from elmo_core.errors import ConfigError
 from elmo_core.head import XMCHead
 from elmo_core.model.artifact import load_model, save_model
-from elmo_core.model.evaluation import evaluate_split, split_propensities
-from elmo_core.model.scoring import text_priors
+from elmo_core.model.evaluation import (
+    evaluate_split,
+    evaluate_split_fitting_weights,
+    split_propensities,
+)
+from elmo_core.model.scoring import prior_word_rows, text_priors
 from elmo_core.precision import is_low_precision
 from elmo_core.training.assembly import fit_fusion, init_head_from_label_texts, with_label_points
 from elmo_core.training.batches import (
@@ -163,19 +169,37 @@ class Recipe:
                 self.encoder,
                 self.train_inputs,
                 self.cb.on_log,
+                search_texts=self._largest_scored_split(),
+                device=self.device,
             )
+            # the priors are fitted on the train split only (the validation slice is neither a
+            # neighbour nor in an idf): the slice's priors are those of unseen texts
+            # every prior with a positive configured weight; `fusion` is the model's (fitted)
+            self.prior_fusion = self.fusion
+            self.fits_weights = self._fits_weights()
             self.eval_priors = None
+            self.eval_prior_scores = None
             if self.eval_split is not None:
                 split = self.eval_split
-                self.eval_priors = text_priors(
-                    self.encoder,
-                    self.fusion,
-                    split.texts,
-                    self.eval_inputs,
-                    self.dataset.num_labels,
-                    device=self.device,
-                    log=self.cb.on_log,
-                )
+                if self.fits_weights:
+                    assert self.fusion is not None and split.texts is not None
+                    self.eval_prior_scores = self.fusion.prior_scores(
+                        split.texts,
+                        self.dataset.num_labels,
+                        prior_word_rows(self.encoder, self.fusion, self.eval_inputs),
+                        device=self.device,
+                        log=self.cb.on_log,
+                    )
+                else:
+                    self.eval_priors = text_priors(
+                        self.encoder,
+                        self.fusion,
+                        split.texts,
+                        self.eval_inputs,
+                        self.dataset.num_labels,
+                        device=self.device,
+                        log=self.cb.on_log,
+                    )
         cast_encoder(self.encoder, cfg.precision).to(self.device)
         self._warn_about_encoder()
         self.train_forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self.encoder
@@ -217,6 +241,7 @@ class Recipe:
                 self.ckpt_dir, cfg, self.encoder, self.head, self.optimizers, self.device
             )
             self.run.telemetry.setdefault("phases", []).extend(setup_phases)
+            self._restore_fusion_weights()
             self.cb.on_log(
                 f"resumed from {folder.name}: epoch {self.run.epoch + 1}, "
                 f"step {self.run.global_step}"
@@ -283,6 +308,46 @@ class Recipe:
                            "the last epoch is the model")  # fmt: skip
         return self.splits.validation
 
+    def _fits_weights(self) -> bool:
+        """Whether each epoch fits the fusion weights: `fusion.fit_weights`, a prior on, and a
+        validation slice to fit them on (never the test split). Logs why not when asked to."""
+        cfg = self.config
+        if cfg.eval.patience and cfg.eval.split == "test":
+            self.cb.on_log(
+                "eval.split is test: nothing is selected on it, so no early stopping "
+                "(eval.patience applies to the validation slice only)"
+            )
+        fusion = self.fusion
+        if not cfg.fusion.fit_weights or fusion is None or not fusion.active:
+            return False
+        split = self.eval_split
+        if cfg.eval.split == "validation" and split is not None:
+            if split.num_points >= cfg.fusion.fit_min_points:
+                return True
+            why = (
+                f"the validation slice has {split.num_points:,} points, under "
+                f"fusion.fit_min_points {cfg.fusion.fit_min_points:,}"
+            )
+        elif cfg.eval.split == "test":
+            why = "never on the test split"
+        else:
+            why = "no validation slice evaluated after each epoch"
+        self.cb.on_log(
+            f"fusion weights not fitted ({why}): neighbour {fusion.neighbour_weight:g}, "
+            f"label text {fusion.label_text_weight:g} as configured"
+        )
+        return False
+
+    def _restore_fusion_weights(self) -> None:
+        """After a resume: the fusion weights of the last evaluated epoch, as the uninterrupted
+        run holds them (the model in memory is that epoch's)."""
+        rows = [row for row in self.run.history if "fusion" in row]
+        if self.fits_weights and rows and self.prior_fusion is not None:
+            weights = rows[-1]["fusion"]
+            self.fusion = self.prior_fusion.with_weights(
+                weights["neighbour_weight"], weights["label_text_weight"]
+            )
+
     def _wants_graphs(self) -> bool:
         """CUDA graphs for a transformer on CUDA, unless compiled or in float8 (see config)."""
         cfg = self.config.encoder
@@ -311,7 +376,7 @@ class Recipe:
 
     def train(self) -> TrainResult:
         """Run the remaining epochs, then report the saved model on the test split."""
-        while self.run.epoch < self.config.epochs:
+        while self.run.epoch < self.config.epochs and self.run.stopped_early is None:
             self.cb.on_phase("training")
             self._train_epoch()
             self._end_epoch()
@@ -438,11 +503,12 @@ class Recipe:
         if self.eval_split is not None:
             self.cb.on_phase("evaluating")
             with self.timer.phase(f"evaluating {cfg.eval.split}") as info:
-                metrics = self.evaluate()
+                metrics, weights = self.evaluate()
                 info["points"] = self.eval_split.num_points
-            run.history.append(
-                {"epoch": epoch, "step": run.global_step, "split": cfg.eval.split, **metrics}
-            )
+            row: dict = {"epoch": epoch, "step": run.global_step, "split": cfg.eval.split}
+            if weights is not None:
+                row["fusion"] = weights
+            run.history.append({**row, **metrics})
             self.cb.on_metrics(epoch, metrics)
             key = cfg.eval.select_metric
             if key not in metrics:
@@ -451,25 +517,74 @@ class Recipe:
                 run.best_epoch, run.best_metrics = epoch, metrics
                 self.cb.on_phase("saving")
                 self._save_model()
+            self._check_patience(epoch)
         run.epoch += 1
         run.step_in_epoch = 0
         self.cb.on_phase("saving")
         self._save_checkpoint()
 
-    def evaluate(self) -> dict[str, float]:
-        """The metrics of the model's current ranking on the per-epoch evaluation split."""
+    def _largest_scored_split(self) -> int:
+        """The most texts one evaluation of this run scores (test or the per-epoch split)."""
+        splits = (self.splits.test, self.eval_split)
+        return max([split.num_points for split in splits if split is not None], default=1)
+
+    def _check_patience(self, epoch: int) -> None:
+        """Early stopping: once `eval.patience` epochs in a row have not reached the selected
+        epoch's metric on the validation slice, mark the run as stopped (before the epoch's
+        checkpoint is written, so a resumed run stops at the same epoch)."""
+        cfg, run = self.config, self.run
+        patience = cfg.eval.patience
+        if not patience or cfg.eval.split != "validation" or run.best_epoch is None:
+            return
+        if epoch - run.best_epoch < patience or epoch >= cfg.epochs:
+            return
+        run.stopped_early = {"epoch": epoch, "best_epoch": run.best_epoch, "patience": patience}
+        self.cb.on_log(
+            f"early stop after epoch {epoch}: {cfg.eval.select_metric} on validation has not "
+            f"improved since epoch {run.best_epoch} (patience {patience})"
+        )
+
+    def evaluate(self) -> tuple[dict[str, float], dict[str, float] | None]:
+        """The metrics of the model's current ranking on the per-epoch evaluation split, and
+        the fusion weights fitted on it (None when they are not fitted); the model's fusion
+        becomes the fitted one."""
         assert self.eval_split is not None
-        return evaluate_split(
+        if not self.fits_weights:
+            metrics = evaluate_split(
+                self.encoder,
+                self.head,
+                self.fusion,
+                self.eval_split,
+                config=self.config.eval,
+                propensities=self.propensities,
+                device=self.device,
+                prepared=self.eval_inputs,
+                priors=self.eval_priors,
+            )
+            return metrics, None
+        assert self.prior_fusion is not None and self.eval_prior_scores is not None
+        started = time.perf_counter()
+        metrics, fit = evaluate_split_fitting_weights(
             self.encoder,
             self.head,
-            self.fusion,
+            self.prior_fusion,
             self.eval_split,
             config=self.config.eval,
             propensities=self.propensities,
             device=self.device,
+            priors=self.eval_prior_scores,
+            grid=self.config.fusion.weight_grid,
             prepared=self.eval_inputs,
-            priors=self.eval_priors,
         )
+        a, b = fit.neighbour_weight, fit.label_text_weight
+        self.fusion = self.prior_fusion.with_weights(a, b)
+        key = self.config.eval.select_metric
+        self.cb.on_log(
+            f"epoch {self.run.epoch + 1}: fusion weights fitted on validation: neighbour {a:g}, "
+            f"label text {b:g} ({key} {metrics[key]:.2f}, head alone {metrics['head ' + key]:.2f};"
+            f" {fit.pairs} pairs in {time.perf_counter() - started:.1f} s)"
+        )
+        return metrics, {"neighbour_weight": a, "label_text_weight": b}
 
     def _finish(self) -> TrainResult:
         """Save the last epoch when nothing was selected, then report the saved model once on
@@ -500,6 +615,8 @@ class Recipe:
             validation_metrics=run.best_metrics,
             history=list(run.history),
             steps=run.global_step,
+            stopped_early=run.stopped_early,
+            fusion=summary["fusion"],
         )
 
     def _evaluate_saved_model(self, split: XMCSplit) -> dict[str, float]:
@@ -533,7 +650,26 @@ class Recipe:
             "split": None if test_metrics is None else "test",
             "metrics": test_metrics,
             "validation": run.best_metrics if selected else None,
+            "stopped_early": run.stopped_early,
+            "fusion": self._model_fusion(),
             "history": run.history,
+        }
+
+    def _model_fusion(self) -> dict | None:
+        """The saved model's fusion weights (its epoch's fitted ones, or as configured)."""
+        if self.prior_fusion is None or not self.prior_fusion.active:
+            return None
+        fitted = [
+            row["fusion"]
+            for row in self.run.history
+            if row["epoch"] == self.run.best_epoch and "fusion" in row
+        ]
+        if fitted:
+            return {**fitted[-1], "fitted_on": "validation"}
+        return {
+            "neighbour_weight": self.prior_fusion.neighbour_weight,
+            "label_text_weight": self.prior_fusion.label_text_weight,
+            "fitted_on": None,
         }
 
     def _save_model(self) -> Path:

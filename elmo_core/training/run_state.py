@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 
 from elmo_core.config import TrainConfig
 from elmo_core.head import XMCHead
@@ -46,6 +47,8 @@ class RunState:
     best_metrics: dict[str, float] | None = None
     history: list[dict] = field(default_factory=list)
     telemetry: dict = field(default_factory=lambda: {"static": None, "epochs": []})
+    stopped_early: dict[str, int] | None = None
+    """`{"epoch", "best_epoch", "patience"}` once early stopping ended the run, else None."""
 
     def to_json(self) -> dict:
         """The state as a JSON-able dict."""
@@ -58,11 +61,13 @@ class RunState:
             else {"epoch": self.best_epoch, "metrics": self.best_metrics},
             "history": self.history,
             "telemetry": self.telemetry,
+            "stopped_early": self.stopped_early,
         }
 
     @classmethod
     def from_json(cls, state: dict) -> RunState:
-        """Inverse of `to_json`."""
+        """Inverse of `to_json` (a checkpoint older than early stopping has no `stopped_early`:
+        it had not stopped)."""
         best = state["best"]
         return cls(
             epoch=int(state["epoch"]),
@@ -72,6 +77,7 @@ class RunState:
             best_metrics=None if best is None else best["metrics"],
             history=state["history"],
             telemetry=state["telemetry"],
+            stopped_early=state.get("stopped_early"),
         )
 
 
@@ -116,7 +122,7 @@ def restore_run(
     """Load the latest checkpoint under `folder` into the modules; return its RunState and
     directory. CheckpointError when its config differs from `config`."""
     tensors, state, checkpoint = load_checkpoint(folder)
-    saved = state["config"]
+    saved = _with_defaults(state["config"])
     current = config.model_dump(mode="json")
     if saved != current:
         diff = sorted(_diff_keys(saved, current))
@@ -139,6 +145,15 @@ def restore_run(
         restore_optimizer_state(optimizer, own, saved_optimizers[name])
     restore_rng_state(tensors, state["rng"])
     return RunState.from_json(state), checkpoint
+
+
+def _with_defaults(saved: dict) -> dict:
+    """A checkpoint's config with the defaults of options added since it was written (so an
+    older checkpoint still resumes); as written when it does not validate (the diff names why)."""
+    try:
+        return TrainConfig.model_validate(saved).model_dump(mode="json")
+    except ValidationError:
+        return saved
 
 
 def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:

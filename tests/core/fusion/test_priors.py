@@ -113,8 +113,8 @@ def test_a_prior_with_weight_zero_is_not_built():
     assert fused.label_text is None and fused.neighbours is None and not fused.active
 
 
-def test_priors_log_each_search_and_respect_the_budget():
-    fused = FusedScorer.fit(
+def fitted_priors() -> FusedScorer:
+    return FusedScorer.fit(
         TEXTS,
         LABELS,
         LABEL_TEXTS,
@@ -125,16 +125,63 @@ def test_priors_log_each_search_and_respect_the_budget():
         char_ngrams=(3, 5),
         min_df=1,
     )
+
+
+def test_priors_log_each_search_and_respect_the_planned_caps(tmp_path, monkeypatch):
+    from elmo_core.fusion import fused as fused_module
+
+    fused = fitted_priors()
     queries = ["libfoo tools", "python bar bindings"]
     lines: list[str] = []
-    free = fused.priors(queries, 3, device="cpu", workers=1, budget_s=None, log=lines.append)
-    assert abs(free - fused.priors(queries, 3)).max() == 0
+    fused.plan_searches(TEXTS, texts=1000, workers=1, log=lines.append)
     assert [line.split(":")[0] for line in lines] == ["label-text prior", "neighbour prior"]
-    assert all("every feature" in line for line in lines)
+    assert all("cap for 1,000 texts" in line and "every feature" in line for line in lines)
     lines.clear()
-    off = fused.priors(queries, 3, workers=1, budget_s=1e-12, log=lines.append)
-    assert off.shape == (2, 3) and off.nnz == 0
+    free = fused.priors(queries, 3, device="cpu", workers=1, log=lines.append)
+    assert abs(free - fused.priors(queries, 3)).max() == 0
+    assert [line.split(":")[0] for line in lines] == ["label-text prior"] * 2 + [
+        "neighbour prior"
+    ] * 2
+    assert "every feature" in lines[0] and "every feature" in lines[2]
+    assert lines[1].startswith("label-text prior: 2 texts in ") and "search" in lines[1]
+    assert lines[3].startswith("neighbour prior: 2 texts in ") and "votes" in lines[3]
+    # A budget no search fits: both priors are off, for this model's life.
+    monkeypatch.setattr(fused_module, "PRIOR_MIN_BUDGET_S", 0.0)
+    monkeypatch.setattr(fused_module, "PRIOR_BUDGET_S_PER_TEXT", 1e-15)
+    lines.clear()
+    fused.plan_searches(TEXTS, texts=1000, workers=1, log=lines.append)
     assert len(lines) == 2 and all("OFF" in line for line in lines)
+    off = fused.priors(queries, 3, workers=1)
+    assert off.shape == (2, 3) and off.nnz == 0
+    fused.save(tmp_path)
+    assert FusedScorer.load(tmp_path).priors(queries, 3, workers=1).nnz == 0
+
+
+def test_a_planned_cap_is_saved_and_applied_to_single_texts(tmp_path, monkeypatch):
+    """The cap decided for a large split is stored; one text (a served request) is then scored
+    with the same features as in the batch (an evaluation), before and after a save/load."""
+    from elmo_core.fusion import fused as fused_module
+
+    fused = fitted_priors()
+    queries = ["libfoo tools", "python bar bindings", "foo bar library"]
+    full = fused.priors(queries, 3, workers=1).toarray()
+    # A budget that affords about half the label-text search: its commonest n-grams go.
+    monkeypatch.setattr(fused_module, "PRIOR_MIN_BUDGET_S", 0.0)
+    cost = fused.label_text.index._cost(
+        fused.label_text.featurizer.transform(TEXTS), fused_module.SearchOptions(workers=1)
+    )
+    monkeypatch.setattr(fused_module, "PRIOR_BUDGET_S_PER_TEXT", 0.7 * cost.seconds() / len(TEXTS))
+    fused.plan_searches(TEXTS, texts=len(TEXTS), workers=1)
+    cap = fused.label_text.index.max_df
+    assert cap is not None and 0 < cap < fused.label_text.index.document_frequencies.max()
+    capped = fused.priors(queries, 3, workers=1).toarray()
+    assert not np.allclose(capped, full)
+    fused.save(tmp_path)
+    loaded = FusedScorer.load(tmp_path)
+    assert loaded.label_text.index.max_df == cap
+    for row, text in enumerate(queries):
+        single = loaded.priors([text], 3, workers=1).toarray()[0]
+        np.testing.assert_array_equal(single, capped[row])
 
 
 def test_neighbour_votes_keep_the_top_per_row_in_blocks(monkeypatch):
@@ -156,6 +203,6 @@ def test_neighbour_votes_keep_the_top_per_row_in_blocks(monkeypatch):
 def test_the_default_prior_budget_grows_with_the_texts_past_a_floor():
     from elmo_core.fusion import prior_budget_s
 
-    assert prior_budget_s(10) == prior_budget_s(100_000) == 120.0
-    assert prior_budget_s(1_000_000) == pytest.approx(200.0)
+    assert prior_budget_s(10) == prior_budget_s(300_000) == 30.0
+    assert prior_budget_s(1_000_000) == pytest.approx(100.0)
     assert prior_budget_s(2_000_000) == pytest.approx(2 * prior_budget_s(1_000_000))

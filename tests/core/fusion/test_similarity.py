@@ -144,21 +144,60 @@ def test_over_budget_the_search_drops_the_commonest_features(index_rows, queries
     next_df = df[df > plan.max_df].min()
     assert cost.seconds(int(next_df)) > budget
     lines: list[str] = []
-    options = SearchOptions(workers=1, budget_s=budget, log=lines.append)
+    options = SearchOptions(workers=1, log=lines.append)
+    capped = index.plan_cap(queries, options, texts=queries.shape[0], budget_s=budget, name="p")
+    assert (capped.max_df, capped.estimated_s) == (plan.max_df, plan.estimated_s)
+    assert index.max_df == plan.max_df
+    assert lines == [capped.message] and lines[0].startswith("p: cap for 30 texts x 120 rows on ")
+    assert lines[0].endswith(plan.message.split(": ", 1)[1])
     found = index.search(queries, 7, options, "p")
     kept = df <= plan.max_df
     assert_topk(found, reference(keep_columns(queries, kept), index_rows), 7)
-    assert len(lines) == 1 and lines[0].startswith("p: 26 texts x 120 rows on 1 CPU worker: ")
-    assert lines[0].endswith(plan.message.split(": ", 1)[1])
+    assert lines[1].startswith("p: 26 texts x 120 rows on 1 CPU worker: ")
+    assert lines[1].endswith(f"features in <= {plan.max_df:,} rows")
+
+
+def test_the_cap_scales_with_the_texts_it_is_planned_for(index_rows, queries):
+    index = SimilarityIndex(index_rows)
+    cost = search_cost(index.document_frequencies, 120, queries, on_device=False, workers=1)
+    budget = cost.seconds()  # exactly the sample's full cost
+    options = SearchOptions(workers=1)
+    assert index.plan_cap(queries, options, texts=30, budget_s=budget, name="p").max_df is None
+    assert index.max_df is None
+    # A tenth more texts for the same budget: the commonest features must go.
+    plan = index.plan_cap(queries, options, texts=33, budget_s=budget, name="p")
+    assert plan.max_df is not None and 0 < plan.max_df < index.document_frequencies.max()
+    assert index.max_df == plan.max_df
+
+
+def test_the_same_cap_applies_to_every_later_search(index_rows, queries):
+    index = SimilarityIndex(index_rows)
+    cost = search_cost(index.document_frequencies, 120, queries, on_device=False, workers=1)
+    budget = (cost.fixed_ops + 0.8 * cost.costs.sum()) / cost.rate
+    index.plan_cap(queries, SearchOptions(workers=1), texts=30, budget_s=budget, name="p")
+    assert index.max_df is not None and index.max_df > 0
+    kept = index.document_frequencies <= index.max_df
+    expected = reference(keep_columns(queries, kept), index_rows)
+    # One text at a time (a served request) ranks as the whole batch (an evaluation) does.
+    batch = index.search(queries, 7, SearchOptions(workers=1), "p")
+    assert_topk(batch, expected, 7)
+    for row in (0, 5, 29):
+        single = index.search(queries[row], 7, SearchOptions(workers=1), "p")
+        assert (single != batch[row]).nnz == 0
+    on_torch = index.search(queries, 7, SearchOptions(device=torch.device("cpu")), "p")
+    assert_topk(on_torch, expected, 7)
 
 
 def test_a_search_that_cannot_keep_enough_weight_is_off(index_rows, queries):
     index = SimilarityIndex(index_rows)
     lines: list[str] = []
-    options = SearchOptions(workers=1, budget_s=1e-12, log=lines.append)
+    options = SearchOptions(workers=1, log=lines.append)
+    plan = index.plan_cap(queries, options, texts=30, budget_s=1e-12, name="p")
+    assert plan.max_df == 0 and index.max_df == 0
     found = index.search(queries, 7, options, "p")
     assert found.shape == (30, 120) and found.nnz == 0
     assert "OFF" in lines[0] and f"{MIN_KEPT_WEIGHT:.0%}" in lines[0]
+    assert "off" in lines[1]
 
 
 def test_the_plan_depends_on_the_data_alone(index_rows, queries):

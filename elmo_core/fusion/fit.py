@@ -1,0 +1,143 @@
+"""Fitting the fusion weights (a, b) on a validation slice, never on a test split.
+
+The head's candidates (logits and ids, ranked once) and each prior's unweighted scores
+(`PriorScores`, searched once) are fixed; every (a, b) of a small grid only re-fuses them, and the
+pair with the best metric wins. Ties go to the smaller a + b, then the smaller a, so the choice is
+deterministic and leans towards the head (and the cheaper model).
+
+The three score matrices are aligned once on the union of their entries (`AlignedScores`), so a
+pair costs one weighted sum of three arrays and one row ranking, and ranks exactly as `fuse_topk`
+of `PriorScores.weighted` does (what the saved model computes when it serves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+import scipy.sparse as sp
+
+from elmo_core.fusion.fused import PriorScores, head_probabilities
+from elmo_core.fusion.sparse_topk import row_ranking
+
+
+@dataclass(frozen=True)
+class WeightFit:
+    """The chosen weights, the metrics of their fused ranking, and how many pairs were tried."""
+
+    neighbour_weight: float
+    label_text_weight: float
+    metrics: dict[str, float]
+    pairs: int
+
+
+class AlignedScores:
+    """The head's probabilities and each prior's scores on one shared sparsity pattern (the
+    union of their entries, canonical CSR), zeros where a matrix has no entry."""
+
+    def __init__(self, logits: np.ndarray, ids: np.ndarray, priors: PriorScores) -> None:
+        num_rows, width = ids.shape
+        shape = (num_rows, priors.shape[1])
+        head = sp.csr_matrix(
+            (
+                head_probabilities(logits).ravel(),
+                ids.ravel(),
+                np.arange(0, num_rows * width + 1, width),
+            ),
+            shape=shape,
+        )
+        parts = [head] + [m for m in (priors.neighbours, priors.label_text) if m is not None]
+        parts = [_canonical(m) for m in parts]
+        union = sp.csr_matrix(shape, dtype=np.float32)
+        for part in parts:
+            ones = np.ones(part.nnz, dtype=np.float32)
+            union = union + sp.csr_matrix((ones, part.indices, part.indptr), shape=shape)
+        union = sp.csr_matrix(union)
+        union.sort_indices()
+        self.shape = shape
+        self.indptr, self.indices = union.indptr, union.indices
+        keys = self._keys(union)
+        self.head = self._aligned(head, keys)
+        self.neighbours = self._aligned_or_none(priors.neighbours, keys)
+        self.label_text = self._aligned_or_none(priors.label_text, keys)
+
+    @staticmethod
+    def _keys(matrix: sp.csr_matrix) -> np.ndarray:
+        rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+        return rows * matrix.shape[1] + matrix.indices.astype(np.int64)
+
+    def _aligned(self, matrix: sp.csr_matrix, keys: np.ndarray) -> np.ndarray:
+        matrix = _canonical(matrix)
+        values = np.zeros(len(keys), dtype=matrix.dtype)
+        values[np.searchsorted(keys, self._keys(matrix))] = matrix.data
+        return values
+
+    def _aligned_or_none(self, matrix: sp.csr_matrix | None, keys: np.ndarray) -> np.ndarray | None:
+        return None if matrix is None else self._aligned(matrix, keys)
+
+    def ranking(self, neighbour_weight: float, label_text_weight: float, k: int) -> np.ndarray:
+        """The label ids (N x k) of `fuse_topk(logits, ids, priors.weighted(a, b), ...)`: the
+        priors summed in float32 as `weighted` sums them, added to the head in float64."""
+        prior: np.ndarray = np.zeros(len(self.indices), dtype=np.float32)
+        if self.label_text is not None and label_text_weight > 0:
+            prior = prior + np.float32(label_text_weight) * self.label_text
+        if self.neighbours is not None and neighbour_weight > 0:
+            prior = prior + np.float32(neighbour_weight) * self.neighbours
+        fused = sp.csr_matrix(
+            (self.head + prior.astype(np.float64), self.indices.copy(), self.indptr.copy()),
+            shape=self.shape,
+        )
+        fused.eliminate_zeros()  # as the sparse sum drops them (in place: hence the copies)
+        ids, _ = row_ranking(fused, k)
+        return ids
+
+
+def _canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """`matrix` with sorted, unique columns per row (a copy when it has to change, never the
+    caller's arrays changed in place)."""
+    matrix = sp.csr_matrix(matrix)
+    if not matrix.has_canonical_format:
+        matrix = matrix.copy()
+        matrix.sum_duplicates()
+    return matrix
+
+
+def weight_pairs(
+    grid: Sequence[float], has_neighbours: bool, has_label_text: bool
+) -> list[tuple[float, float]]:
+    """The (a, b) pairs to try, in tie-break order (smaller a + b first, then smaller a); a prior
+    that is off keeps weight 0."""
+    a_values = sorted(set(grid)) if has_neighbours else [0.0]
+    b_values = sorted(set(grid)) if has_label_text else [0.0]
+    pairs = [(float(a), float(b)) for a, b in product(a_values, b_values)]
+    return sorted(pairs, key=lambda pair: (pair[0] + pair[1], pair[0]))
+
+
+def fit_weights(
+    logits: np.ndarray,
+    ids: np.ndarray,
+    priors: PriorScores,
+    grid: Sequence[float],
+    k: int,
+    score: Callable[[np.ndarray], dict[str, float]],
+    metric: str,
+) -> WeightFit:
+    """The (a, b) of `grid` whose fused top-k ranking scores best by `metric`.
+
+    `logits`/`ids`: the head's candidates of each row (N x C, as `fuse_topk` takes them);
+    `priors`: the rows' unweighted priors; `score` maps a ranking (N x k label ids) to its
+    metrics. Ties keep the first pair in `weight_pairs` order.
+    """
+    pairs = weight_pairs(grid, priors.neighbours is not None, priors.label_text is not None)
+    aligned = AlignedScores(logits, ids, priors)
+    best: WeightFit | None = None
+    for a, b in pairs:
+        metrics = score(aligned.ranking(a, b, k))
+        if metric not in metrics:
+            raise KeyError(f"metric {metric!r} is not one of {sorted(metrics)}")
+        if best is None or metrics[metric] > best.metrics[metric]:
+            best = WeightFit(a, b, metrics, len(pairs))
+    assert best is not None
+    return best
