@@ -62,19 +62,28 @@ def main() -> None:
         default=[0],
         help="threads rounding the blocks, one run each (0: torch's thread count)",
     )
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=["reference"],
+        help="head backends of the bf16/fp8 steps (reference, cpu-bf16); fp32 runs the reference",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     for labels in args.labels:
-        runs: dict[tuple[str, str, int], Callable[[], object]] = {}
+        runs: dict[tuple[str, str, int, str], Callable[[], object]] = {}
         for precision in PRECISIONS:
-            step = make_head_step(labels, args.dim, args.batch, precision)
-            for workers in [0] if precision == "fp32" else args.rounding_workers:
-                runs[precision, "step", workers] = step
-                if args.rounding and precision != "fp32":
-                    runs[precision, "rounding", workers] = rounding_pass(step.head, args.batch)
-        times: dict[tuple[str, str, int], list[float]] = {name: [] for name in runs}
+            for backend in ["reference"] if precision == "fp32" else args.backends:
+                step = make_head_step(labels, args.dim, args.batch, precision, backend=backend)
+                for workers in [0] if precision == "fp32" else args.rounding_workers:
+                    runs[precision, "step", workers, backend] = step
+                    if args.rounding and precision != "fp32":
+                        runs[precision, "rounding", workers, backend] = rounding_pass(
+                            step.head, args.batch
+                        )
+        times: dict[tuple[str, str, int, str], list[float]] = {name: [] for name in runs}
         for i in range(args.warmup + args.repeats):
             for name, fn in runs.items():
                 rounding.WORKERS = name[2] or None
@@ -83,11 +92,12 @@ def main() -> None:
                 if i >= args.warmup:
                     times[name].append((time.perf_counter() - start) * 1000.0)
         rounding.WORKERS = None
-        base = statistics.median(times["fp32", "step", 0])
-        for (precision, part, workers), samples in times.items():
+        base = statistics.median(times["fp32", "step", 0, "reference"])
+        for (precision, part, workers, backend), samples in times.items():
             ms = statistics.median(samples)
             row = {
                 "precision": precision,
+                "backend": backend,
                 "part": part,
                 "rounding_workers": workers or torch.get_num_threads(),
                 "labels": labels,

@@ -48,15 +48,19 @@ def make_head_step(
     precision: str,
     chunks: int | None = None,
     lr: float = 0.05,
+    backend: str | None = None,
 ) -> HeadStep:
     """A head of ``labels`` x ``dim`` in ``precision`` on ``torch.get_default_device()`` and a
     fixed random batch of ``batch`` unit-Gaussian embeddings with 5 random positive labels per
-    row; ``chunks`` is the number of label chunks (None: the head's automatic chunk size)."""
+    row; ``chunks`` is the number of label chunks (None: the head's automatic chunk size);
+    ``backend`` forces the head's backend (None: the head's automatic choice)."""
     if chunks is not None and chunks < 1:
         raise ValueError(f"chunks must be >= 1, got {chunks}")
     device = torch.get_default_device()
     chunk_size = None if chunks is None else math.ceil(labels / chunks)
-    head = XMCHead(labels, dim, precision, chunk_size=chunk_size, seed=0, device=device)
+    head = XMCHead(
+        labels, dim, precision, chunk_size=chunk_size, seed=0, device=device, backend=backend
+    )
     gen = torch.Generator(device=device).manual_seed(1)
     emb = torch.randn(batch, dim, device=device, generator=gen)
     rows = torch.arange(batch, device=device).repeat_interleave(POSITIVES_PER_ROW)

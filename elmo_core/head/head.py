@@ -22,10 +22,11 @@ from elmo_core.dtypes import compensation_dtype, storage_dtype
 from elmo_core.errors import ConfigError
 from elmo_core.head import rounding
 from elmo_core.head.backend import HeadBackend, HeadInputError
+from elmo_core.head.cpu_bf16_backend import CpuBf16Backend, native_bf16_cpu
 from elmo_core.head.reference import ReferenceBackend, embedding_operand, sorted_positives
 from elmo_core.precision import KAHAN_DTYPES, PRECISIONS, is_low_precision
 
-BACKENDS = ("auto", "reference", "triton")
+BACKENDS = ("auto", "reference", "cpu-bf16", "triton")
 BACKEND_ENV = "ELMO_HEAD_BACKEND"
 DEFAULT_INIT_STD = 0.02
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
@@ -44,11 +45,17 @@ def storage_scale(precision: str, rms: float) -> float:
 
 
 def select_backend(device: torch.device, backend: str | None) -> HeadBackend:
-    """Triton on CUDA when ``triton_kernels`` imports, else the reference; ``backend`` (or the
-    environment variable ``ELMO_HEAD_BACKEND``) forces ``"reference"`` or ``"triton"``."""
+    """Triton on CUDA when ``triton_kernels`` imports; on a CPU with bf16 instructions the
+    ``cpu-bf16`` backend (bf16 GEMMs in the low-precision step); else the reference. ``backend``
+    (or the environment variable ``ELMO_HEAD_BACKEND``) forces ``"reference"``, ``"cpu-bf16"`` or
+    ``"triton"``."""
     choice = backend or os.environ.get(BACKEND_ENV) or "auto"
     if choice not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {choice!r}")
+    if choice == "cpu-bf16" or (choice == "auto" and device.type == "cpu" and native_bf16_cpu()):
+        if device.type != "cpu":
+            raise ConfigError(f"the cpu-bf16 backend runs on the CPU, got {device}")
+        return CpuBf16Backend()
     if choice == "reference" or (choice == "auto" and device.type != "cuda"):
         return ReferenceBackend()
     if device.type != "cuda":

@@ -145,7 +145,14 @@ def test_load_state_dict_rejects_a_mismatched_checkpoint():
 
 
 def test_reference_backend_is_chosen_on_cpu_and_triton_needs_cuda(monkeypatch):
-    assert XMCHead(10, 4).backend.name == "reference"
+    from elmo_core.head.cpu_bf16_backend import native_bf16_cpu
+    from elmo_core.head.head import select_backend
+
+    auto = "cpu-bf16" if native_bf16_cpu() else "reference"
+    assert XMCHead(10, 4).backend.name == auto
+    assert XMCHead(10, 4, backend="cpu-bf16").backend.name == "cpu-bf16"
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        select_backend(torch.device("cuda"), "cpu-bf16")
     monkeypatch.setenv("ELMO_HEAD_BACKEND", "triton")
     with pytest.raises(ConfigError, match="CUDA"):
         XMCHead(10, 4)
