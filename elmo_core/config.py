@@ -33,6 +33,18 @@ DEFAULT_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 DEFAULT_PATIENCE = 3
 """Epochs without a better validation score after which training stops (docs/training.md)."""
 
+GPU_BATCH_SIZE = 128
+"""`TrainConfig.batch_size` None on a GPU."""
+CPU_BATCH_SIZE = 512
+"""`TrainConfig.batch_size` None on the CPU: the low-precision head's rounding pass over all its
+weights costs the same at any batch, so a larger batch spreads it over more points."""
+
+
+def default_batch_size(device_type: str) -> int:
+    """The batch size a config without one trains with on a device of this type."""
+    return CPU_BATCH_SIZE if device_type == "cpu" else GPU_BATCH_SIZE
+
+
 BIG = 10**12
 """The bound of every count in a config (points, features, steps): any real run is far below it,
 and a larger integer is refused here rather than overflowing a planner or an allocator later."""
@@ -292,7 +304,14 @@ class TrainConfig(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     fusion: FusionConfig = FusionConfig()
     epochs: int = Field(10, ge=1, le=100_000, strict=True)
-    batch_size: int = Field(128, ge=1, le=2**20, strict=True)
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=2**20,
+        strict=True,
+        description="Points per step. None: 128 on a GPU, 512 on the CPU, where each step of a "
+        "bf16/fp8 head rounds every weight once whatever the batch (docs/cpu_head.md).",
+    )
     seed: int = Field(0, ge=0, le=2**32 - 1, strict=True)
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from optimi import AdamW
 
-from elmo_core.config import TrainConfig
+from elmo_core.config import TrainConfig, default_batch_size
 from elmo_core.data import XMCDataset, XMCSplit
 from elmo_core.data.splits import select_splits
 from elmo_core.encoders import (
@@ -138,6 +138,11 @@ class Recipe:
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
+        if cfg.batch_size is None:
+            batch_size = default_batch_size(self.device.type)
+            cfg = self.config = cfg.model_copy(update={"batch_size": batch_size})
+            self.cb.on_log(f"batch size {batch_size} ({self.device.type} default)")
+        self.batch_size: int = int(cfg.batch_size or default_batch_size(self.device.type))
         self.timer = PhaseTimer(self.device, self._record_phase)
         self.splits = select_splits(cfg, self.dataset)
         train = self.splits.train
@@ -211,7 +216,7 @@ class Recipe:
             assert isinstance(self.encoder, TransformerEncoder)
             self.encoder.pad_to_multiple_of = GRAPH_TOKEN_MULTIPLE
             self.graphs = GraphedTrainForward(
-                self.encoder, cfg.batch_size, self.device, self.cb.on_log
+                self.encoder, self.batch_size, self.device, self.cb.on_log
             )
             self.train_forward = self.graphs
             self.cb.on_log("the encoder trains through CUDA graphs (one per batch shape)")
@@ -231,7 +236,7 @@ class Recipe:
             label_counts=torch.from_numpy(label_counts),
         )
         self.propensities = split_propensities(train.labels, cfg.eval)
-        self.steps_per_epoch = math.ceil(self.fit_split.num_points / cfg.batch_size)
+        self.steps_per_epoch = math.ceil(self.fit_split.num_points / self.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.memory = MemoryTelemetry(self.device)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -386,11 +391,13 @@ class Recipe:
         cfg, run = self.config, self.run
         lengths = getattr(self.train_inputs, "lengths", None)
         order = epoch_batches(
-            cfg.seed, run.epoch, self.fit_split.num_points, cfg.batch_size, lengths
+            cfg.seed, run.epoch, self.fit_split.num_points, self.batch_size, lengths
         )
         self.encoder.train()
         if self.graphs is not None and lengths is not None:  # captured in training mode
-            self.graphs.prepare(padded_widths(lengths, order, cfg.batch_size, GRAPH_TOKEN_MULTIPLE))
+            self.graphs.prepare(
+                padded_widths(lengths, order, self.batch_size, GRAPH_TOKEN_MULTIPLE)
+            )
         self.memory.start_epoch()
         started, points = time.time(), 0
 
@@ -415,7 +422,7 @@ class Recipe:
                         step_in_epoch=run.step_in_epoch,
                         steps_per_epoch=self.steps_per_epoch,
                         throughput=points / elapsed,
-                        eta_s=remaining * elapsed / max(1, points / cfg.batch_size),
+                        eta_s=remaining * elapsed / max(1, points / self.batch_size),
                         loss=loss,
                     )
                 )
