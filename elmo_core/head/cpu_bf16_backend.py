@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from elmo_core.head import rounding
-from elmo_core.head.reference import ReferenceBackend, sorted_positives
+from elmo_core.head.reference import ReferenceBackend
 
 
 def native_bf16_cpu() -> bool:
@@ -43,64 +42,41 @@ def bf16_weights(weight: torch.Tensor) -> torch.Tensor:
 
 
 class CpuBf16Backend(ReferenceBackend):
-    """``ReferenceBackend`` with the low-precision step's products in oneDNN bf16 GEMMs."""
+    """``ReferenceBackend`` with the low-precision step's products in oneDNN bf16 GEMMs (its
+    step, with these operand and product hooks; fp32 storage keeps the reference's)."""
 
     name = "cpu-bf16"
 
-    def step(
-        self,
-        weight: torch.Tensor,
-        embedding: torch.Tensor,
-        rows: torch.Tensor,
-        cols: torch.Tensor,
-        lr: float,
-        *,
-        seed: int,
-        weight_decay: float,
-        compensation: torch.Tensor | None,
-        chunk_size: int,
-    ) -> torch.Tensor:
-        """One training step in place on ``weight`` (and ``compensation``); returns ``dE``."""
+    def embedding_operand(self, embedding: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``E`` rounded to bf16, kept in bf16 for the GEMMs."""
         if weight.dtype == torch.float32:
-            return super().step(
-                weight,
-                embedding,
-                rows,
-                cols,
-                lr,
-                seed=seed,
-                weight_decay=weight_decay,
-                compensation=compensation,
-                chunk_size=chunk_size,
-            )
-        num_labels, dim = weight.shape
-        batch = embedding.shape[0]
-        e16 = embedding.to(torch.bfloat16)
-        pos_rows, pos_cols = sorted_positives(rows, cols, batch)
-        bounds = torch.arange(0, num_labels + chunk_size, chunk_size, device=weight.device)
-        starts = torch.searchsorted(pos_cols, bounds.clamp(max=num_labels)).tolist()
-        n_kahan = 0 if compensation is None else compensation.shape[0]
-        grad = torch.zeros(batch, dim, device=weight.device, dtype=torch.float32)
-        for i, r0 in enumerate(range(0, num_labels, chunk_size)):
-            r1 = min(r0 + chunk_size, num_labels)
-            w_c = weight[r0:r1]
-            w16 = bf16_weights(w_c)
-            g = torch.sigmoid((e16 @ w16.T).to(torch.float32))
-            p0, p1 = starts[i], starts[i + 1]
-            g[pos_rows[p0:p1], pos_cols[p0:p1] - r0] -= 1.0
-            g16 = g.to(torch.bfloat16)
-            grad += (g16 @ w16).to(torch.float32)
-            w32 = w16.to(torch.float32)
-            upd = (g16.T @ e16).to(torch.float32).mul_(-lr)
-            if weight_decay:
-                upd.add_(w32, alpha=-lr * weight_decay)
-            k = max(0, min(n_kahan, r1) - r0)
-            if k:
-                assert compensation is not None
-                comp = compensation[r0 : r0 + k]
-                upd[:k] -= comp.to(torch.float32)
-                y = upd[:k].clone()
-            new = rounding.stochastic_round_(upd.add_(w32), weight.dtype, seed, r0, out=w_c)
-            if k:
-                comp.copy_(rounding.round_nearest((new[:k] - w32[:k]) - y, comp.dtype))
-        return grad
+            return embedding
+        return embedding.to(torch.bfloat16)
+
+    def weight_operands(self, w_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A chunk's weights in bf16 (exact) for the GEMMs, and in fp32 for the update."""
+        if w_c.dtype == torch.float32:
+            return w_c, w_c
+        w16 = bf16_weights(w_c)
+        return w16, w16.to(torch.float32)
+
+    def gradient_operand(self, g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``G`` rounded to bf16, kept in bf16 for the GEMMs."""
+        if weight.dtype == torch.float32:
+            return g
+        return g.to(torch.bfloat16)
+
+    def product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``a @ b`` as a bf16 GEMM for bf16 operands (result rounded to bf16), in fp32."""
+        return (a @ b).to(torch.float32)
+
+    def update(
+        self, g: torch.Tensor, e: torch.Tensor, w32: torch.Tensor, lr: float, weight_decay: float
+    ) -> torch.Tensor:
+        """``U = -lr (G^T E + weight_decay W)``, ``G^T E`` as a bf16 GEMM for bf16 operands."""
+        if g.dtype == torch.float32:
+            return super().update(g, e, w32, lr, weight_decay)
+        upd = self.product(g.T, e).mul_(-lr)
+        if weight_decay:
+            upd.add_(w32, alpha=-lr * weight_decay)
+        return upd

@@ -101,7 +101,7 @@ class ReferenceBackend:
         num_labels, dim = weight.shape
         batch = embedding.shape[0]
         low = weight.dtype != torch.float32
-        e = embedding_operand(embedding, weight)
+        e = self.embedding_operand(embedding, weight)
         pos_rows, pos_cols = sorted_positives(rows, cols, batch)
         bounds = torch.arange(0, num_labels + chunk_size, chunk_size, device=weight.device)
         starts = torch.searchsorted(pos_cols, bounds.clamp(max=num_labels)).tolist()
@@ -110,14 +110,13 @@ class ReferenceBackend:
         for i, r0 in enumerate(range(0, num_labels, chunk_size)):
             r1 = min(r0 + chunk_size, num_labels)
             w_c = weight[r0:r1]
-            w32 = upcast(w_c)
-            g = torch.sigmoid(e @ w32.T)
+            w_op, w32 = self.weight_operands(w_c)
+            g = torch.sigmoid(self.product(e, w_op.T))
             p0, p1 = starts[i], starts[i + 1]
             g[pos_rows[p0:p1], pos_cols[p0:p1] - r0] -= 1.0
-            if low:
-                g = g.to(torch.bfloat16).to(torch.float32)
-            grad += g @ w32
-            upd = torch.addmm(w32, g.T, e, beta=-lr * weight_decay, alpha=-lr)
+            g_op = self.gradient_operand(g, weight)
+            grad += self.product(g_op, w_op)
+            upd = self.update(g_op, e, w32, lr, weight_decay)
             if not low:
                 w_c.add_(upd)
                 continue
@@ -131,6 +130,33 @@ class ReferenceBackend:
             if k:
                 comp.copy_(rounding.round_nearest((new[:k] - w32[:k]) - y, comp.dtype))
         return grad
+
+    # The step's operands and products, one hook each (``CpuBf16Backend`` overrides them).
+
+    def embedding_operand(self, embedding: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``E`` as the step's products take it (``embedding_operand``: bf16 values in fp32)."""
+        return embedding_operand(embedding, weight)
+
+    def weight_operands(self, w_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A chunk's weights as the products take them, and in fp32 (here the same tensor)."""
+        w32 = upcast(w_c)
+        return w32, w32
+
+    def gradient_operand(self, g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``G`` as the products take it: rounded to bf16 for low-precision storage."""
+        if weight.dtype == torch.float32:
+            return g
+        return g.to(torch.bfloat16).to(torch.float32)
+
+    def product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``a @ b`` in fp32."""
+        return a @ b
+
+    def update(
+        self, g: torch.Tensor, e: torch.Tensor, w32: torch.Tensor, lr: float, weight_decay: float
+    ) -> torch.Tensor:
+        """``U = -lr (G^T E + weight_decay W)`` of a chunk (C x d fp32, a new tensor)."""
+        return torch.addmm(w32, g.T, e, beta=-lr * weight_decay, alpha=-lr)
 
     def topk(
         self, weight: torch.Tensor, embedding: torch.Tensor, k: int, *, chunk_size: int
