@@ -28,6 +28,8 @@ TINY = {
     "threads": 1,
     "encoder": {"dim": 32},
     "data": {"max_train_points": 1000, "max_test_points": 200},
+    # Every epoch runs: these tests count them (early stopping has its own tests).
+    "eval": {"patience": None},
 }
 
 
