@@ -146,9 +146,7 @@ class FusedScorer:
         scores only its rarer features or the prior is off (see `elmo_core.fusion.similarity`).
         Every later search (validation, test, `elmo eval`, a served request) applies the same
         caps, so the metrics are those of the served ranking. `log` receives each decision."""
-        options = SearchOptions(
-            device=None if device is None else torch.device(device), workers=workers, log=log
-        )
+        options = search_options(device, workers, log)
         budget = prior_budget_s(texts)
         if self.label_text is not None:
             self.label_text.plan_cap(sample, options, texts=texts, budget_s=budget)
@@ -174,9 +172,7 @@ class FusedScorer:
         its prior's cap (`plan_searches`). `log` receives each search's size, engine and
         estimate, one line each.
         """
-        options = SearchOptions(
-            device=None if device is None else torch.device(device), workers=workers, log=log
-        )
+        options = search_options(device, workers, log)
         total = sp.csr_matrix((len(texts), num_labels), dtype=np.float32)
         if self.label_text is not None:
             total = total + self.label_text_weight * self.label_text.scores(texts, options)
@@ -281,6 +277,15 @@ class FusedScorer:
             neighbour_weight=float(meta["neighbour_weight"]),
             candidates=int(meta["candidates"]),
         )
+
+
+def search_options(
+    device: torch.device | str | None, workers: int | None, log: Callable[[str], None] | None
+) -> SearchOptions:
+    """The priors' `SearchOptions` from the arguments `FusedScorer`'s methods take."""
+    return SearchOptions(
+        device=None if device is None else torch.device(device), workers=workers, log=log
+    )
 
 
 def prior_budget_s(num_texts: int) -> float:
