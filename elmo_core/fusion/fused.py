@@ -49,8 +49,8 @@ class PriorScores:
     label_text: sp.csr_matrix | None
 
     def weighted(self, neighbour_weight: float, label_text_weight: float) -> sp.csr_matrix:
-        """a x neighbour vote + b x label-text cosine: `FusedScorer.priors` with those weights
-        (the same sum in the same order; a prior with weight 0 or None adds nothing)."""
+        """a x neighbour vote + b x label-text cosine (what `FusedScorer.priors` returns for its
+        weights; a prior with weight 0 or None adds nothing)."""
         total = sp.csr_matrix(self.shape, dtype=np.float32)
         if self.label_text is not None and label_text_weight > 0:
             total = total + float(label_text_weight) * self.label_text
@@ -172,15 +172,10 @@ class FusedScorer:
         its prior's cap (`plan_searches`). `log` receives each search's size, engine and
         estimate, one line each.
         """
-        options = search_options(device, workers, log)
-        total = sp.csr_matrix((len(texts), num_labels), dtype=np.float32)
-        if self.label_text is not None:
-            total = total + self.label_text_weight * self.label_text.scores(texts, options)
-        if self.neighbours is not None:
-            total = total + self.neighbour_weight * self.neighbours.scores(
-                texts, word_rows, options, top=self.candidates
-            )
-        return sp.csr_matrix(total, dtype=np.float32)
+        scores = self.prior_scores(
+            texts, num_labels, word_rows, device=device, workers=workers, log=log
+        )
+        return scores.weighted(self.neighbour_weight, self.label_text_weight)
 
     def prior_scores(
         self,
@@ -193,34 +188,16 @@ class FusedScorer:
         log: Callable[[str], None] | None = None,
     ) -> PriorScores:
         """Each prior's unweighted N x L scores of `texts` (None for a prior this scorer lacks),
-        searched exactly as `priors` searches them (the same options); fitting the weights
+        searched with the same options as `priors` (which weighs them); fitting the weights
         re-weights these (`PriorScores.weighted`) without searching again."""
-
-        def alone(
-            label_text: LabelTextScorer | None, neighbours: NeighbourScorer | None
-        ) -> sp.csr_matrix | None:
-            if label_text is None and neighbours is None:
-                return None
-            one = FusedScorer(
-                label_text=label_text,
-                neighbours=neighbours,
-                label_text_weight=1.0,
-                neighbour_weight=1.0,
-                candidates=self.candidates,
-            )
-            return one.priors(
-                texts,
-                num_labels,
-                word_rows,
-                device=device,
-                workers=workers,
-                log=log,
-            )
-
+        options = search_options(device, workers, log)
+        label_text = neighbours = None
+        if self.label_text is not None:
+            label_text = self.label_text.scores(texts, options)
+        if self.neighbours is not None:
+            neighbours = self.neighbours.scores(texts, word_rows, options, top=self.candidates)
         return PriorScores(
-            shape=(len(texts), num_labels),
-            label_text=alone(self.label_text, None),
-            neighbours=alone(None, self.neighbours),
+            shape=(len(texts), num_labels), neighbours=neighbours, label_text=label_text
         )
 
     def with_weights(self, neighbour_weight: float, label_text_weight: float) -> FusedScorer:

@@ -107,7 +107,18 @@ class SimilarityIndex:
     def __init__(self, rows: sp.csr_matrix, max_df: int | None = None) -> None:
         self.rows = sp.csr_matrix(rows, dtype=np.float32)
         self.rows.sum_duplicates()
-        self.max_df = None if max_df is None else int(max_df)
+        self.max_df = max_df
+
+    @property
+    def max_df(self) -> int | None:
+        """The feature cap (see the class doc)."""
+        return self._max_df
+
+    @max_df.setter
+    def max_df(self, value: int | None) -> None:
+        self._max_df = None if value is None else int(value)
+        for derived in ("kept", "kept_frequencies", "kept_rows"):
+            self.__dict__.pop(derived, None)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -126,11 +137,20 @@ class SimilarityIndex:
         return sp.csr_matrix(self.rows.T)
 
     @cached_property
+    def kept(self) -> np.ndarray | None:
+        """Per feature, whether the cap keeps it (None: every feature is kept)."""
+        return None if self.max_df is None else self.document_frequencies <= self.max_df
+
+    @cached_property
+    def kept_frequencies(self) -> np.ndarray:
+        """The document frequencies with the features over the cap at 0 (what a search reads)."""
+        df = self.document_frequencies
+        return df if self.kept is None else np.where(self.kept, df, 0)
+
+    @cached_property
     def kept_rows(self) -> sp.csr_matrix:
         """The index without the features over the cap (what SpMM multiplies by)."""
-        if self.max_df is None:
-            return self.rows
-        return keep_columns(self.rows, self.document_frequencies <= self.max_df)
+        return self.rows if self.kept is None else keep_columns(self.rows, self.kept)
 
     def plan_cap(
         self,
@@ -152,7 +172,6 @@ class SimilarityIndex:
         title = f"{name}: cap for {int(texts):,} texts x {self.shape[0]:,} rows"
         plan = plan_search(cost, self.document_frequencies, sample, budget_s=budget_s, title=title)
         self.max_df = plan.max_df
-        self.__dict__.pop("kept_rows", None)
         if options.log is not None:
             options.log(plan.message)
         return plan
@@ -161,9 +180,7 @@ class SimilarityIndex:
         """The cheaper engine's cost of searching `queries` as `options` allow."""
         active = int(np.count_nonzero(np.diff(queries.indptr)))
         workers = cpu_workers(options.workers, math.ceil(active / QUERY_CHUNK))
-        df, num_rows = self.document_frequencies, self.shape[0]
-        if self.max_df is not None:
-            df = np.where(df <= self.max_df, df, 0)
+        df, num_rows = self.kept_frequencies, self.shape[0]
         cost = search_cost(df, num_rows, queries, on_device=False, workers=workers)
         if options.on_device:
             # A handful of texts (one request) costs less on the CPU than the index's upload.
@@ -182,8 +199,8 @@ class SimilarityIndex:
             if options.log is not None:
                 options.log(f"{name}: off (the model's feature cap leaves nothing to score)")
             return sp.csr_matrix((num_queries, num_rows), dtype=np.float32)
-        if self.max_df is not None:
-            queries = keep_columns(queries, self.document_frequencies <= self.max_df)
+        if self.kept is not None:
+            queries = keep_columns(queries, self.kept)
         active = np.flatnonzero(np.diff(queries.indptr))
         cost = self._cost(queries, options)
         if options.log is not None:
