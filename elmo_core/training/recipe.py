@@ -142,7 +142,8 @@ class Recipe:
             batch_size = default_batch_size(self.device.type)
             cfg = self.config = cfg.model_copy(update={"batch_size": batch_size})
             self.cb.on_log(f"batch size {batch_size} ({self.device.type} default)")
-        self.batch_size: int = int(cfg.batch_size or default_batch_size(self.device.type))
+        assert cfg.batch_size is not None
+        self.batch_size: int = cfg.batch_size
         self.timer = PhaseTimer(self.device, self._record_phase)
         self.splits = select_splits(cfg, self.dataset)
         train = self.splits.train
@@ -177,9 +178,10 @@ class Recipe:
                 search_texts=self._largest_scored_split(),
                 device=self.device,
             )
-            # the priors are fitted on the train split only (the validation slice is neither a
-            # neighbour nor in an idf): the slice's priors are those of unseen texts
-            # every prior with a positive configured weight; `fusion` is the model's (fitted)
+            # The priors are fitted on the train split only (the validation slice is neither a
+            # neighbour nor in an idf): the slice's priors are those of unseen texts.
+            # `prior_fusion` holds every prior with a positive configured weight; `fusion` is the
+            # model's, re-weighted by each epoch's fit.
             self.prior_fusion = self.fusion
             self.fits_weights = self._fits_weights()
             self.eval_priors = None
@@ -302,6 +304,11 @@ class Recipe:
         """The split evaluated after each epoch: the validation slice (selects the model) or, if
         the config says so, the test split (monitoring only); None when there is none."""
         cfg = self.config
+        if cfg.eval.patience and cfg.eval.split == "test":
+            self.cb.on_log(
+                "eval.split is test: nothing is selected on it, so no early stopping "
+                "(eval.patience applies to the validation slice only)"
+            )
         if not cfg.eval.every_epoch:
             return None
         if cfg.eval.split == "test":
@@ -317,11 +324,6 @@ class Recipe:
         """Whether each epoch fits the fusion weights: `fusion.fit_weights`, a prior on, and a
         validation slice to fit them on (never the test split). Logs why not when asked to."""
         cfg = self.config
-        if cfg.eval.patience and cfg.eval.split == "test":
-            self.cb.on_log(
-                "eval.split is test: nothing is selected on it, so no early stopping "
-                "(eval.patience applies to the validation slice only)"
-            )
         fusion = self.fusion
         if not cfg.fusion.fit_weights or fusion is None or not fusion.active:
             return False
