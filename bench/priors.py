@@ -120,7 +120,8 @@ def main() -> None:
         on_device = device is not None and device.type != "cpu"
         searched = cpu_queries if device is None or not on_device else queries
         count = cpu_workers(workers, math.ceil(searched.shape[0] / QUERY_CHUNK))
-        cost = search_cost(df, args.index, searched, on_device=on_device, workers=count)
+        engine_kind = "spmm" if on_device else "cpu"
+        cost = search_cost(df, args.index, searched, engine=engine_kind, workers=count)
         if on_device:
             assert device is not None
             torch_topk(index.rows, queries[:64], args.k, device, memory)  # warm-up

@@ -28,9 +28,11 @@ from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 PRIOR_MIN_BUDGET_S = 30.0
 """Estimated seconds a prior's search of the run's largest split may always take
 (`prior_budget_s`)."""
-PRIOR_BUDGET_S_PER_TEXT = 1e-4
+PRIOR_BUDGET_S_PER_TEXT = 5e-5
 """Beyond `PRIOR_MIN_BUDGET_S`, the estimated seconds a search may spend per text: at least
-10,000 texts a second, so a prior costs a fraction of scoring the texts with the head."""
+20,000 texts a second per prior, so the two priors of a test split take about half of what an
+epoch spends on as many points (an H200 epoch at the amazon-3m shape: about 1e-4 s per train
+point, a test split about 0.4x the train one) and the whole test evaluation fits in an epoch."""
 PLAN_SAMPLE = 10_000
 """Train texts whose features estimate each prior's cost per text (`plan_searches`' sample)."""
 FUSE_ROWS = 20_000

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from elmo_core.fusion.posting_search import posting_topk
 from elmo_core.fusion.similarity import SearchOptions, SearchPlan, SimilarityIndex
 from elmo_core.fusion.sparse_io import csr_from_tensors, csr_tensors
-from elmo_core.fusion.sparse_topk import row_topk
+from elmo_core.fusion.sparse_topk import row_topk, topk_matrix
 from elmo_core.parallel import map_chunks
 from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 
@@ -95,9 +96,9 @@ class NeighbourScorer:
         when the caller already has them from this same featurizer; `options` (default: the CPU
         engine on every core) say where the search runs (see `elmo_core.fusion.similarity`); the
         similarity counts the features within the model's cap. The vote itself, k x
-        labels-per-point multiply-adds per text, stays a scipy product on the CPU, `VOTE_BLOCK`
-        texts at a time on forked workers; with `top`, each row keeps only its `top` largest
-        votes, so a large split's votes stay bounded."""
+        labels-per-point multiply-adds per text, runs where the search ran (`_votes`); with
+        `top`, each row keeps only its `top` largest votes, so a large split's votes stay
+        bounded."""
         options = options or SearchOptions()
         start = time.perf_counter()
         if rows is None:
@@ -108,13 +109,7 @@ class NeighbourScorer:
         totals = np.asarray(similar.sum(axis=1)).ravel()
         totals[totals == 0] = 1.0
         weights = sp.csr_matrix(sp.diags(1.0 / totals) @ similar, dtype=np.float32)
-        num_blocks = -(-weights.shape[0] // VOTE_BLOCK)
-        if num_blocks == 0:
-            return sp.csr_matrix((0, self.train_labels.shape[1]), dtype=np.float32)
-        blocks = map_chunks(
-            _vote_block, (weights, self.train_labels, top), num_blocks, options.workers
-        )
-        votes = sp.csr_matrix(sp.vstack(blocks, format="csr"), dtype=np.float32)
+        votes = self._votes(weights, options, top)
         if options.log is not None:
             now = time.perf_counter()
             options.log(
@@ -123,6 +118,27 @@ class NeighbourScorer:
                 f"{now - searched:.1f} s)"
             )
         return votes
+
+    def _votes(
+        self, weights: sp.csr_matrix, options: SearchOptions, top: int | None
+    ) -> sp.csr_matrix:
+        """`weights @ train_labels`, each row's `top` largest kept (all with None): on the search's
+        device with `top` (the product and the ranking of the posting-list engine, the train
+        points' label rows as the posting lists), else scipy on forked workers."""
+        num_labels = self.train_labels.shape[1]
+        if options.on_device and top is not None:
+            assert options.device is not None
+            values, ids = posting_topk(
+                self.train_labels, weights, top, options.device, options.memory_bytes
+            )
+            return topk_matrix(values, ids, num_labels)
+        num_blocks = -(-weights.shape[0] // VOTE_BLOCK)
+        if num_blocks == 0:
+            return sp.csr_matrix((0, num_labels), dtype=np.float32)
+        blocks = map_chunks(
+            _vote_block, (weights, self.train_labels, top), num_blocks, options.workers
+        )
+        return sp.csr_matrix(sp.vstack(blocks, format="csr"), dtype=np.float32)
 
     def meta(self, encoder_featurizer: TfidfFeaturizer | None = None) -> dict:
         """The JSON half of the state (the arrays are in `tensors`). When the featurizer is the

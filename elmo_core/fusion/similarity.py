@@ -2,26 +2,31 @@
 the neighbour prior, the label texts for the label-text prior), sized to the hardware, with a cost
 estimate made before computing.
 
-Two engines, one result (equal within float32 rounding; a tie at the k-th value may keep another
+Three engines, one result (equal within float32 rounding; a tie at the k-th value may keep another
 row of the same score):
 
 - CPU (`cpu_topk`): chunks of queries go to forked workers (`elmo_core.parallel.map_chunks`; the
   index reaches them through the fork); each multiplies its queries' sparse rows by the index's
   columns (F x N, scipy) and keeps the top k per row (`topk_product`). Multiply-adds per query: the
   sum, over its features, of their posting-list lengths (document frequencies in the index).
-- torch (`torch_topk`, any non-CPU device; on the CPU too, for the tests): the index goes onto the
+- SpMM (`torch_topk`, any non-CPU device; on the CPU too, for the tests): the index goes onto the
   device as a sparse CSR tensor (N x F); B queries at a time become a dense F x B block, S = index @
   block (cuSPARSE SpMM, N x B), and only `torch.topk`'s k ids and values per query come back.
   Multiply-adds per query: the index's stored values (each one meets the whole block), more work
   than the sparse product but at a GPU's rate. B keeps the block, S and top-k's scratch within
   `memory_bytes`; the device memory is freed afterwards.
+- posting lists (`posting_search.posting_topk`, a device): the CPU engine's products (each query
+  reads its own features' posting lists) as a sparse x sparse product (cuSPARSE SpGEMM) and a
+  sorted per-query top-k; under a feature cap, where the kept posting lists are short, hundreds
+  of times fewer operations than SpMM (an index of at most 2^31 - 1 stored values).
 
 Common words and character n-grams make these products nearly dense, so at XMC scale (10^5-10^6
 queries against 10^5-10^6 index rows) a search can run for hours. Each index therefore carries a
 feature cap, `max_df`, decided once when the model is built (`SimilarityIndex.plan_cap`): the cost
 of searching a given number of texts is estimated from a sample of train texts and the data alone
 (posting-list lengths, counts; fixed rates per engine below, no timing of this machine, so a run's
-decision is reproducible); over the budget, only the features found in at most `max_df` index rows
+decision is reproducible), for each engine the device allows, and the engine that keeps the most
+features decides; over the budget, only the features found in at most `max_df` index rows
 are scored, the largest cap that fits (dropping the commonest features, whose idf weights are the
 lowest: a stop-word list chosen by cost; the scores become the cosine restricted to the kept
 features, a lower bound of it). Where that would keep under `MIN_KEPT_WEIGHT` of the sample's
@@ -42,7 +47,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from elmo_core.fusion.sparse_topk import topk_product
+from elmo_core.fusion.posting_search import MAX_STORED_VALUES, posting_topk
+from elmo_core.fusion.sparse_topk import topk_matrix, topk_product
 from elmo_core.parallel import can_fork, map_chunks, worker_count
 
 QUERY_CHUNK = 256
@@ -53,9 +59,13 @@ CPU_OPS_PER_S = 1.5e8
 """CPU engine, one worker: posting-list entries (or scored index rows) per second. Measured by
 `bench/priors.py`: 1.6e8 per worker with 16 workers on the H200 host, 1.7-2.1e8 with one worker
 on a loaded 2-core VM."""
-GPU_OPS_PER_S = 7.0e11
-"""torch engine on a GPU: multiply-adds of SpMM (or scored index rows) per second. Measured by
-`bench/priors.py` on one H200: SpMM alone 1.8e12; with top-k, upload and copies 6.5-8.9e11."""
+GPU_OPS_PER_S = 4.0e11
+"""SpMM engine on a GPU: multiply-adds of SpMM (or scored index rows) per second. Measured on one
+H200: `bench/priors.py` (670K rows) SpMM alone 1.8e12, with top-k, upload and copies 6.5-8.9e11;
+`bench/search_engines.py` (2M label texts, 20,000 queries) 3.6e11, the rate planned with."""
+GPU_POSTING_OPS_PER_S = 3.0e9
+"""Posting-list engine on a GPU: products per second, SpGEMM and ranking included. Measured by
+`bench/search_engines.py` on one H200 (amazon-3m shape at 0.7, caps 2,254-5,047): 3.2-3.5e9."""
 UPLOAD_BYTES_PER_S = 1.0e10
 """Host-to-device copy rate of the torch engine's index upload (pageable memory over PCIe)."""
 MIN_KEPT_WEIGHT = 0.5
@@ -117,7 +127,7 @@ class SimilarityIndex:
     @max_df.setter
     def max_df(self, value: int | None) -> None:
         self._max_df = None if value is None else int(value)
-        for derived in ("kept", "kept_frequencies", "kept_rows"):
+        for derived in ("kept", "kept_frequencies", "kept_rows", "columns"):
             self.__dict__.pop(derived, None)
 
     @property
@@ -133,8 +143,9 @@ class SimilarityIndex:
 
     @cached_property
     def columns(self) -> sp.csr_matrix:
-        """The index transposed (F x N CSR): the posting lists the CPU engine multiplies by."""
-        return sp.csr_matrix(self.rows.T)
+        """The kept index transposed (F x N CSR): the posting lists the CPU and posting-list
+        engines read (empty for the features over the cap)."""
+        return sp.csr_matrix(self.kept_rows.T)
 
     @cached_property
     def kept(self) -> np.ndarray | None:
@@ -168,25 +179,35 @@ class SimilarityIndex:
         message goes to `options.log`."""
         sample = sp.csr_matrix(sample, dtype=np.float32)
         self.max_df = None
-        cost = self._cost(sample, options).scaled(max(int(texts), 1) / max(sample.shape[0], 1))
+        factor = max(int(texts), 1) / max(sample.shape[0], 1)
         title = f"{name}: cap for {int(texts):,} texts x {self.shape[0]:,} rows"
-        plan = plan_search(cost, self.document_frequencies, sample, budget_s=budget_s, title=title)
+        plans = [
+            plan_search(cost.scaled(factor), self.document_frequencies, sample, budget_s, title)
+            for cost in self._costs(sample, options)
+        ]
+        # The engine that keeps the most features (None: all of them), then the quickest.
+        plan = min(
+            plans, key=lambda p: (-math.inf if p.max_df is None else -p.max_df, p.estimated_s)
+        )
         self.max_df = plan.max_df
         if options.log is not None:
             options.log(plan.message)
         return plan
 
-    def _cost(self, queries: sp.csr_matrix, options: SearchOptions) -> SearchCost:
-        """The cheaper engine's cost of searching `queries` as `options` allow."""
+    def _costs(self, queries: sp.csr_matrix, options: SearchOptions) -> list[SearchCost]:
+        """The cost of searching `queries` on each engine `options` allow, at the current cap."""
         active = int(np.count_nonzero(np.diff(queries.indptr)))
         workers = cpu_workers(options.workers, math.ceil(active / QUERY_CHUNK))
         df, num_rows = self.kept_frequencies, self.shape[0]
-        cost = search_cost(df, num_rows, queries, on_device=False, workers=workers)
-        if options.on_device:
-            # A handful of texts (one request) costs less on the CPU than the index's upload.
-            device_cost = search_cost(df, num_rows, queries, on_device=True, workers=workers)
-            cost = device_cost if device_cost.seconds() < cost.seconds() else cost
-        return cost
+        engines: tuple[str, ...] = ENGINES if options.on_device else ("cpu",)
+        if df.sum() > MAX_STORED_VALUES:
+            engines = tuple(engine for engine in engines if engine != "posting")
+        return [search_cost(df, num_rows, queries, engine=e, workers=workers) for e in engines]
+
+    def _cost(self, queries: sp.csr_matrix, options: SearchOptions) -> SearchCost:
+        """The cheapest engine's cost of searching `queries` as `options` allow (a handful of
+        texts, one request, costs less on the CPU than the index's upload)."""
+        return min(self._costs(queries, options), key=lambda cost: cost.seconds())
 
     def search(
         self, queries: sp.csr_matrix, k: int, options: SearchOptions, name: str
@@ -211,25 +232,36 @@ class SimilarityIndex:
                 f"{name}: {len(active):,} texts x {num_rows:,} rows on {cost.engine}: "
                 f"estimated {_seconds(cost.seconds())}, {features}"
             )
-        if cost.on_device:
+        if cost.kind == "spmm":
             assert options.device is not None
             found = torch_topk(
                 self.kept_rows, queries[active], k, options.device, options.memory_bytes
             )
+        elif cost.kind == "posting":
+            assert options.device is not None
+            values, ids = posting_topk(
+                self.columns, queries[active], k, options.device, options.memory_bytes
+            )
+            found = topk_matrix(values, ids, num_rows)
         else:
             # The CPU engine only reads the posting lists of the queries' (kept) features.
             found = cpu_topk(queries[active], self.columns, k, options.workers)
         return scatter_rows(found, active, num_queries)
 
 
+ENGINES = ("cpu", "spmm", "posting")
+"""The search engines (module doc); a device allows all three, the CPU only the first."""
+
+
 @dataclass(frozen=True)
 class SearchCost:
-    """The estimated cost of one search on one engine, as a function of the df cap: `costs[i]`
-    operations are saved by dropping the features of document frequency `frequencies[i]`;
-    `fixed_ops` stay; `rate` operations per second; `fixed_s` seconds more (the index's upload)."""
+    """The estimated cost of one search on one engine (`kind`, one of `ENGINES`; `engine` names
+    it in the log), as a function of the df cap: `costs[i]` operations are saved by dropping the
+    features of document frequency `frequencies[i]`; `fixed_ops` stay; `rate` operations per
+    second; `fixed_s` seconds more (the index's upload)."""
 
     engine: str
-    on_device: bool
+    kind: str
     frequencies: np.ndarray
     costs: np.ndarray
     fixed_ops: float
@@ -240,7 +272,7 @@ class SearchCost:
         """The cost of `factor` times as many queries like these (the upload stays)."""
         return SearchCost(
             self.engine,
-            self.on_device,
+            self.kind,
             self.frequencies,
             self.costs * factor,
             self.fixed_ops * factor,
@@ -259,27 +291,37 @@ def search_cost(
     num_rows: int,
     queries: sp.csr_matrix,
     *,
-    on_device: bool,
+    engine: str,
     workers: int,
 ) -> SearchCost:
     """The cost of searching `queries` (non-empty rows count) in an index of `num_rows` rows with
-    these posting-list lengths. Operations: CPU engine, per query, the posting-list lengths of its
-    features plus one per index row (densify and select), at `CPU_OPS_PER_S` x `workers`; torch
-    engine, per query, the index's stored values plus one per index row, at `GPU_OPS_PER_S`, after
-    the index's upload at `UPLOAD_BYTES_PER_S`."""
+    these posting-list lengths on `engine` (one of `ENGINES`). Operations: CPU engine, per query,
+    the posting-list lengths of its features plus one per index row (densify and select), at
+    `CPU_OPS_PER_S` x `workers`; SpMM engine, per query, the index's stored values plus one per
+    index row, at `GPU_OPS_PER_S`, after the index's upload at `UPLOAD_BYTES_PER_S`; posting-list
+    engine, per query, the posting-list lengths of its features, at `GPU_POSTING_OPS_PER_S`,
+    after the upload of the posting lists."""
     df = np.asarray(document_frequencies, dtype=np.int64)
     active = int(np.count_nonzero(np.diff(queries.indptr)))
-    fixed_ops = float(active) * num_rows
-    if on_device:
+    if engine == "spmm":
         # Every query meets every stored value of the (kept) index.
         upload_s = (12.0 * float(df.sum()) + 8.0 * num_rows) / UPLOAD_BYTES_PER_S
         costs = df.astype(np.float64) * active
-        return SearchCost("the GPU", True, df, costs, fixed_ops, GPU_OPS_PER_S, upload_s)
+        fixed_ops = float(active) * num_rows
+        return SearchCost("the GPU (SpMM)", engine, df, costs, fixed_ops, GPU_OPS_PER_S, upload_s)
     frequencies = df[queries.indices]
-    engine = f"{workers} CPU worker{'s' if workers > 1 else ''}"
+    if engine == "posting":
+        upload_s = (8.0 * float(df.sum()) + 16.0 * len(df)) / UPLOAD_BYTES_PER_S
+        costs = frequencies.astype(np.float64)
+        name = "the GPU (posting lists)"
+        return SearchCost(name, engine, frequencies, costs, 0.0, GPU_POSTING_OPS_PER_S, upload_s)
+    if engine != "cpu":
+        raise ValueError(f"unknown search engine {engine!r}: one of {', '.join(ENGINES)}")
+    name = f"{workers} CPU worker{'s' if workers > 1 else ''}"
     rate = CPU_OPS_PER_S * workers
+    fixed_ops = float(active) * num_rows
     return SearchCost(
-        engine, False, frequencies, frequencies.astype(np.float64), fixed_ops, rate, 0.0
+        name, engine, frequencies, frequencies.astype(np.float64), fixed_ops, rate, 0.0
     )
 
 
@@ -287,7 +329,6 @@ def plan_search(
     cost: SearchCost,
     document_frequencies: np.ndarray,
     queries: sp.csr_matrix,
-    *,
     budget_s: float | None,
     title: str,
 ) -> SearchPlan:
@@ -429,17 +470,7 @@ def torch_topk(
         del index
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    keep = top_values != 0
-    found = sp.csr_matrix(
-        (
-            top_values[keep],
-            top_ids[keep],
-            np.concatenate([[0], np.cumsum(keep.sum(axis=1))]),
-        ),
-        shape=(num_queries, num_rows),
-    )
-    found.sort_indices()
-    return found
+    return topk_matrix(top_values, top_ids, num_rows)
 
 
 def torch_csr(matrix: sp.csr_matrix, device: torch.device) -> torch.Tensor:

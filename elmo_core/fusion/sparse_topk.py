@@ -123,3 +123,16 @@ def topk_product(left: sp.csr_matrix, right: sp.csr_matrix, k: int) -> sp.csr_ma
     )
     out.sort_indices()
     return out
+
+
+def topk_matrix(values: np.ndarray, ids: np.ndarray, num_cols: int) -> sp.csr_matrix:
+    """The Q x `num_cols` CSR matrix of Q x k top-k arrays (`values` float32, `ids` their columns),
+    zero values dropped, column indices sorted."""
+    keep = values != 0
+    found = sp.csr_matrix(
+        (values[keep], ids[keep], np.concatenate([[0], np.cumsum(keep.sum(axis=1))])),
+        shape=(values.shape[0], num_cols),
+        dtype=np.float32,
+    )
+    found.sort_indices()
+    return found

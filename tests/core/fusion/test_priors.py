@@ -203,6 +203,26 @@ def test_neighbour_votes_keep_the_top_per_row_in_blocks(monkeypatch):
 def test_the_default_prior_budget_grows_with_the_texts_past_a_floor():
     from elmo_core.fusion import prior_budget_s
 
-    assert prior_budget_s(10) == prior_budget_s(300_000) == 30.0
-    assert prior_budget_s(1_000_000) == pytest.approx(100.0)
+    assert prior_budget_s(10) == prior_budget_s(600_000) == 30.0
+    assert prior_budget_s(1_000_000) == pytest.approx(50.0)
     assert prior_budget_s(2_000_000) == pytest.approx(2 * prior_budget_s(1_000_000))
+
+
+@pytest.mark.gpu
+def test_neighbour_votes_on_the_gpu_equal_the_cpu_ones():
+    """The votes' product and top-k on the device (the posting-list engine) give the CPU's votes,
+    up to float32 summation order (atol 1e-6 on votes in [0, 1])."""
+    import torch
+
+    from elmo_core.fusion.similarity import SearchOptions
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    neighbours = fitted_priors().neighbours
+    queries = ["libfoo tools", "python bar bindings", "foo bar library", "nothing alike"]
+    for top in (1, 3):
+        on_cpu = neighbours.scores(queries, options=SearchOptions(workers=1), top=top)
+        on_gpu = neighbours.scores(
+            queries, options=SearchOptions(device=torch.device("cuda")), top=top
+        )
+        np.testing.assert_allclose(on_gpu.toarray(), on_cpu.toarray(), atol=1e-6)

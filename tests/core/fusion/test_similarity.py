@@ -1,5 +1,6 @@
-"""The priors' similarity search: both engines against a float64 dense reference, the parallel map
-against the sequential one, and the cost plan's decisions.
+"""The priors' similarity search: the three engines (CPU, SpMM, posting lists) against a float64
+dense reference, the parallel map against the sequential one, the posting-list engine's batching
+and determinism, and the cost plan's decisions.
 
 Tolerance: the engines accumulate float32 products of unit-norm rows (cosines in [0, 1]), so a
 value may differ from the float64 reference by a few float32 ulps per term: ATOL = 1e-5 bounds it
@@ -9,11 +10,19 @@ are compared as sets, up to that.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 
+from elmo_core.fusion.posting_search import (
+    BYTES_PER_PRODUCT,
+    posting_topk,
+    product_batches,
+    query_products,
+)
 from elmo_core.fusion.similarity import (
     MIN_KEPT_WEIGHT,
     SearchOptions,
@@ -25,6 +34,7 @@ from elmo_core.fusion.similarity import (
     search_cost,
     torch_topk,
 )
+from elmo_core.fusion.sparse_topk import topk_matrix
 
 ATOL = 1e-5
 
@@ -134,7 +144,7 @@ def test_a_cpu_device_runs_the_cpu_engine(index_rows, queries):
 def test_over_budget_the_search_drops_the_commonest_features(index_rows, queries):
     index = SimilarityIndex(index_rows)
     df = index.document_frequencies
-    cost = search_cost(df, index.shape[0], queries, on_device=False, workers=1)
+    cost = search_cost(df, index.shape[0], queries, engine="cpu", workers=1)
     budget = (cost.fixed_ops + 0.9 * cost.costs.sum()) / cost.rate  # ~10% must go
     plan = plan_search(cost, df, queries, budget_s=budget, title="p")
     assert plan.max_df is not None and 0 < plan.max_df < df.max()
@@ -159,7 +169,7 @@ def test_over_budget_the_search_drops_the_commonest_features(index_rows, queries
 
 def test_the_cap_scales_with_the_texts_it_is_planned_for(index_rows, queries):
     index = SimilarityIndex(index_rows)
-    cost = search_cost(index.document_frequencies, 120, queries, on_device=False, workers=1)
+    cost = search_cost(index.document_frequencies, 120, queries, engine="cpu", workers=1)
     budget = cost.seconds()  # exactly the sample's full cost
     options = SearchOptions(workers=1)
     assert index.plan_cap(queries, options, texts=30, budget_s=budget, name="p").max_df is None
@@ -172,7 +182,7 @@ def test_the_cap_scales_with_the_texts_it_is_planned_for(index_rows, queries):
 
 def test_the_same_cap_applies_to_every_later_search(index_rows, queries):
     index = SimilarityIndex(index_rows)
-    cost = search_cost(index.document_frequencies, 120, queries, on_device=False, workers=1)
+    cost = search_cost(index.document_frequencies, 120, queries, engine="cpu", workers=1)
     budget = (cost.fixed_ops + 0.8 * cost.costs.sum()) / cost.rate
     index.plan_cap(queries, SearchOptions(workers=1), texts=30, budget_s=budget, name="p")
     assert index.max_df is not None and index.max_df > 0
@@ -205,7 +215,7 @@ def test_the_plan_depends_on_the_data_alone(index_rows, queries):
     df = index.document_frequencies
     plans = {
         plan_search(
-            search_cost(df, 120, queries, on_device=False, workers=1),
+            search_cost(df, 120, queries, engine="cpu", workers=1),
             df,
             queries,
             budget_s=1e-4,
@@ -219,8 +229,8 @@ def test_the_plan_depends_on_the_data_alone(index_rows, queries):
 def test_the_device_cost_counts_every_stored_value_and_the_upload(index_rows, queries):
     index = SimilarityIndex(index_rows)
     df = index.document_frequencies
-    device = search_cost(df, 120, queries, on_device=True, workers=1)
-    cpu = search_cost(df, 120, queries, on_device=False, workers=1)
+    device = search_cost(df, 120, queries, engine="spmm", workers=1)
+    cpu = search_cost(df, 120, queries, engine="cpu", workers=1)
     active = np.count_nonzero(np.diff(queries.indptr))
     assert device.costs.sum() == active * index_rows.nnz
     assert cpu.costs.sum() == df[queries.indices].sum()
@@ -233,8 +243,8 @@ def test_one_text_is_cheaper_on_the_cpu_than_the_index_upload():
     one = sp.csr_matrix(np.ones((1, 100_000), dtype=np.float32) * (np.arange(100_000) < 50))
     many = sp.vstack([one] * 10_000, format="csr")
     for queries, cpu_wins in [(one, True), (many, False)]:
-        cpu = search_cost(df, 1_000_000, queries, on_device=False, workers=1)
-        device = search_cost(df, 1_000_000, queries, on_device=True, workers=1)
+        cpu = search_cost(df, 1_000_000, queries, engine="cpu", workers=1)
+        device = search_cost(df, 1_000_000, queries, engine="spmm", workers=1)
         assert (cpu.seconds() < device.seconds()) == cpu_wins
 
 
@@ -246,3 +256,105 @@ def test_largest_cap_keeps_whole_frequency_groups():
     assert largest_cap(frequencies, costs, 5.0) == 2
     assert largest_cap(frequencies, costs, 100.0) == 5
     assert largest_cap(frequencies, costs, -1.0) == 0
+
+
+# The posting-list engine (elmo_core.fusion.posting_search).
+
+
+def posting_matrix(rows, queries, k, device=torch.device("cpu"), memory_bytes=1 << 30):
+    values, ids = posting_topk(sp.csr_matrix(rows.T), queries, k, device, memory_bytes)
+    return topk_matrix(values, ids, rows.shape[0])
+
+
+@pytest.mark.parametrize("memory_bytes", [1, 40 * BYTES_PER_PRODUCT, 1 << 30])
+def test_posting_engine_matches_the_reference_in_any_batching(index_rows, queries, memory_bytes):
+    # 1 byte: one query per batch; 40 products: a few queries; 1 GiB: all in one batch.
+    found = posting_matrix(index_rows, queries, 7, memory_bytes=memory_bytes)
+    assert_topk(found, reference(queries, index_rows), 7)
+
+
+def test_posting_engine_ranks_ties_by_the_lower_row_and_repeats_itself(index_rows, queries):
+    values, ids = posting_topk(sp.csr_matrix(index_rows.T), queries, 7, torch.device("cpu"), 1)
+    again = posting_topk(sp.csr_matrix(index_rows.T), queries, 7, torch.device("cpu"), 1 << 30)
+    np.testing.assert_array_equal(values, again[0])
+    np.testing.assert_array_equal(ids, again[1])
+    for row_values, row_ids in zip(values, ids, strict=True):
+        kept = row_values > 0
+        order = np.lexsort((row_ids[kept], -row_values[kept]))
+        np.testing.assert_array_equal(order, np.arange(int(kept.sum())))
+
+
+def test_posting_engine_with_a_cap_k_beyond_the_index_and_queries_without_products(
+    index_rows, queries
+):
+    index = SimilarityIndex(index_rows, max_df=int(np.median(index_rows.getnnz(axis=0))))
+    capped = keep_columns(queries, index.kept)
+    values, ids = posting_topk(index.columns, capped, 500, torch.device("cpu"), 1 << 20)
+    assert values.shape == (30, 120)  # k is cut to the index's rows
+    found = topk_matrix(values, ids, 120)
+    assert_topk(found, reference(capped, index_rows), 120)
+    nothing = sp.csr_matrix((3, 60), dtype=np.float32)  # no features: no products at all
+    empty_values, _ = posting_topk(index.columns, nothing, 5, torch.device("cpu"), 1 << 20)
+    assert empty_values.shape == (3, 5) and not empty_values.any()
+
+
+def test_batches_cover_every_query_within_the_budget():
+    products = np.array([5, 0, 7, 30, 2, 2, 9])
+    batches = product_batches(products, 10)
+    assert batches[0][0] == 0 and batches[-1][1] == len(products)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(batches))
+    for start, stop in batches:
+        assert products[start:stop].sum() <= 10 or stop - start == 1
+    assert (3, 4) in batches  # the query over the budget goes alone
+
+
+def test_query_products_are_the_posting_list_lengths_of_its_features(index_rows, queries):
+    df = np.diff(sp.csr_matrix(index_rows.T).indptr)
+    expected = [df[queries[row].indices].sum() for row in range(queries.shape[0])]
+    np.testing.assert_array_equal(query_products(queries, df), expected)
+
+
+def test_the_posting_cost_counts_the_products_and_the_upload(index_rows, queries):
+    df = SimilarityIndex(index_rows).document_frequencies
+    cost = search_cost(df, 120, queries, engine="posting", workers=1)
+    assert cost.costs.sum() == df[queries.indices].sum()
+    assert cost.fixed_ops == 0 and cost.fixed_s > 0
+    with pytest.raises(ValueError, match="unknown search engine 'dense'"):
+        search_cost(df, 120, queries, engine="dense", workers=1)
+
+
+def test_on_a_device_the_plan_keeps_the_most_features_any_engine_affords(index_rows, queries):
+    index = SimilarityIndex(index_rows)
+    df = index.document_frequencies
+    budget = 1e-6
+    plans = [
+        plan_search(search_cost(df, 120, queries, engine=e, workers=1), df, queries, budget, "p")
+        for e in ("spmm", "posting")
+    ]
+    lines: list[str] = []
+    # A device other than the CPU allows every engine; planning touches no device memory.
+    options = SearchOptions(device=torch.device("meta"), workers=1, log=lines.append)
+    plan = index.plan_cap(queries, options, texts=30, budget_s=budget, name="p")
+    caps = [np.inf if p.max_df is None else p.max_df for p in plans]
+    assert (np.inf if plan.max_df is None else plan.max_df) == max(caps)
+    assert index.max_df == plan.max_df
+    assert len(lines) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_posting_engine_on_the_gpu_matches_the_reference(index_rows, queries):
+    for memory_bytes in (1, 1 << 30):
+        found = posting_matrix(index_rows, queries, 7, torch.device("cuda"), memory_bytes)
+        assert_topk(found, reference(queries, index_rows), 7)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_capped_search_on_the_gpu_matches_the_reference(index_rows, queries):
+    index = SimilarityIndex(index_rows, max_df=int(np.median(index_rows.getnnz(axis=0))))
+    lines: list[str] = []
+    options = SearchOptions(device=torch.device("cuda"), log=lines.append)
+    found = index.search(queries, 7, options, "p")
+    assert_topk(found, reference(keep_columns(queries, index.kept), index_rows), 7)
+    assert "on the GPU" in lines[0]
