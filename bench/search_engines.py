@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
+from search_phases import fitted_label_text_prior
 
-from elmo_core.data import load_dataset
-from elmo_core.fusion import LabelTextScorer
 from elmo_core.fusion.posting_search import posting_topk, query_products
 from elmo_core.fusion.similarity import SearchOptions, keep_columns, torch_topk
 from elmo_core.fusion.sparse_topk import row_ranking
@@ -48,14 +47,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     memory = int(args.memory_gib * 2**30)
-    dataset = load_dataset(args.data)
-    assert dataset.train.texts is not None and dataset.label_texts is not None
+    dataset, scorer, fit_s = fitted_label_text_prior(args.data, args.k)
     assert dataset.test is not None and dataset.test.texts is not None
-    start = time.perf_counter()
-    scorer = LabelTextScorer.fit(
-        dataset.train.texts, dataset.label_texts, ngram_range=(3, 5), min_df=2, top=args.k
-    )
-    fit_s = time.perf_counter() - start
     texts = dataset.test.texts[: args.queries]
     all_queries = scorer.featurizer.transform(texts)
     index = scorer.index

@@ -19,9 +19,22 @@ from pathlib import Path
 
 import torch
 
-from elmo_core.data import load_dataset
+from elmo_core.data import XMCDataset, load_dataset
 from elmo_core.fusion import LabelTextScorer
 from elmo_core.fusion.similarity import dense_columns, search_batch, torch_csr
+
+
+def fitted_label_text_prior(data: Path, k: int) -> tuple[XMCDataset, LabelTextScorer, float]:
+    """The dataset at `data`, its label-text prior as the default config fits it (character
+    3-5-grams, min_df 2, `k` per text) and the seconds the fit took; the dataset has test texts."""
+    dataset = load_dataset(data)
+    assert dataset.train.texts is not None and dataset.label_texts is not None
+    assert dataset.test is not None and dataset.test.texts is not None
+    start = time.perf_counter()
+    scorer = LabelTextScorer.fit(
+        dataset.train.texts, dataset.label_texts, ngram_range=(3, 5), min_df=2, top=k
+    )
+    return dataset, scorer, time.perf_counter() - start
 
 
 def main() -> None:
@@ -34,14 +47,8 @@ def main() -> None:
     parser.add_argument("--memory-gib", type=float, nargs="+", default=[4.0])
     args = parser.parse_args()
     device = torch.device(args.device)
-    dataset = load_dataset(args.data)
-    assert dataset.train.texts is not None and dataset.label_texts is not None
+    dataset, scorer, fit_s = fitted_label_text_prior(args.data, args.k)
     assert dataset.test is not None and dataset.test.texts is not None
-    start = time.perf_counter()
-    scorer = LabelTextScorer.fit(
-        dataset.train.texts, dataset.label_texts, ngram_range=(3, 5), min_df=2, top=args.k
-    )
-    fit_s = time.perf_counter() - start
     index = torch_csr(scorer.label_matrix, device)
     num_rows, num_features = scorer.label_matrix.shape
     for gib in args.memory_gib:
