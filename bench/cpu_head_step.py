@@ -4,8 +4,11 @@ Builds one head per precision (``elmo_core.bench.make_head_step``: unit-Gaussian
 random positives per row, the head's automatic chunk size) and times single steps interleaved
 across the precisions (fp32, bf16, fp8, fp32, ...), so that the noise of a shared machine hits
 them alike; prints one JSON row per precision and label count with the median over ``--repeats``.
-``--rounding`` adds the time of the stochastic rounding alone for the low precisions: the upcast of
-every weight chunk, its random bits and its rounding (fp32 values, not stored back).
+``--rounding`` adds the time of the stochastic rounding alone for the low precisions: for the
+reference backend the upcast of every weight chunk, its random bits and its rounding (fp32
+values, not stored back); for ``cpu-bf16`` its fused update kernel (``cpu_kernels.sgd_round_``)
+on every chunk with a zero update (upcast, bits, rounding and the store; the weights stay as
+they are).
 
     python bench/cpu_head_step.py --labels 50000 200000 --dim 512 --batch 128 --repeats 7
     python bench/cpu_head_step.py --labels 50000 --threads 1 --rounding
@@ -37,6 +40,17 @@ def rounding_pass(head: XMCHead, batch: int) -> Callable[[], None]:
     as the CPU step does (the step's rounding, without the products)."""
     weight = head.weight
     chunk = head.backend.default_chunk(weight.shape[0], weight.shape[1], batch, weight)
+    if head.backend.name == "cpu-bf16":
+        from elmo_core.head import cpu_kernels
+
+        zero = torch.zeros(min(chunk, weight.shape[0]), weight.shape[1], dtype=torch.bfloat16)
+
+        def fused() -> None:
+            for r0 in range(0, weight.shape[0], chunk):
+                w = weight[r0 : r0 + chunk]
+                cpu_kernels.sgd_round_(w, zero[: w.shape[0]], 0.0, 0.0, 7, r0)
+
+        return fused
 
     def run() -> None:
         for r0 in range(0, weight.shape[0], chunk):

@@ -13,7 +13,12 @@ three products of a low-precision step (``Z = E W^T``, ``dE += G W``, ``G^T E``)
   below the spacing of the bf16/e4m3 grid that ``SR(W + U)`` rounds to, so the rounding stays
   unbiased and the random bits are the reference's (``rounding.random_bits(i, j, seed)``).
 
-Everything else (G's rounding, Kahan rows, the stochastic rounding) is ``ReferenceBackend``'s.
+The elementwise work around the GEMMs runs in fused numba kernels (``cpu_kernels.py``), each one
+pass over a chunk on every core, with the bits of the torch code they replaced: the e4m3 weights'
+bf16 operand, ``G = bf16(sigmoid(Z) - Y)`` from the bf16 ``Z``, and the update
+``W <- SR(W - lr (G^T E + wd W))`` straight from the stored weights and the bf16 ``G^T E`` into
+the storage type (``rounding.py``'s bits and rules). Kahan rows keep the reference's torch
+rounding (``reference.round_update_``) on ``U`` computed from the same bf16 ``G^T E``.
 fp32 storage, ``logits`` and ``topk`` (prediction) keep the reference's fp32 products. The head
 picks this backend on such CPUs for bf16/fp8 storage (``head.select_backend``); the tests compare it
 with an fp64 computation and with the reference's weights.
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from elmo_core.head.reference import ReferenceBackend
+from elmo_core.head.reference import ReferenceBackend, round_update_, upcast
 
 
 def native_bf16_cpu() -> bool:
@@ -31,19 +36,10 @@ def native_bf16_cpu() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def bf16_weights(weight: torch.Tensor) -> torch.Tensor:
-    """``weight`` (bf16 or e4m3) as bf16, exactly (every e4m3 value is a bf16 value); e4m3 goes
-    through a table of its 256 bytes gathered by ``index_select``."""
-    if weight.dtype == torch.bfloat16:
-        return weight
-    table = torch.arange(256, dtype=torch.uint8).view(weight.dtype).to(torch.bfloat16)
-    index = weight.contiguous().view(torch.uint8).reshape(-1).to(torch.int32)
-    return table.index_select(0, index).reshape(weight.shape)
-
-
 class CpuBf16Backend(ReferenceBackend):
-    """``ReferenceBackend`` with the low-precision step's products in oneDNN bf16 GEMMs (its
-    step, with these operand and product hooks; fp32 storage keeps the reference's)."""
+    """``ReferenceBackend`` with the low-precision step's products in oneDNN bf16 GEMMs and its
+    elementwise passes in fused numba kernels (its step, with these hooks; fp32 storage keeps the
+    reference's). ``cpu_kernels`` (numba) is imported at the first low-precision step."""
 
     name = "cpu-bf16"
 
@@ -53,30 +49,61 @@ class CpuBf16Backend(ReferenceBackend):
             return embedding
         return embedding.to(torch.bfloat16)
 
-    def weight_operands(self, w_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A chunk's weights in bf16 (exact) for the GEMMs, and in fp32 for the update."""
-        if w_c.dtype == torch.float32:
-            return w_c, w_c
-        w16 = bf16_weights(w_c)
-        return w16, w16.to(torch.float32)
+    def weight_operand(self, w_c: torch.Tensor) -> torch.Tensor:
+        """A chunk's weights in bf16 (exact) for the GEMMs; fp32 storage as it is."""
+        if w_c.dtype != torch.float8_e4m3fn:
+            return w_c
+        from elmo_core.head import cpu_kernels
 
-    def gradient_operand(self, g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """``G`` rounded to bf16, kept in bf16 for the GEMMs."""
-        if weight.dtype == torch.float32:
-            return g
-        return g.to(torch.bfloat16)
+        return cpu_kernels.e4m3_to_bf16(w_c)
 
-    def product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """``a @ b`` as a bf16 GEMM for bf16 operands (result rounded to bf16), in fp32."""
-        return (a @ b).to(torch.float32)
-
-    def update(
-        self, g: torch.Tensor, e: torch.Tensor, w32: torch.Tensor, lr: float, weight_decay: float
+    def gradient(
+        self, z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, weight: torch.Tensor
     ) -> torch.Tensor:
-        """``U = -lr (G^T E + weight_decay W)``, ``G^T E`` as a bf16 GEMM for bf16 operands."""
-        if g.dtype == torch.float32:
-            return super().update(g, e, w32, lr, weight_decay)
-        upd = self.product(g.T, e).mul_(-lr)
-        if weight_decay:
-            upd.add_(w32, alpha=-lr * weight_decay)
-        return upd
+        """``G = bf16(sigmoid(Z) - Y)`` in bf16, in place on the bf16 GEMM's logits ``z``."""
+        if weight.dtype == torch.float32:
+            return super().gradient(z, rows, cols, weight)
+        from elmo_core.head import cpu_kernels
+
+        return cpu_kernels.bce_gradient_(z, rows, cols)
+
+    def apply_update(
+        self,
+        w_c: torch.Tensor,
+        w_op: torch.Tensor,
+        g: torch.Tensor,
+        e: torch.Tensor,
+        lr: float,
+        weight_decay: float,
+        *,
+        seed: int,
+        row_offset: int,
+        compensation: torch.Tensor | None,
+    ) -> None:
+        """``G^T E`` as a bf16 GEMM, then the fused ``cpu_kernels.sgd_round_`` on the chunk's
+        rows, except its Kahan rows: ``U = -lr (G^T E + weight_decay W)`` in fp32 and
+        ``round_update_`` for those."""
+        if w_c.dtype == torch.float32:
+            super().apply_update(
+                w_c,
+                w_op,
+                g,
+                e,
+                lr,
+                weight_decay,
+                seed=seed,
+                row_offset=row_offset,
+                compensation=compensation,
+            )
+            return
+        from elmo_core.head import cpu_kernels
+
+        product = g.T @ e
+        k = 0 if compensation is None else compensation.shape[0]
+        if k:
+            w32 = upcast(w_c[:k])
+            upd = product[:k].to(torch.float32).mul_(-lr)
+            if weight_decay:
+                upd.add_(w32, alpha=-lr * weight_decay)
+            round_update_(w_c[:k], w32, upd, seed, row_offset, compensation)
+        cpu_kernels.sgd_round_(w_c[k:], product[k:], lr, weight_decay, seed, row_offset + k)

@@ -12,6 +12,10 @@ Only one chunk is ever upcast: the transient memory is about ``bytes_per_label(d
 full ``L x d`` fp32 weights and the ``B x L`` logits never exist. "bf16 operands with fp32
 accumulation" is computed as an fp32 product of the bf16-rounded values (exact operands, fp32 sums),
 which is what the tensor cores compute too.
+
+``ReferenceBackend.step`` runs this loop; the chunk's operands, ``G`` and the update are hooks
+(``weight_operand``, ``gradient``, ``apply_update``) that ``CpuBf16Backend`` overrides with bf16
+GEMMs and fused CPU kernels.
 """
 
 from __future__ import annotations
@@ -70,6 +74,27 @@ def sorted_positives(
     return keys % batch, keys // batch
 
 
+def round_update_(
+    w_c: torch.Tensor,
+    w32: torch.Tensor,
+    upd: torch.Tensor,
+    seed: int,
+    row_offset: int,
+    compensation: torch.Tensor | None,
+) -> None:
+    """``W_c <- SR(W_c + U)`` in place on the low-precision rows ``w_c`` (``w32``: them in fp32;
+    ``upd``: ``U``, overwritten), row ``i`` drawing the bits of row ``row_offset + i``. The first
+    rows, as many as ``compensation`` has, are Kahan rows: ``y = U - c; t = SR(W + y);
+    c = RTN((t - W) - y)``, with ``c`` their rows of the buffer (updated in place)."""
+    k = 0 if compensation is None else compensation.shape[0]
+    if compensation is not None:
+        upd[:k] -= upcast(compensation)
+        y = upd[:k].clone()
+    new = rounding.stochastic_round_(upd.add_(w32), w_c.dtype, seed, row_offset, out=w_c)
+    if compensation is not None:
+        compensation.copy_(rounding.round_nearest((new[:k] - w32[:k]) - y, compensation.dtype))
+
+
 class ReferenceBackend:
     """The plain-PyTorch ``HeadBackend``: any device, any storage type."""
 
@@ -100,7 +125,6 @@ class ReferenceBackend:
         """One training step in place on ``weight`` (and ``compensation``); returns ``dE``."""
         num_labels, dim = weight.shape
         batch = embedding.shape[0]
-        low = weight.dtype != torch.float32
         e = self.embedding_operand(embedding, weight)
         pos_rows, pos_cols = sorted_positives(rows, cols, batch)
         bounds = torch.arange(0, num_labels + chunk_size, chunk_size, device=weight.device)
@@ -110,53 +134,62 @@ class ReferenceBackend:
         for i, r0 in enumerate(range(0, num_labels, chunk_size)):
             r1 = min(r0 + chunk_size, num_labels)
             w_c = weight[r0:r1]
-            w_op, w32 = self.weight_operands(w_c)
-            g = torch.sigmoid(self.product(e, w_op.T))
+            w_op = self.weight_operand(w_c)
             p0, p1 = starts[i], starts[i + 1]
-            g[pos_rows[p0:p1], pos_cols[p0:p1] - r0] -= 1.0
-            g_op = self.gradient_operand(g, weight)
-            grad += self.product(g_op, w_op)
-            upd = self.update(g_op, e, w32, lr, weight_decay)
-            if not low:
-                w_c.add_(upd)
-                continue
+            g = self.gradient(e @ w_op.T, pos_rows[p0:p1], pos_cols[p0:p1] - r0, weight)
+            grad += g @ w_op
             k = max(0, min(n_kahan, r1) - r0)
-            if k:
-                assert compensation is not None
-                comp = compensation[r0 : r0 + k]
-                upd[:k] -= upcast(comp)
-                y = upd[:k].clone()
-            new = rounding.stochastic_round_(upd.add_(w32), weight.dtype, seed, r0, out=w_c)
-            if k:
-                comp.copy_(rounding.round_nearest((new[:k] - w32[:k]) - y, comp.dtype))
+            comp = None if compensation is None or not k else compensation[r0 : r0 + k]
+            self.apply_update(
+                w_c, w_op, g, e, lr, weight_decay, seed=seed, row_offset=r0, compensation=comp
+            )
         return grad
 
-    # The step's operands and products, one hook each (``CpuBf16Backend`` overrides them).
+    # The step's operands, G and the update, one hook each (``CpuBf16Backend`` overrides them).
 
     def embedding_operand(self, embedding: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """``E`` as the step's products take it (``embedding_operand``: bf16 values in fp32)."""
         return embedding_operand(embedding, weight)
 
-    def weight_operands(self, w_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A chunk's weights as the products take them, and in fp32 (here the same tensor)."""
-        w32 = upcast(w_c)
-        return w32, w32
+    def weight_operand(self, w_c: torch.Tensor) -> torch.Tensor:
+        """A chunk's weights as the products take them: in fp32 (``upcast``)."""
+        return upcast(w_c)
 
-    def gradient_operand(self, g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """``G`` as the products take it: rounded to bf16 for low-precision storage."""
+    def gradient(
+        self, z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, weight: torch.Tensor
+    ) -> torch.Tensor:
+        """``G = sigmoid(Z) - Y`` of a chunk's logits ``z`` (B x C), ``Y`` 1 at the distinct pairs
+        ``(rows, cols)`` (``cols`` within the chunk); rounded to bf16 (values kept in fp32) for
+        low-precision storage."""
+        g = torch.sigmoid(z)
+        g[rows, cols] -= 1.0
         if weight.dtype == torch.float32:
             return g
         return g.to(torch.bfloat16).to(torch.float32)
 
-    def product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """``a @ b`` in fp32."""
-        return a @ b
-
-    def update(
-        self, g: torch.Tensor, e: torch.Tensor, w32: torch.Tensor, lr: float, weight_decay: float
-    ) -> torch.Tensor:
-        """``U = -lr (G^T E + weight_decay W)`` of a chunk (C x d fp32, a new tensor)."""
-        return torch.addmm(w32, g.T, e, beta=-lr * weight_decay, alpha=-lr)
+    def apply_update(
+        self,
+        w_c: torch.Tensor,
+        w_op: torch.Tensor,
+        g: torch.Tensor,
+        e: torch.Tensor,
+        lr: float,
+        weight_decay: float,
+        *,
+        seed: int,
+        row_offset: int,
+        compensation: torch.Tensor | None,
+    ) -> None:
+        """The new weights of the chunk ``w_c`` (rows ``row_offset ..`` of the weight) in place:
+        ``U = -lr (G^T E + weight_decay W)`` in fp32, then ``W + U`` for fp32 storage, else
+        ``round_update_`` with the step's ``seed``; ``compensation`` holds the Kahan buffer's rows
+        of the chunk's first rows, if it has any. ``w_op`` is the chunk's ``weight_operand``
+        (here its fp32 weights)."""
+        upd = torch.addmm(w_op, g.T, e, beta=-lr * weight_decay, alpha=-lr)
+        if w_c.dtype == torch.float32:
+            w_c.add_(upd)
+            return
+        round_update_(w_c, w_op, upd, seed, row_offset, compensation)
 
     def topk(
         self, weight: torch.Tensor, embedding: torch.Tensor, k: int, *, chunk_size: int

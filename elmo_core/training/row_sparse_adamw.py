@@ -4,6 +4,9 @@ A batch touches a few thousand rows of a table of up to 500K; a dense AdamW read
 whole table and its states every step. `RowSparseAdamW` takes the sparse COO gradient of
 `EmbeddingBag(sparse=True)`, sums it per touched row (in fp32) and updates those rows only:
 gather rows -> fp32 math -> scatter back (`index_copy_`), so a step costs what the batch touches.
+On the CPU (fp32 or bf16 tables) one fused numba kernel does this in a single pass per row
+(`row_sparse_kernels.py`, the same maths and bits but for an IEEE square root); other devices and
+fp16 tables use torch ops.
 
 The maths is optimi's AdamW (same defaults: betas (0.9, 0.99), eps 1e-6, debiased betas, decoupled
 weight decay `p *= 1 - lr * wd`), applied lazily:
@@ -28,6 +31,8 @@ import torch
 from torch import Tensor
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
+FUSED_DTYPES = (torch.float32, torch.bfloat16)
+"""Parameter dtypes the fused CPU kernel (`row_sparse_kernels.py`) updates."""
 
 
 class RowSparseAdamW(torch.optim.Optimizer):
@@ -87,19 +92,56 @@ class RowSparseAdamW(torch.optim.Optimizer):
         return loss
 
     def _update(self, p: Tensor, grad: Tensor, group: dict) -> None:
-        rows, values = _row_gradient(grad)
-        if rows.numel() == 0:
-            return
+        if p.device.type == "cpu" and p.dtype in FUSED_DTYPES:
+            self._update_fused(p, grad, group)
+        else:
+            self._update_torch(p, grad, group)
+
+    def _row_betas(self, p: Tensor, rows: Tensor, group: dict) -> tuple[dict, bool, Tensor, Tensor]:
+        """Advance the step counters of ``rows``: (the state, whether Kahan, optimi's debiased
+        betas of the rows as fp32 columns ``n x 1``)."""
         kahan = bool(group["kahan_sum"]) and p.dtype in LOW_PRECISION
         state = self._init_state(p, kahan)
         beta1, beta2 = group["betas"]
-        lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         steps = state["step"].index_select(0, rows) + 1
         state["step"].index_copy_(0, rows, steps)
         t = steps.to(torch.float64).unsqueeze(1)
         # optimi's debiased betas per row: beta_hat = (beta^t - beta) / (beta^t - 1); 0 at t = 1
         beta1_hat = ((beta1**t - beta1) / (beta1**t - 1)).float()
         beta2_hat = ((beta2**t - beta2) / (beta2**t - 1)).float()
+        return state, kahan, beta1_hat, beta2_hat
+
+    def _update_fused(self, p: Tensor, grad: Tensor, group: dict) -> None:
+        """The update on the CPU: ``row_sparse_kernels.adamw_rows_``, one pass per row."""
+        from elmo_core.training.row_sparse_kernels import adamw_rows_
+
+        rows, starts, order, values = _row_segments(grad, p.dtype)
+        if rows.numel() == 0:
+            return
+        state, kahan, beta1_hat, beta2_hat = self._row_betas(p, rows, group)
+        adamw_rows_(
+            p.detach(),
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            state["kahan_comp"] if kahan else None,
+            rows,
+            starts,
+            order,
+            values,
+            beta1_hat.squeeze(1),
+            beta2_hat.squeeze(1),
+            lr=float(group["lr"]),
+            weight_decay=float(group["weight_decay"]),
+            eps=float(group["eps"]),
+        )
+
+    def _update_torch(self, p: Tensor, grad: Tensor, group: dict) -> None:
+        """The update in torch ops (other devices, fp16): gather, fp32 maths, scatter."""
+        rows, values = _row_gradient(grad)
+        if rows.numel() == 0:
+            return
+        state, kahan, beta1_hat, beta2_hat = self._row_betas(p, rows, group)
+        lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         exp_avg = state["exp_avg"].index_select(0, rows).float()
         exp_avg_sq = state["exp_avg_sq"].index_select(0, rows).float()
         exp_avg.mul_(beta1_hat).add_((1 - beta1_hat) * values)
@@ -121,6 +163,25 @@ class RowSparseAdamW(torch.optim.Optimizer):
             p.detach().index_copy_(0, rows, rounded)
         else:
             p.detach().index_copy_(0, rows, weights.to(p.dtype))
+
+
+def _row_segments(grad: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """A sparse or dense 2-D gradient as (touched row ids, starts, order, values): row
+    ``rows[i]``'s gradient is the sum of ``values[order[k]]`` for ``k`` in
+    ``starts[i] .. starts[i + 1] - 1``, in the gradient's order; ``values`` contiguous, in fp32 or
+    ``dtype``."""
+    if grad.is_sparse:
+        keys, order = torch.sort(grad._indices()[0], stable=True)
+        rows, counts = torch.unique_consecutive(keys, return_counts=True)
+        values = grad._values()
+    else:
+        rows = grad.ne(0).any(dim=1).nonzero().squeeze(1)
+        order, counts, values = rows, torch.ones_like(rows), grad
+    starts = torch.zeros(rows.numel() + 1, dtype=torch.int64)
+    starts[1:] = counts.cumsum(0)
+    if values.dtype not in (torch.float32, dtype):
+        values = values.float()
+    return rows, starts, order, values.contiguous()
 
 
 def _row_gradient(grad: Tensor) -> tuple[Tensor, Tensor]:

@@ -49,13 +49,15 @@ def test_cli_bench_head_json():
 
 
 def test_head_and_bench_import_with_torch_only():
+    # the reference backend steps with torch only; the cpu-bf16 backend's kernels need numba
     code = (
         "import sys\n"
-        "for m in ('pydantic', 'typer', 'rich', 'numpy', 'scipy', 'fastapi'):\n"
+        "for m in ('pydantic', 'typer', 'rich', 'numpy', 'scipy', 'fastapi', 'numba'):\n"
         "    sys.modules[m] = None\n"
         "import elmo_core.bench, elmo_core.head\n"
-        "print(elmo_core.bench.make_head_step(64, 8, 2, 'bf16')().shape)\n"
+        "print(elmo_core.bench.make_head_step(64, 8, 2, 'bf16', backend='reference')().shape)\n"
+        "print(elmo_core.head.XMCHead(64, 8, 'fp8', backend='cpu-bf16').backend.name)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "torch.Size([2, 8])" in done.stdout
+    assert "torch.Size([2, 8])" in done.stdout and "cpu-bf16" in done.stdout

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import pytest
 import torch
 from optimi import AdamW
@@ -179,3 +182,116 @@ def test_a_tfidf_run_with_mlp_blocks_resumes_exactly_with_both_optimizers(
     b = load_file(str(resumed.model_dir / "model.safetensors"))
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def _previous_update(
+    p: torch.Tensor,
+    grad: torch.Tensor,
+    state: dict[str, torch.Tensor],
+    lr: float,
+    wd: float,
+    sqrt: Callable[[torch.Tensor], torch.Tensor],
+) -> None:
+    """RowSparseAdamW's update before the fused CPU kernel (gather, fp32 torch ops, scatter), with
+    ``sqrt`` the square root of the stored second moments (``torch.sqrt`` as it ran)."""
+    indices, values = grad._indices()[0], grad._values().float()
+    rows, inverse = torch.unique(indices, sorted=True, return_inverse=True)
+    summed = values.new_zeros((rows.numel(), values.shape[1])).index_add_(0, inverse, values)
+    steps = state["step"].index_select(0, rows) + 1
+    state["step"].index_copy_(0, rows, steps)
+    t = steps.to(torch.float64).unsqueeze(1)
+    (beta1, beta2), kahan = BETAS, "kahan_comp" in state
+    beta1_hat = ((beta1**t - beta1) / (beta1**t - 1)).float()
+    beta2_hat = ((beta2**t - beta2) / (beta2**t - 1)).float()
+    exp_avg = state["exp_avg"].index_select(0, rows).float()
+    exp_avg_sq = state["exp_avg_sq"].index_select(0, rows).float()
+    exp_avg.mul_(beta1_hat).add_((1 - beta1_hat) * summed)
+    exp_avg_sq.mul_(beta2_hat).add_((1 - beta2_hat) * summed * summed)
+    state["exp_avg"].index_copy_(0, rows, exp_avg.to(p.dtype))
+    state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq.to(p.dtype))
+    update = state["exp_avg"].index_select(0, rows).float()
+    update.div_(sqrt(state["exp_avg_sq"].index_select(0, rows).float()).add_(EPS))
+    weights = p.index_select(0, rows).float()
+    if wd != 0:
+        weights.mul_(1 - lr * wd)
+    weights.add_(update, alpha=-lr)
+    if kahan:
+        comp = state["kahan_comp"]
+        weights.add_(comp.index_select(0, rows).float())
+        rounded = weights.to(p.dtype)
+        comp.index_copy_(0, rows, (weights - rounded.float()).to(p.dtype))
+        p.index_copy_(0, rows, rounded)
+    else:
+        p.index_copy_(0, rows, weights.to(p.dtype))
+
+
+def _ieee_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded fp32 square root (numpy's); torch's CPU sqrt is within an ulp."""
+    return torch.from_numpy(np.sqrt(x.numpy()))
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bits, any NaN matching any NaN at the same place."""
+    nan = torch.isnan(b.float())
+    if not torch.equal(torch.isnan(a.float()), nan):
+        return False
+    width = torch.int16 if a.element_size() == 2 else torch.int32
+    return torch.equal(a.view(width)[~nan], b.view(width)[~nan])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kahan", "wd"),
+    [(torch.bfloat16, True, 0.0), (torch.bfloat16, True, 0.1), (torch.bfloat16, False, 0.01),
+     (torch.float32, False, 0.01)],
+)  # fmt: skip
+def test_fused_cpu_update_is_the_previous_torch_update(dtype, kahan, wd):
+    # The fused kernel gives the torch implementation's bits when both take an IEEE sqrt; with
+    # torch's own sqrt (one ulp off for about 17% of inputs) the moments stay bit-identical and
+    # a few weights move by a rounding step. Small weights and lr 1e-2: updates cancel weights.
+    gen = torch.Generator().manual_seed(8)
+    weight = (torch.randn(ROWS, DIM, generator=gen) * 0.02).to(dtype)
+    steps = batches(12, seed=9)
+    edges = torch.tensor([0.0, -0.0, 1e30, -1e30, 1e-30, 3.0, float("nan")], dtype=torch.float64)
+    for i, (_, values) in enumerate(steps):
+        values[i % 5, : edges.numel()] = edges  # NaN poisons one row: NaN stays NaN
+        values[5 + i % 3] *= 1e-3
+    lr = 1e-2
+    got, opt = run(weight, steps, lr=lr, wd=wd, kahan=kahan)
+    fused = opt.state[opt.param_groups[0]["params"][0]]
+    for sqrt in (_ieee_sqrt, torch.sqrt):
+        p = weight.clone()
+        state = {"step": torch.zeros(ROWS, dtype=torch.int32)}
+        keys = ["exp_avg", "exp_avg_sq"] + ["kahan_comp"] * kahan
+        state.update({k: torch.zeros_like(p) for k in keys})
+        for rows, values in steps:
+            _previous_update(p, sparse_grad(rows, values.to(dtype)), state, lr, wd, sqrt)
+        assert torch.equal(state["step"], fused["step"])
+        assert _same(state["exp_avg"], fused["exp_avg"])
+        assert _same(state["exp_avg_sq"], fused["exp_avg_sq"])
+        if sqrt is _ieee_sqrt:
+            assert _same(got, p)
+            if kahan:
+                assert _same(fused["kahan_comp"], state["kahan_comp"])
+        else:
+            # bf16: a weight may round the other way (one step, 2^-7 relative); fp32: each step
+            # moves it by lr times an fp32 ulp of the update, at most
+            finite = torch.isfinite(p.float())
+            rtol, atol = (2**-7, 0.0) if dtype == torch.bfloat16 else (2**-20, 1e-7)
+            torch.testing.assert_close(got.float()[finite], p.float()[finite], rtol=rtol, atol=atol)
+            if dtype == torch.bfloat16:
+                assert float((got != p)[finite].double().mean()) < 0.01
+    assert bool(torch.isnan(got.float()).any())
+    assert float(torch.isfinite(got.float()).double().mean()) > 0.9
+
+
+def test_fused_dense_gradient_equals_the_sparse_one():
+    torch.manual_seed(10)
+    weight = torch.randn(ROWS, DIM).bfloat16()
+    rows = torch.randperm(ROWS)[:50]
+    values = torch.randn(50, DIM, dtype=torch.float64)
+    sparse, _ = run(weight, [(rows, values)], lr=1e-2, wd=0.1, kahan=True)
+    p = nn.Parameter(weight.clone())
+    opt = RowSparseAdamW([p], lr=1e-2, weight_decay=0.1, kahan_sum=True)
+    p.grad = torch.zeros(ROWS, DIM, dtype=torch.bfloat16).index_copy_(0, rows, values.bfloat16())
+    opt.step()
+    assert torch.equal(p.detach(), sparse) and not torch.equal(sparse, weight)
