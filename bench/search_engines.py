@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from search_phases import fitted_label_text_prior
 
@@ -66,7 +65,7 @@ def main() -> None:
         weight = float((queries.data.astype(np.float64) ** 2).sum())
         kept_weight = weight / max(float((all_queries.data.astype(np.float64) ** 2).sum()), 1e-30)
         products = query_products(queries, index.document_frequencies)
-        columns = sp.csr_matrix(index.kept_rows.T)
+        columns = index.columns
         reference_ids: np.ndarray | None = None
         for engine in args.engines:
             if device.type == "cuda":

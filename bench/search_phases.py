@@ -21,7 +21,8 @@ import torch
 
 from elmo_core.data import XMCDataset, load_dataset
 from elmo_core.fusion import LabelTextScorer
-from elmo_core.fusion.similarity import dense_columns, search_batch, torch_csr
+from elmo_core.fusion.similarity import dense_columns, search_batch
+from elmo_core.fusion.sparse_io import torch_csr
 
 
 def fitted_label_text_prior(data: Path, k: int) -> tuple[XMCDataset, LabelTextScorer, float]:

@@ -22,11 +22,11 @@ products in torch (`bench/search_engines.py`).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from elmo_core.fusion.sparse_io import torch_csr
 
 BYTES_PER_PRODUCT = 64
 """Device bytes one product of a batch may take at the peak: SpGEMM's buffers and result, the
@@ -64,7 +64,6 @@ class PostingLists:
     right operand of sparse x sparse products."""
 
     def __init__(self, columns: sp.csr_matrix, device: torch.device) -> None:
-        self.num_rows = int(columns.shape[1])
         self.device = device
         self.matrix = torch_csr32(columns, device)
 
@@ -91,15 +90,7 @@ def torch_csr32(matrix: sp.csr_matrix, device: torch.device) -> torch.Tensor:
         raise ValueError(
             f"{matrix.nnz:,} stored values: SpGEMM takes at most {MAX_STORED_VALUES:,}"
         )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(np.asarray(matrix.indptr, dtype=np.int32)).to(device),
-            torch.from_numpy(np.asarray(matrix.indices, dtype=np.int32)).to(device),
-            torch.from_numpy(np.asarray(matrix.data, dtype=np.float32)).to(device),
-            size=matrix.shape,
-            check_invariants=False,
-        )
+    return torch_csr(matrix, device)
 
 
 def segment_topk(

@@ -38,7 +38,6 @@ is the served ranking; each search logs one line with its size, engine and estim
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -48,6 +47,7 @@ import scipy.sparse as sp
 import torch
 
 from elmo_core.fusion.posting_search import MAX_STORED_VALUES, posting_topk
+from elmo_core.fusion.sparse_io import torch_csr
 from elmo_core.fusion.sparse_topk import topk_matrix, topk_product
 from elmo_core.parallel import can_fork, map_chunks, worker_count
 
@@ -471,21 +471,6 @@ def torch_topk(
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return topk_matrix(top_values, top_ids, num_rows)
-
-
-def torch_csr(matrix: sp.csr_matrix, device: torch.device) -> torch.Tensor:
-    """`matrix` as a float32 torch sparse CSR tensor on `device` (int32 indices where they fit)."""
-    index_dtype = torch.int32 if matrix.nnz < 2**31 else torch.int64
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly")
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(matrix.indptr).to(device, index_dtype),
-            torch.from_numpy(matrix.indices).to(device, index_dtype),
-            torch.from_numpy(np.asarray(matrix.data, dtype=np.float32)).to(device),
-            size=matrix.shape,
-            check_invariants=False,
-        )
 
 
 def dense_columns(block: sp.csr_matrix, num_features: int, device: torch.device) -> torch.Tensor:
