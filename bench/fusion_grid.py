@@ -22,7 +22,7 @@ from elmo_core.data import load_dataset
 from elmo_core.data.splits import select_splits
 from elmo_core.fusion import LabelTextScorer, NeighbourScorer, fuse_topk
 from elmo_core.model import load_model
-from elmo_core.model.evaluation import ranking_depth, score_ids, split_propensities
+from elmo_core.model.evaluation import ranking_depth, score_ids, split_propensities, split_truth
 from elmo_core.model.scoring import predict_topk, shared_word_featurizer
 
 
@@ -74,10 +74,11 @@ def main() -> None:
         torch.device(args.device),
     )
     propensities = split_propensities(train.labels, config.eval)
+    truth = split_truth(val, config.eval, propensities)
     rows = []
     for n, a, b in itertools.product(args.neighbours, args.weights, args.weights):
         _, top = fuse_topk(logits, ids, a * votes[n] + b * cosine, 1.0 + a + b, k)
-        m = score_ids(top, val, config.eval, propensities)
+        m = score_ids(top, truth, config.eval)
         rows.append({"neighbours": n, "a": a, "b": b, **m})
         print(f"k={n:3d} a={a:.2f} b={b:.2f}  P@1 {m['P@1']:.2f}  P@5 {m['P@5']:.2f}  "
               f"PSP@5 {m['PSP@5']:.2f}")  # fmt: skip

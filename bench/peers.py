@@ -54,7 +54,7 @@ from elmo_core.data import XMCDataset, XMCSplit, load_dataset
 from elmo_core.data.splits import select_splits
 from elmo_core.encoders import tfidf_featurizer
 from elmo_core.metrics import jain_propensities
-from elmo_core.model.evaluation import ranking_depth, score_ids
+from elmo_core.model.evaluation import ranking_depth, score_ids, split_truth
 
 METHODS = ("bonsai", "plt", "elmo-cpu", "elmo-gpu")
 SHOWN = ("P@1", "P@3", "P@5", "PSP@5")
@@ -145,7 +145,8 @@ def elmo_propensities(dataset: XMCDataset) -> np.ndarray:
 
 def score(ids: np.ndarray, test: XMCSplit, propensities: np.ndarray) -> dict[str, float]:
     """P/nDCG/PSP/R@k of `ids` on `test`, by elmo's own evaluation (EvalConfig defaults)."""
-    return score_ids(ids, test, EvalConfig(), propensities)
+    config = EvalConfig()
+    return score_ids(ids, split_truth(test, config, propensities), config)
 
 
 # --- the peers ----------------------------------------------------------------------------------

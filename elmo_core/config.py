@@ -29,6 +29,7 @@ class _Section(BaseModel):
 
 
 DEFAULT_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+DEFAULT_VOTE_POWERS = (1.0, 2.0, 3.0)
 """The fusion weights fitted on the validation slice are chosen from these (per prior)."""
 DEFAULT_PATIENCE = 3
 """Epochs without a better validation score after which training stops (docs/training.md)."""
@@ -46,6 +47,20 @@ validation slices of debian-deps (best P@1 77.76 against 76.58) and wordnet-taxo
 def default_batch_size(device_type: str) -> int:
     """The batch size a config without one trains with on a device of this type."""
     return CPU_BATCH_SIZE if device_type == "cpu" else GPU_BATCH_SIZE
+
+
+CPU_EVAL_BATCH_SIZE = 512
+"""`EvalConfig.batch_size` None on the CPU."""
+GPU_EVAL_BATCH_SIZE = 2048
+"""`EvalConfig.batch_size` None on a GPU: ranking 2.81M fp8 labels, 2048 texts a batch take 16%
+less time than 512 (the per-batch launches and host copies; docs/benchmarks.md)."""
+
+
+def eval_batch_size(config: EvalConfig, device_type: str) -> int:
+    """The points `config` ranks at a time on a device of this type."""
+    if config.batch_size is not None:
+        return config.batch_size
+    return CPU_EVAL_BATCH_SIZE if device_type == "cpu" else GPU_EVAL_BATCH_SIZE
 
 
 BIG = 10**12
@@ -196,6 +211,19 @@ class FusionConfig(_Section):
     neighbours: int = Field(
         50, ge=1, le=1000, strict=True, description="Train points in the neighbour vote."
     )
+    vote_power: float | None = Field(
+        None,
+        gt=0.0,
+        le=16.0,
+        description="Each neighbour votes with its similarity raised to this power (1: the "
+        "similarity itself; larger: the closest neighbours count more). None: chosen from "
+        "`vote_power_grid` on the validation slice by the votes' own ranking whenever the "
+        "weights are fitted (`fit_weights`), else 1.",
+    )
+    vote_power_grid: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_VOTE_POWERS),
+        description="The vote powers `vote_power` None chooses from.",
+    )
     candidates: int = Field(
         100, ge=1, le=10_000, strict=True, description="Head and label-text candidates per text."
     )
@@ -232,6 +260,15 @@ class FusionConfig(_Section):
             )
         return sorted(set(value))
 
+    @field_validator("vote_power_grid")
+    @classmethod
+    def _vote_power_grid(cls, value: list[float]) -> list[float]:
+        if not value or len(value) > 16 or any(not 0.0 < p <= 16.0 for p in value):
+            raise ValueError(
+                f"vote_power_grid must hold 1 to 16 powers in (0, 16], got {list(value)}"
+            )
+        return sorted({float(p) for p in value})
+
     @field_validator("char_ngrams")
     @classmethod
     def _ngram_range(cls, value: tuple[int, int]) -> tuple[int, int]:
@@ -259,7 +296,13 @@ class EvalConfig(_Section):
     every_epoch: bool = True
     split: Literal["validation", "test"] = "validation"
     ks: list[Annotated[int, Field(strict=True)]] = Field(default_factory=lambda: [1, 3, 5])
-    batch_size: int = Field(512, ge=1, le=2**20, strict=True)
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=2**20,
+        strict=True,
+        description="Points ranked at a time; None: 512 on the CPU, 2048 on a GPU.",
+    )
     propensity_a: float = 0.55
     propensity_b: float = 1.5
     select_metric: str = "P@1"

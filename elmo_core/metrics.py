@@ -23,6 +23,7 @@ for ranks 1..k, we return percentages for the requested ks):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -75,6 +76,51 @@ def remove_filtered(
     return kept_ids, kept_scores
 
 
+@dataclass(frozen=True)
+class RankingTruth:
+    """A split's ground truth prepared once (`prepare_truth`) for scoring any number of its
+    rankings (`evaluate_ranking`): the per-ranking cost is then only that of the predictions."""
+
+    labels: sp.csr_matrix
+    """Binary N x L CSR, sorted indices, filter pairs removed."""
+    keys: np.ndarray
+    """row * L + label of every true pair, ascending (the lookup `_hits` searches)."""
+    filter_pairs: np.ndarray
+    """(row, label) int64 pairs removed from the predictions."""
+    depth: int
+    """The largest k it answers for."""
+    inverse_propensities: np.ndarray | None
+    """1 / p_l per label, None without propensities (no PSP@k)."""
+    best_gains: np.ndarray | None
+    """N x depth: the cumulated inverse propensities of each row's best possible top k."""
+
+
+def prepare_truth(
+    truth: sp.spmatrix,
+    depth: int,
+    propensities: np.ndarray | None = None,
+    filter_pairs: np.ndarray | None = None,
+) -> RankingTruth:
+    """`truth` (N x L, nonzeros relevant) ready to score rankings up to k = `depth`."""
+    labels = _clean_truth(truth, filter_pairs)
+    num_rows, num_labels = labels.shape
+    rows = np.repeat(np.arange(num_rows, dtype=np.int64), np.diff(labels.indptr))
+    inv = best = None
+    if propensities is not None:
+        inv = 1.0 / np.asarray(propensities, dtype=np.float64)
+        if inv.shape != (num_labels,):
+            raise ValueError(f"propensities must have shape ({num_labels},), got {inv.shape}")
+        best = np.cumsum(_best_inverse_propensities(labels, rows, inv, depth), axis=1)
+    return RankingTruth(
+        labels=labels,
+        keys=rows * num_labels + labels.indices,
+        filter_pairs=_as_pairs(filter_pairs),
+        depth=int(depth),
+        inverse_propensities=inv,
+        best_gains=best,
+    )
+
+
 def evaluate(
     topk_ids: np.ndarray,
     truth: sp.spmatrix,
@@ -87,25 +133,32 @@ def evaluate(
     `topk_ids`: N x K predicted label ids, best first, distinct within a row (-1 = empty slot).
     `truth`: N x L ground-truth matrix (nonzeros are the relevant labels).
     """
-    if not ks or any(int(k) < 1 for k in ks):
-        raise ValueError(f"ks must be positive integers, got {ks!r}")
-    truth = _clean_truth(truth, filter_pairs)
-    num_rows, num_labels = truth.shape
+    _check_ks(ks)
+    depth = max(int(k) for k in ks)
+    return evaluate_ranking(topk_ids, prepare_truth(truth, depth, propensities, filter_pairs), ks)
+
+
+def evaluate_ranking(
+    topk_ids: np.ndarray, truth: RankingTruth, ks: Sequence[int] = (1, 3, 5)
+) -> dict[str, float]:
+    """`evaluate` against a prepared truth (its filter pairs and propensities); every k of `ks`
+    must be at most `truth.depth`."""
+    _check_ks(ks)
     k_max = max(int(k) for k in ks)
-    ids, _ = remove_filtered(topk_ids, None, filter_pairs, k_max)
+    if k_max > truth.depth:
+        raise ValueError(f"k {k_max} is beyond the depth {truth.depth} the truth was prepared for")
+    num_rows, num_labels = truth.labels.shape
+    ids, _ = remove_filtered(topk_ids, None, truth.filter_pairs, k_max)
     _check_predictions(ids, num_rows, num_labels)
-    hits = _hits(ids, truth)
-    num_true = np.diff(truth.indptr)
+    hits = _hits(ids, truth.keys, num_labels)
+    num_true = np.diff(truth.labels.indptr)
     cum_hits = np.cumsum(hits, axis=1)
     discount = 1.0 / np.log2(np.arange(2, k_max + 2))
     dcg = np.cumsum(hits * discount, axis=1)
     ideal = np.concatenate([[0.0], np.cumsum(discount)])
-    if propensities is not None:
-        inv = 1.0 / np.asarray(propensities, dtype=np.float64)
-        if inv.shape != (num_labels,):
-            raise ValueError(f"propensities must have shape ({num_labels},), got {inv.shape}")
+    inv, ps_best = truth.inverse_propensities, truth.best_gains
+    if inv is not None:
         ps_gain = np.cumsum(hits * inv[np.maximum(ids, 0)], axis=1)
-        ps_best = np.cumsum(_best_inverse_propensities(truth, inv, k_max), axis=1)
     has_labels = num_true > 0
     safe_true = np.maximum(num_true, 1)
     results: dict[str, float] = {}
@@ -114,11 +167,16 @@ def evaluate(
         results[f"P@{k}"] = 100.0 * float(found.mean()) / k
         ndcg = np.where(has_labels, dcg[:, k - 1] / ideal[np.minimum(k, safe_true)], 0.0)
         results[f"nDCG@{k}"] = 100.0 * float(ndcg.mean())
-        if propensities is not None:
+        if inv is not None and ps_best is not None:
             best = float(ps_best[:, k - 1].sum())
             results[f"PSP@{k}"] = 100.0 * float(ps_gain[:, k - 1].sum()) / best if best else 0.0
         results[f"R@{k}"] = 100.0 * float(np.where(has_labels, found / safe_true, 0.0).mean())
     return results
+
+
+def _check_ks(ks: Sequence[int]) -> None:
+    if not ks or any(int(k) < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {ks!r}")
 
 
 def _as_pairs(filter_pairs: np.ndarray | None) -> np.ndarray:
@@ -163,26 +221,29 @@ def _check_predictions(ids: np.ndarray, num_rows: int, num_labels: int) -> None:
         raise ValueError("topk_ids repeats a label id within a row")
 
 
-def _hits(ids: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
-    """N x k float64: 1 where the predicted id is a true label of its row."""
-    num_rows, num_labels = truth.shape
-    truth_rows = np.repeat(np.arange(num_rows, dtype=np.int64), np.diff(truth.indptr))
-    truth_keys = truth_rows * num_labels + truth.indices
-    keys = np.arange(num_rows, dtype=np.int64)[:, None] * num_labels + ids
+def _hits(ids: np.ndarray, truth_keys: np.ndarray, num_labels: int) -> np.ndarray:
+    """N x k float64: 1 where the predicted id is a true label of its row (`truth_keys`: the
+    ascending row * L + label of the true pairs)."""
     if truth_keys.size == 0:
         return np.zeros(ids.shape)
+    keys = np.arange(ids.shape[0], dtype=np.int64)[:, None] * num_labels + ids
     position = np.minimum(np.searchsorted(truth_keys, keys), truth_keys.size - 1)
     return ((ids >= 0) & (truth_keys[position] == keys)).astype(np.float64)
 
 
-def _best_inverse_propensities(truth: sp.csr_matrix, inv: np.ndarray, k: int) -> np.ndarray:
-    """N x k: each row's true labels' inverse propensities, largest first, zero-padded."""
-    num_rows = truth.shape[0]
-    rows = np.repeat(np.arange(num_rows, dtype=np.int64), np.diff(truth.indptr))
-    weights = inv[truth.indices]
-    order = np.lexsort((-weights, rows))
-    rank = np.arange(rows.size) - truth.indptr[rows[order]]
+def _best_inverse_propensities(
+    truth: sp.csr_matrix, rows: np.ndarray, inv: np.ndarray, k: int
+) -> np.ndarray:
+    """N x k: each row's true labels' inverse propensities, largest first, zero-padded (`rows`:
+    the row of each stored entry). One integer sort (radix) of row * L + the label's rank by
+    inverse propensity orders every row at once."""
+    num_rows, num_labels = truth.shape
+    by_weight = np.argsort(-inv, kind="stable")
+    rank = np.empty(num_labels, dtype=np.int64)
+    rank[by_weight] = np.arange(num_labels)
+    ordered = np.sort(rows * num_labels + rank[truth.indices], kind="stable")
+    position = np.arange(rows.size) - truth.indptr[rows]
+    top = position < k
     best = np.zeros((num_rows, k))
-    top = rank < k
-    best[rows[order][top], rank[top]] = weights[order][top]
+    best[rows[top], position[top]] = inv[by_weight[ordered[top] % num_labels]]
     return best

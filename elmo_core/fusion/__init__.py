@@ -4,7 +4,7 @@ See docs/training.md ("Score fusion") for why and how the weights were chosen, a
 for how the priors' searches run on CPU cores or a GPU within a time budget.
 """
 
-from elmo_core.fusion.fit import WeightFit, fit_weights
+from elmo_core.fusion.fit import WeightFit, fit_vote_power, fit_weights
 from elmo_core.fusion.fused import (
     FusedScorer,
     PriorScores,
@@ -25,6 +25,7 @@ __all__ = [
     "SearchOptions",
     "SimilarityIndex",
     "WeightFit",
+    "fit_vote_power",
     "fit_weights",
     "fuse_topk",
     "head_probabilities",

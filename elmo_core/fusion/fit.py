@@ -1,4 +1,5 @@
-"""Fitting the fusion weights (a, b) on a validation slice, never on a test split.
+"""Fitting the fusion weights (a, b) and the neighbour vote power on a validation slice, never on
+a test split.
 
 The head's candidates (logits and ids, ranked once) and each prior's unweighted scores
 (`PriorScores`, searched once) are fixed; every (a, b) of a small grid only re-fuses them, and the
@@ -141,3 +142,30 @@ def fit_weights(
             best = WeightFit(a, b, metrics, len(pairs))
     assert best is not None
     return best
+
+
+def fit_vote_power(
+    votes_by_power: dict[float, sp.csr_matrix],
+    k: int,
+    score: Callable[[np.ndarray], dict[str, float]],
+    metric: str,
+) -> tuple[float, dict[float, float]]:
+    """The neighbour vote power whose votes alone rank a validation slice best by `metric`
+    (ties: the smaller power), with each power's value of the metric.
+
+    The power says how much the closest neighbours outweigh the farther ones; which is best
+    depends on the dataset (on the validation slices of debian-deps similarity ** 1, of
+    wordnet-taxonomy ** 3: docs/training.md), and the votes' own ranking chooses it before any
+    head exists, once per run. `score` maps a ranking (N x k label ids) to its metrics.
+    """
+    if not votes_by_power:
+        raise ValueError("no vote power to choose from")
+    values: dict[float, float] = {}
+    for power in sorted(votes_by_power):
+        ids, _ = row_ranking(votes_by_power[power], k)
+        metrics = score(ids)
+        if metric not in metrics:
+            raise KeyError(f"metric {metric!r} is not one of {sorted(metrics)}")
+        values[power] = metrics[metric]
+    best = max(values, key=lambda power: (values[power], -power))
+    return best, values

@@ -9,7 +9,9 @@ them with each epoch's head scores.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +51,9 @@ class PriorScores:
     shape: tuple[int, int]
     neighbours: sp.csr_matrix | None
     label_text: sp.csr_matrix | None
+    votes_by_power: dict[float, sp.csr_matrix] | None = None
+    """The neighbour votes with each vote power `prior_scores` was asked for (`neighbours`: those
+    of the prior's own power), to choose the power; None when none was asked for."""
 
     def weighted(self, neighbour_weight: float, label_text_weight: float) -> sp.csr_matrix:
         """a x neighbour vote + b x label-text cosine (what `FusedScorer.priors` returns for its
@@ -89,6 +94,7 @@ class FusedScorer:
         label_text_weight: float,
         neighbour_weight: float,
         neighbours: int,
+        vote_power: float = 1.0,
         candidates: int,
         char_ngrams: tuple[int, int],
         min_df: int,
@@ -111,6 +117,7 @@ class FusedScorer:
                 train_texts,
                 train_labels,
                 k=neighbours,
+                power=vote_power,
                 featurizer=word_featurizer,
                 train_rows=word_rows,
             )
@@ -188,18 +195,39 @@ class FusedScorer:
         device: torch.device | str | None = None,
         workers: int | None = None,
         log: Callable[[str], None] | None = None,
+        vote_powers: Sequence[float] = (),
     ) -> PriorScores:
         """Each prior's unweighted N x L scores of `texts` (None for a prior this scorer lacks),
         searched with the same options as `priors` (which weighs them); fitting the weights
-        re-weights these (`PriorScores.weighted`) without searching again."""
+        re-weights these (`PriorScores.weighted`) without searching again. `vote_powers`: also
+        the neighbour votes with each of these powers, from the same search (`votes_by_power`).
+
+        When both priors search on a GPU, the label-text prior's n-grams are computed on the
+        host's cores (a thread forking workers) while the neighbour prior searches on the device.
+        """
         options = search_options(device, workers, log)
-        label_text = neighbours = None
-        if self.label_text is not None:
-            label_text = self.label_text.scores(texts, options)
-        if self.neighbours is not None:
-            neighbours = self.neighbours.scores(texts, word_rows, options, top=self.candidates)
+        label_text = None
+        votes: dict[float, sp.csr_matrix] = {}
+        powers = [] if self.neighbours is None else sorted({self.neighbours.power, *vote_powers})
+        if self.label_text is not None and self.neighbours is not None and options.on_device:
+            with ThreadPoolExecutor(1) as pool:
+                ngrams = pool.submit(_timed_ngrams, self.label_text, texts, options)
+                votes = self.neighbours.scores_by_power(
+                    texts, powers, word_rows, options, top=self.candidates
+                )
+                label_text = self.label_text.scores(texts, options, rows=ngrams.result())
+        else:
+            if self.label_text is not None:
+                label_text = self.label_text.scores(texts, options)
+            if self.neighbours is not None:
+                votes = self.neighbours.scores_by_power(
+                    texts, powers, word_rows, options, top=self.candidates
+                )
         return PriorScores(
-            shape=(len(texts), num_labels), neighbours=neighbours, label_text=label_text
+            shape=(len(texts), num_labels),
+            neighbours=None if self.neighbours is None else votes[self.neighbours.power],
+            label_text=label_text,
+            votes_by_power={p: votes[p] for p in vote_powers} if vote_powers else None,
         )
 
     def with_weights(self, neighbour_weight: float, label_text_weight: float) -> FusedScorer:
@@ -317,3 +345,17 @@ def _fuse_task(
     )
     out_ids, values = row_ranking((head + priors[rows]).tocsr(), k)
     return (values / scale).astype(np.float32), out_ids
+
+
+def _timed_ngrams(
+    scorer: LabelTextScorer, texts: Sequence[str], options: SearchOptions
+) -> sp.csr_matrix:
+    """The label-text prior's n-gram rows of `texts`, their time sent to `options.log`."""
+    start = time.perf_counter()
+    rows = scorer.featurizer.transform(texts, options.workers)
+    if options.log is not None:
+        options.log(
+            f"label-text prior: n-grams of {len(texts):,} texts in "
+            f"{time.perf_counter() - start:.1f} s, beside the neighbour prior's search"
+        )
+    return rows

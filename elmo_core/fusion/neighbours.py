@@ -1,5 +1,6 @@
 """Neighbour prior: the labels of the train points most similar to a text (cosine of word
-uni+bi-gram TF-IDF), each weighted by its similarity, normalised to sum 1 over the neighbours."""
+uni+bi-gram TF-IDF), each weighted by its similarity raised to a power (`power`: the larger, the
+more the closest neighbours count), normalised to sum 1 over the neighbours."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ VOTE_BLOCK = 8192
 
 
 class NeighbourScorer:
-    """A similarity-weighted vote of the `k` nearest train points' labels."""
+    """A vote of the `k` nearest train points' labels, each weighted by similarity ** `power`."""
 
     def __init__(
         self,
@@ -32,6 +33,7 @@ class NeighbourScorer:
         train_labels: sp.csr_matrix,
         k: int,
         max_df: int | None = None,
+        power: float = 1.0,
     ) -> None:
         if train_rows.shape[0] != train_labels.shape[0]:
             raise ValueError(
@@ -41,6 +43,9 @@ class NeighbourScorer:
         self.index = SimilarityIndex(train_rows, max_df)
         self.train_labels = sp.csr_matrix(train_labels, dtype=np.float32)
         self.k = int(k)
+        if not power > 0:
+            raise ValueError(f"the vote power must be positive, got {power}")
+        self.power = float(power)
 
     @property
     def train_rows(self) -> sp.csr_matrix:
@@ -54,6 +59,7 @@ class NeighbourScorer:
         train_labels: sp.csr_matrix,
         *,
         k: int,
+        power: float = 1.0,
         featurizer: TfidfFeaturizer | None = None,
         train_rows: sp.csr_matrix | None = None,
     ) -> NeighbourScorer:
@@ -64,7 +70,7 @@ class NeighbourScorer:
             train_rows = None
         if train_rows is None:
             train_rows = featurizer.transform(train_texts)
-        return cls(featurizer, train_rows, train_labels, k)
+        return cls(featurizer, train_rows, train_labels, k, power=power)
 
     def plan_cap(
         self,
@@ -91,14 +97,26 @@ class NeighbourScorer:
         options: SearchOptions | None = None,
         top: int | None = None,
     ) -> sp.csr_matrix:
-        """N x L CSR: sum over the `k` nearest train points of similarity x labels / total
-        similarity (rows with no similar train point are empty). `rows`: the texts' TF-IDF rows
-        when the caller already has them from this same featurizer; `options` (default: the CPU
-        engine on every core) say where the search runs (see `elmo_core.fusion.similarity`); the
-        similarity counts the features within the model's cap. The vote itself, k x
-        labels-per-point multiply-adds per text, runs where the search ran (`_votes`); with
-        `top`, each row keeps only its `top` largest votes, so a large split's votes stay
-        bounded."""
+        """N x L CSR: sum over the `k` nearest train points of similarity ** power x labels /
+        the sum of similarity ** power (rows with no similar train point are empty). `rows`:
+        the texts' TF-IDF rows when the caller already has them from this same featurizer;
+        `options` (default: the CPU engine on every core) say where the search runs (see
+        `elmo_core.fusion.similarity`); the similarity counts the features within the model's
+        cap. The vote itself, k x labels-per-point multiply-adds per text, runs where the search
+        ran (`_votes`); with `top`, each row keeps only its `top` largest votes, so a large
+        split's votes stay bounded."""
+        return self.scores_by_power(texts, [self.power], rows, options, top)[self.power]
+
+    def scores_by_power(
+        self,
+        texts: Sequence[str],
+        powers: Sequence[float],
+        rows: sp.csr_matrix | None = None,
+        options: SearchOptions | None = None,
+        top: int | None = None,
+    ) -> dict[float, sp.csr_matrix]:
+        """`scores` of `texts` as they would be with each vote power of `powers`, from one
+        search (to choose the power on a validation slice)."""
         options = options or SearchOptions()
         start = time.perf_counter()
         if rows is None:
@@ -106,10 +124,16 @@ class NeighbourScorer:
         featurized = time.perf_counter()
         similar = self.index.search(rows, self.k, options, "neighbour prior")
         searched = time.perf_counter()
-        totals = np.asarray(similar.sum(axis=1)).ravel()
-        totals[totals == 0] = 1.0
-        weights = sp.csr_matrix(sp.diags(1.0 / totals) @ similar, dtype=np.float32)
-        votes = self._votes(weights, options, top)
+        votes = {}
+        for power in powers:
+            weights = similar
+            if power != 1.0:
+                weights = sp.csr_matrix(similar, dtype=np.float32, copy=True)
+                weights.data **= power
+            totals = np.asarray(weights.sum(axis=1)).ravel()
+            totals[totals == 0] = 1.0
+            weights = sp.csr_matrix(sp.diags(1.0 / totals) @ weights, dtype=np.float32)
+            votes[float(power)] = self._votes(weights, options, top)
         if options.log is not None:
             now = time.perf_counter()
             options.log(
@@ -148,7 +172,7 @@ class NeighbourScorer:
             tfidf: object = SHARED_FEATURIZER
         else:
             tfidf = self.featurizer.to_json()
-        return {"k": self.k, "tfidf": tfidf, "max_df": self.index.max_df}
+        return {"k": self.k, "tfidf": tfidf, "max_df": self.index.max_df, "power": self.power}
 
     def tensors(self) -> dict[str, np.ndarray]:
         """The array half of the state, for safetensors."""
@@ -177,6 +201,7 @@ class NeighbourScorer:
             csr_from_tensors(tensors, "neighbours.labels"),
             int(meta["k"]),
             meta.get("max_df"),  # None in models saved before the cap was stored: every feature
+            float(meta.get("power", 1.0)),  # models saved before the power was stored: 1
         )
 
 

@@ -15,13 +15,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from elmo_core.config import EvalConfig
+from elmo_core.config import EvalConfig, eval_batch_size
 from elmo_core.data import XMCSplit
 from elmo_core.encoders import Encoder
 from elmo_core.errors import ConfigError
 from elmo_core.fusion import FusedScorer, PriorScores, WeightFit, fit_weights, fuse_topk
 from elmo_core.head import XMCHead
-from elmo_core.metrics import evaluate, jain_propensities
+from elmo_core.metrics import RankingTruth, evaluate_ranking, jain_propensities, prepare_truth
 from elmo_core.model.scoring import predict_topk, text_priors
 
 
@@ -42,13 +42,16 @@ def split_propensities(train_labels: sp.csr_matrix, config: EvalConfig) -> np.nd
     return jain_propensities(train_labels, config.propensity_a, config.propensity_b)
 
 
-def score_ids(
-    ids: np.ndarray, split: XMCSplit, config: EvalConfig, propensities: np.ndarray
-) -> dict[str, float]:
-    """P/nDCG/PSP/R@k of ranked label ids (N x depth) on `split`, filter pairs removed."""
-    return evaluate(
-        ids, split.labels, ks=config.ks, propensities=propensities, filter_pairs=split.filter_pairs
-    )
+def split_truth(split: XMCSplit, config: EvalConfig, propensities: np.ndarray) -> RankingTruth:
+    """`split`'s ground truth (its filter pairs, the run's propensities) prepared once for
+    scoring any number of its rankings with `score_ids`."""
+    return prepare_truth(split.labels, max(config.ks), propensities, split.filter_pairs)
+
+
+def score_ids(ids: np.ndarray, truth: RankingTruth, config: EvalConfig) -> dict[str, float]:
+    """P/nDCG/PSP/R@k of ranked label ids (N x depth) of a split (`split_truth`), filter pairs
+    removed."""
+    return evaluate_ranking(ids, truth, config.ks)
 
 
 def evaluate_split(
@@ -78,25 +81,23 @@ def evaluate_split(
         priors = text_priors(encoder, fusion, split.texts, prepared, head.num_labels, device, log)
         clock.lap("priors")
     depth = ranking_depth(config.ks, split)
+    batch = eval_batch_size(config, device.type)
+    truth = split_truth(split, config, propensities)
     if fusion is None or not fusion.active or priors is None:
-        _, ids = predict_topk(
-            encoder, head, prepared, split.num_points, depth, config.batch_size, device
-        )
+        _, ids = predict_topk(encoder, head, prepared, split.num_points, depth, batch, device)
         clock.lap("head top-k")
-        metrics = score_ids(ids, split, config, propensities)
+        metrics = score_ids(ids, truth, config)
         clock.lap("metrics")
         clock.report(split.num_points)
         return metrics
     width = max(depth, fusion.candidates)
-    logits, ids = predict_topk(
-        encoder, head, prepared, split.num_points, width, config.batch_size, device
-    )
+    logits, ids = predict_topk(encoder, head, prepared, split.num_points, width, batch, device)
     clock.lap("head top-k")
-    head_metrics = score_ids(ids[:, :depth], split, config, propensities)
+    head_metrics = score_ids(ids[:, :depth], truth, config)
     clock.lap("head metrics")
     _, fused_ids = fuse_topk(logits, ids, priors, fusion.scale, depth)
     clock.lap("fusion")
-    metrics = score_ids(fused_ids, split, config, propensities)
+    metrics = score_ids(fused_ids, truth, config)
     clock.lap("metrics")
     clock.report(split.num_points)
     return {**metrics, **{f"head {key}": value for key, value in head_metrics.items()}}
@@ -145,10 +146,10 @@ def evaluate_split_fitting_weights(
         prepared = encoder.featurize(split.texts, split.features)
     depth = ranking_depth(config.ks, split)
     width = max(depth, fusion.candidates)
-    logits, ids = predict_topk(
-        encoder, head, prepared, split.num_points, width, config.batch_size, device
-    )
-    head_metrics = score_ids(ids[:, :depth], split, config, propensities)
+    batch = eval_batch_size(config, device.type)
+    logits, ids = predict_topk(encoder, head, prepared, split.num_points, width, batch, device)
+    truth = split_truth(split, config, propensities)
+    head_metrics = score_ids(ids[:, :depth], truth, config)
     if config.select_metric not in head_metrics:
         raise ConfigError(
             f"eval.select_metric {config.select_metric!r} is not one of {sorted(head_metrics)}"
@@ -159,7 +160,7 @@ def evaluate_split_fitting_weights(
         priors,
         grid,
         depth,
-        lambda fused_ids: score_ids(fused_ids, split, config, propensities),
+        lambda fused_ids: score_ids(fused_ids, truth, config),
         config.select_metric,
     )
     head_keys = {f"head {key}": value for key, value in head_metrics.items()}

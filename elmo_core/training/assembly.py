@@ -1,21 +1,24 @@
 """Assembling a run's model from its config and train split: the fit split (train, plus label
-texts as points), the text priors of score fusion, and the head's start from label texts."""
+texts as points), the text priors of score fusion (and their vote power, chosen on the validation
+slice), and the head's start from label texts."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from elmo_core.config import TrainConfig
+from elmo_core.config import TrainConfig, eval_batch_size
 from elmo_core.data import XMCSplit
 from elmo_core.encoders import Encoder
 from elmo_core.errors import ConfigError
-from elmo_core.fusion import FusedScorer
+from elmo_core.fusion import FusedScorer, PriorScores, fit_vote_power
 from elmo_core.fusion.fused import PLAN_SAMPLE
 from elmo_core.head import XMCHead
+from elmo_core.model.evaluation import ranking_depth, score_ids, split_truth
 from elmo_core.model.scoring import shared_word_featurizer
 
 
@@ -73,6 +76,7 @@ def fit_fusion(
         label_text_weight=cfg.label_text_weight,
         neighbour_weight=cfg.neighbour_weight,
         neighbours=cfg.neighbours,
+        vote_power=1.0 if cfg.vote_power is None else cfg.vote_power,
         candidates=cfg.candidates,
         char_ngrams=cfg.char_ngrams,
         min_df=cfg.min_df,
@@ -91,6 +95,46 @@ def fit_fusion(
         log=log,
     )
     return fusion
+
+
+def vote_powers(config: TrainConfig, fusion: FusedScorer | None) -> list[float]:
+    """The neighbour vote powers to choose from on the validation slice: none when the config
+    sets the power or there is no neighbour prior."""
+    cfg = config.fusion
+    if cfg.vote_power is not None or fusion is None or fusion.neighbours is None:
+        return []
+    return list(cfg.vote_power_grid)
+
+
+def choose_vote_power(
+    config: TrainConfig,
+    fusion: FusedScorer,
+    scores: PriorScores,
+    split: XMCSplit,
+    propensities: np.ndarray,
+    log: Callable[[str], None],
+) -> PriorScores:
+    """Set the neighbour prior's vote power to the one whose votes alone rank the validation
+    slice `split` best (`fit_vote_power`, among `scores.votes_by_power`); `scores` with those
+    votes. Without powers to choose from, `scores` as they are."""
+    if scores.votes_by_power is None:
+        return scores
+    assert fusion.neighbours is not None
+    cfg = config.eval
+    truth = split_truth(split, cfg, propensities)
+    power, values = fit_vote_power(
+        scores.votes_by_power,
+        ranking_depth(cfg.ks, split),
+        lambda ids: score_ids(ids, truth, cfg),
+        cfg.select_metric,
+    )
+    fusion.neighbours.power = power
+    tried = ", ".join(f"{p:g}: {value:.2f}" for p, value in values.items())
+    log(
+        f"neighbour votes: similarity ** {power:g}, chosen on the validation slice "
+        f"({cfg.select_metric} of the votes alone by power: {tried})"
+    )
+    return replace(scores, neighbours=scores.votes_by_power[power], votes_by_power=None)
 
 
 @torch.no_grad()
@@ -112,7 +156,7 @@ def init_head_from_label_texts(
     texts = list(label_texts)
     inputs = encoder.featurize(texts, None)
     weights = torch.zeros(len(texts), encoder.dim, dtype=torch.float32)
-    batch = config.eval.batch_size
+    batch = eval_batch_size(config.eval, device.type)
     encoder.eval()
     for start in range(0, len(texts), batch):
         rows = np.arange(start, min(start + batch, len(texts)))

@@ -50,7 +50,13 @@ from elmo_core.model.evaluation import (
 )
 from elmo_core.model.scoring import prior_word_rows, text_priors
 from elmo_core.precision import is_low_precision
-from elmo_core.training.assembly import fit_fusion, init_head_from_label_texts, with_label_points
+from elmo_core.training.assembly import (
+    choose_vote_power,
+    fit_fusion,
+    init_head_from_label_texts,
+    vote_powers,
+    with_label_points,
+)
 from elmo_core.training.batches import (
     HostBatch,
     batch_pairs,
@@ -166,6 +172,7 @@ class Recipe:
                     self.eval_split.texts, self.eval_split.features
                 )
             info["texts"] = self.fit_split.num_points
+        self.propensities = split_propensities(train.labels, cfg.eval)
         self.cb.on_phase("priors")
         with self.timer.phase("priors"):
             self.fusion = fit_fusion(
@@ -190,12 +197,16 @@ class Recipe:
                 split = self.eval_split
                 if self.fits_weights:
                     assert self.fusion is not None and split.texts is not None
-                    self.eval_prior_scores = self.fusion.prior_scores(
+                    scores = self.fusion.prior_scores(
                         split.texts,
                         self.dataset.num_labels,
                         prior_word_rows(self.encoder, self.fusion, self.eval_inputs),
                         device=self.device,
                         log=self.cb.on_log,
+                        vote_powers=vote_powers(cfg, self.fusion),
+                    )
+                    self.eval_prior_scores = choose_vote_power(
+                        cfg, self.fusion, scores, split, self.propensities, self.cb.on_log
                     )
                 else:
                     self.eval_priors = text_priors(
@@ -237,7 +248,6 @@ class Recipe:
             device=self.device,
             label_counts=torch.from_numpy(label_counts),
         )
-        self.propensities = split_propensities(train.labels, cfg.eval)
         self.steps_per_epoch = math.ceil(self.fit_split.num_points / self.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.memory = MemoryTelemetry(self.device)

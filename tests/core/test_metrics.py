@@ -9,7 +9,13 @@ import pytest
 import scipy.sparse as sp
 from napkinxc import metrics as nxc
 
-from elmo_core.metrics import evaluate, jain_propensities, remove_filtered
+from elmo_core.metrics import (
+    evaluate,
+    evaluate_ranking,
+    jain_propensities,
+    prepare_truth,
+    remove_filtered,
+)
 
 TOL = 1e-6  # percentage points; both sides compute in float64
 
@@ -153,3 +159,19 @@ def test_invalid_predictions_raise() -> None:
         evaluate(np.array([[0, 3], [1, 2], [2, 1]]), truth)
     with pytest.raises(ValueError, match="propensities"):
         evaluate(np.array([[0], [1], [2]]), truth, propensities=np.ones(2))
+
+
+def test_a_prepared_truth_scores_many_rankings_as_evaluate_does() -> None:
+    truth, topk, train = _random_problem(4)
+    propensities = jain_propensities(train)
+    pairs = np.array([[0, int(topk[0, 0])], [5, int(topk[5, 1])], [7, 3]])
+    prepared = prepare_truth(truth, 5, propensities, pairs)
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        ranking = rng.permuted(topk, axis=1)
+        expected = evaluate(ranking, truth, ks=(1, 3, 5), propensities=propensities,
+                            filter_pairs=pairs)  # fmt: skip
+        assert evaluate_ranking(ranking, prepared, ks=(1, 3, 5)) == expected
+    assert "PSP@1" not in evaluate_ranking(topk, prepare_truth(truth, 3), ks=(1, 3))
+    with pytest.raises(ValueError, match="beyond the depth 5"):
+        evaluate_ranking(topk, prepared, ks=(1, 8))

@@ -16,7 +16,7 @@ from elmo_core.cli.main import app
 from elmo_core.config import parse_config
 from elmo_core.data import load_dataset
 from elmo_core.errors import ConfigError
-from elmo_core.fusion import FusedScorer, PriorScores, fit_weights, fuse_topk
+from elmo_core.fusion import FusedScorer, PriorScores, fit_vote_power, fit_weights, fuse_topk
 from elmo_core.fusion.fit import AlignedScores, weight_pairs
 from elmo_core.inference import Predictor
 from elmo_core.metrics import evaluate
@@ -139,9 +139,26 @@ def test_reweighted_prior_scores_equal_the_priors_of_those_weights():
     assert dropped.scale == 1.5
 
 
+def test_the_vote_power_whose_votes_alone_rank_best_wins_ties_to_the_smaller():
+    _, _, informative, noisy, labels = _case()
+    votes = {3.0: informative, 1.0: noisy, 2.0: informative}
+    power, values = fit_vote_power(votes, 1, _score(labels), "P@1")
+    assert power == 2.0
+    assert list(values) == [1.0, 2.0, 3.0] and values[2.0] == values[3.0] == 100.0
+    assert values[1.0] == 0.0
+    with pytest.raises(KeyError, match="PSP@1"):
+        fit_vote_power(votes, 1, _score(labels), "PSP@1")
+    with pytest.raises(ValueError, match="no vote power"):
+        fit_vote_power({}, 1, _score(labels), "P@1")
+
+
 @pytest.mark.parametrize(
     "raw",
     [
+        {"fusion": {"vote_power_grid": []}},
+        {"fusion": {"vote_power_grid": [0.0, 1.0]}},
+        {"fusion": {"vote_power": 0}},
+        {"fusion": {"vote_power": 17.0}},
         {"fusion": {"weight_grid": []}},
         {"fusion": {"weight_grid": [-1.0, 1.0]}},
         {"fusion": {"weight_grid": [0.0, 101.0]}},
@@ -149,7 +166,7 @@ def test_reweighted_prior_scores_equal_the_priors_of_those_weights():
     ],
 )
 def test_bad_fit_settings_are_refused(raw):
-    with pytest.raises(ConfigError, match=r"fusion\.(weight_grid|fit_weights)"):
+    with pytest.raises(ConfigError, match=r"fusion\.(weight_grid|fit_weights|vote_power)"):
         parse_config(raw)
 
 
@@ -158,6 +175,7 @@ def test_fit_defaults():
     assert fusion.weight_grid == [0.5, 1.0]
     default = parse_config({}).fusion
     assert default.fit_weights is True and default.weight_grid == GRID
+    assert default.vote_power is None and default.vote_power_grid == [1.0, 2.0, 3.0]
 
 
 # -- a trained model -----------------------------------------------------------------------------
@@ -212,6 +230,12 @@ def test_each_epoch_fits_and_the_model_keeps_its_epochs_weights(fitted):
     assert saved["neighbour_weight"] == chosen["neighbour_weight"]
     assert saved["label_text_weight"] == chosen["label_text_weight"]
     assert (saved["neighbours"] is None) == (chosen["neighbour_weight"] == 0)
+    powers = [line for line in lines if line.startswith("neighbour votes: similarity ** ")]
+    assert len(powers) == 1 and "chosen on the validation slice" in powers[0]
+    power = float(powers[0].split("** ")[1].split(",")[0])
+    assert power in (1.0, 2.0, 3.0)
+    if saved["neighbours"] is not None:
+        assert saved["neighbours"]["power"] == power
     # the validation metrics are those of the fitted pair: at least the head alone's (0, 0)
     for row in result.history:
         assert row["P@1"] >= row["head P@1"]
@@ -244,10 +268,17 @@ def test_no_fit_on_the_test_split_or_when_asked_not_to(dataset, tmp_path):
     assert all("fusion" not in row for row in on_test.history)
     assert on_test.fusion == {"neighbour_weight": 0.5, "label_text_weight": 1.0, "fitted_on": None}
     assert any("never on the test split" in line for line in log.lines)
+    assert not any(line.startswith("neighbour votes: ") for line in log.lines)
     fixed = train(_config(fit_weights=False, neighbour_weight=0.5), dataset, tmp_path / "fixed")
     assert all("fusion" not in row for row in fixed.history)
     saved = json.loads((fixed.model_dir / "fusion.json").read_text())
     assert (saved["neighbour_weight"], saved["label_text_weight"]) == (0.5, 1.0)
+    assert saved["neighbours"]["power"] == 1.0  # nothing fitted: the plain similarity
+    log = Lines()
+    set_power = train(_config(vote_power=2.5), dataset, tmp_path / "power", log)
+    assert not any(line.startswith("neighbour votes: ") for line in log.lines)
+    saved = json.loads((set_power.model_dir / "fusion.json").read_text())
+    assert saved["neighbours"] is None or saved["neighbours"]["power"] == 2.5
     log = Lines()
     small = train(_config(fit_min_points=91), dataset, tmp_path / "small", log)
     assert all("fusion" not in row for row in small.history)

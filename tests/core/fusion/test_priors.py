@@ -61,6 +61,31 @@ def test_neighbour_vote_is_the_normalised_similarity_weighted_label_sum():
         assert got[row].sum() == pytest.approx(LABELS.toarray()[nearest].sum(1) @ weights)
 
 
+@pytest.mark.parametrize("power", [0.5, 3.0])
+def test_neighbours_vote_with_their_similarity_to_a_power(power):
+    scorer = NeighbourScorer.fit(TEXTS, LABELS, k=3, power=power)
+    queries = ["development files for foo", "bar bindings documentation"]
+    x = scorer.featurizer.transform(queries).toarray().astype(np.float64)
+    sims = x @ scorer.featurizer.transform(TEXTS).toarray().astype(np.float64).T
+    got = scorer.scores(queries).toarray()
+    for row in range(len(queries)):
+        nearest = np.argsort(-sims[row], kind="stable")[:3]
+        weights = sims[row, nearest] ** power / (sims[row, nearest] ** power).sum()
+        np.testing.assert_allclose(got[row], weights @ LABELS.toarray()[nearest], atol=1e-6)
+    assert scorer.meta()["power"] == power
+    with pytest.raises(ValueError, match="power must be positive"):
+        NeighbourScorer.fit(TEXTS, LABELS, k=3, power=0.0)
+
+
+def test_a_neighbour_prior_saved_without_a_power_votes_with_power_one():
+    scorer = NeighbourScorer.fit(TEXTS, LABELS, k=3)
+    meta = {key: value for key, value in scorer.meta().items() if key != "power"}
+    loaded = NeighbourScorer.from_state(meta, scorer.tensors())
+    assert loaded.power == 1.0
+    queries = ["bar documentation"]
+    assert abs(loaded.scores(queries) - scorer.scores(queries)).max() == 0
+
+
 def test_fuse_topk_against_a_dense_reference():
     rng = np.random.default_rng(1)
     num_rows, num_labels, width = 6, 50, 8
@@ -226,3 +251,22 @@ def test_neighbour_votes_on_the_gpu_equal_the_cpu_ones():
             queries, options=SearchOptions(device=torch.device("cuda")), top=top
         )
         np.testing.assert_allclose(on_gpu.toarray(), on_cpu.toarray(), atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_both_priors_on_the_gpu_equal_the_cpu_ones():
+    """With both priors on the device the label-text n-grams are computed beside the neighbour
+    search (a thread): the same scores as the CPU engines give (atol 1e-6)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    fused = fitted_priors()
+    queries = ["libfoo tools", "python bar bindings", "foo bar library", "nothing alike"]
+    lines: list[str] = []
+    on_gpu = fused.prior_scores(queries, 3, device=torch.device("cuda"), log=lines.append)
+    on_cpu = fused.prior_scores(queries, 3, workers=1)
+    for got, expected in ((on_gpu.neighbours, on_cpu.neighbours),
+                          (on_gpu.label_text, on_cpu.label_text)):  # fmt: skip
+        np.testing.assert_allclose(got.toarray(), expected.toarray(), atol=1e-6)
+    assert any("beside the neighbour prior's search" in line for line in lines)
