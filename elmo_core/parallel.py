@@ -10,16 +10,22 @@ or where forking is unavailable, the tasks run in this process.
 from __future__ import annotations
 
 import gc
+import itertools
 import multiprocessing
 import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 R = TypeVar("R")
 
-_JOB: tuple[Callable[[Any, int], Any], Any] | None = None
+_JOBS: dict[int, tuple[Callable[[Any, int], Any], Any]] = {}
+"""The running `map_chunks` calls' (task, shared), by call: the workers inherit them through the
+fork. Keyed so that calls from several threads at once (the priors' n-grams beside a search) do
+not see each other's."""
+_JOB_IDS = itertools.count()
 
 
 def available_cores() -> int:
@@ -55,9 +61,8 @@ def _start_worker() -> None:
         torch.set_num_threads(1)
 
 
-def _run_chunk(index: int) -> Any:
-    assert _JOB is not None
-    task, shared = _JOB
+def _run_chunk(job: int, index: int) -> Any:
+    task, shared = _JOBS[job]
     return task(shared, index)
 
 
@@ -66,16 +71,16 @@ def map_chunks(
 ) -> list[R]:
     """[task(shared, 0), ..., task(shared, num_chunks - 1)], computed by up to `workers`
     forked processes (None: one per available core)."""
-    global _JOB
     count = min(worker_count(workers), num_chunks)
     if count <= 1 or not can_fork():
         return [task(shared, index) for index in range(num_chunks)]
-    _JOB = (task, shared)
+    job = next(_JOB_IDS)
+    _JOBS[job] = (task, shared)
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(
             max_workers=count, mp_context=context, initializer=_start_worker
         ) as pool:
-            return list(pool.map(_run_chunk, range(num_chunks)))
+            return list(pool.map(partial(_run_chunk, job), range(num_chunks)))
     finally:
-        _JOB = None
+        del _JOBS[job]

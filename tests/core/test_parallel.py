@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -39,3 +41,18 @@ def test_forked_workers_run_torch_after_the_parent_used_its_threads() -> None:
 
 def test_worker_count() -> None:
     assert worker_count(3) == 3 and worker_count(0) == 1 and worker_count(None) >= 1
+
+
+def _slow_task(shared: dict, index: int) -> tuple[str, int]:
+    time.sleep(0.05)  # keeps both calls' pools alive together; the result does not depend on it
+    return shared["name"], index
+
+
+@pytest.mark.skipif(not can_fork(), reason="needs fork")
+def test_calls_from_two_threads_at_once_each_get_their_own_shared_state() -> None:
+    with ThreadPoolExecutor(2) as threads:
+        calls = [
+            threads.submit(map_chunks, _slow_task, {"name": name}, 6, 2) for name in ("a", "b")
+        ]
+        results = [call.result() for call in calls]
+    assert results == [[("a", i) for i in range(6)], [("b", i) for i in range(6)]]
