@@ -9,9 +9,7 @@ them with each epoch's head scores.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,28 +199,17 @@ class FusedScorer:
         searched with the same options as `priors` (which weighs them); fitting the weights
         re-weights these (`PriorScores.weighted`) without searching again. `vote_powers`: also
         the neighbour votes with each of these powers, from the same search (`votes_by_power`).
-
-        When both priors search on a GPU, the label-text prior's n-grams are computed on the
-        host's cores (a thread forking workers) while the neighbour prior searches on the device.
         """
         options = search_options(device, workers, log)
         label_text = None
         votes: dict[float, sp.csr_matrix] = {}
         powers = [] if self.neighbours is None else sorted({self.neighbours.power, *vote_powers})
-        if self.label_text is not None and self.neighbours is not None and options.on_device:
-            with ThreadPoolExecutor(1) as pool:
-                ngrams = pool.submit(_timed_ngrams, self.label_text, texts, options)
-                votes = self.neighbours.scores_by_power(
-                    texts, powers, word_rows, options, top=self.candidates
-                )
-                label_text = self.label_text.scores(texts, options, rows=ngrams.result())
-        else:
-            if self.label_text is not None:
-                label_text = self.label_text.scores(texts, options)
-            if self.neighbours is not None:
-                votes = self.neighbours.scores_by_power(
-                    texts, powers, word_rows, options, top=self.candidates
-                )
+        if self.label_text is not None:
+            label_text = self.label_text.scores(texts, options)
+        if self.neighbours is not None:
+            votes = self.neighbours.scores_by_power(
+                texts, powers, word_rows, options, top=self.candidates
+            )
         return PriorScores(
             shape=(len(texts), num_labels),
             neighbours=None if self.neighbours is None else votes[self.neighbours.power],
@@ -345,17 +332,3 @@ def _fuse_task(
     )
     out_ids, values = row_ranking((head + priors[rows]).tocsr(), k)
     return (values / scale).astype(np.float32), out_ids
-
-
-def _timed_ngrams(
-    scorer: LabelTextScorer, texts: Sequence[str], options: SearchOptions
-) -> sp.csr_matrix:
-    """The label-text prior's n-gram rows of `texts`, their time sent to `options.log`."""
-    start = time.perf_counter()
-    rows = scorer.featurizer.transform(texts, options.workers)
-    if options.log is not None:
-        options.log(
-            f"label-text prior: n-grams of {len(texts):,} texts in "
-            f"{time.perf_counter() - start:.1f} s, beside the neighbour prior's search"
-        )
-    return rows

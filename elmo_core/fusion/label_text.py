@@ -62,29 +62,20 @@ class LabelTextScorer:
             rows, options, texts=texts, budget_s=budget_s, name="label-text prior"
         )
 
-    def scores(
-        self,
-        texts: Sequence[str],
-        options: SearchOptions | None = None,
-        rows: sp.csr_matrix | None = None,
-    ) -> sp.csr_matrix:
+    def scores(self, texts: Sequence[str], options: SearchOptions | None = None) -> sp.csr_matrix:
         """N x L CSR of cosines over the features within the model's cap, the `top` largest per
         row; `options` (default: the CPU engine on every core) say where the search runs (see
-        `elmo_core.fusion.similarity`); `rows`: the texts' n-gram rows (`featurizer.transform`)
-        when the caller has them already."""
+        `elmo_core.fusion.similarity`)."""
         options = options or SearchOptions()
         start = time.perf_counter()
-        given = rows is not None
-        if rows is None:
-            rows = self.featurizer.transform(texts, options.workers)
+        rows = self.featurizer.transform(texts, options.workers)
         featurized = time.perf_counter()
         found = self.index.search(rows, self.top, options, "label-text prior")
         if options.log is not None:
             now = time.perf_counter()
-            ngrams = "given" if given else f"{featurized - start:.1f} s"
             options.log(
                 f"label-text prior: {len(texts):,} texts in {now - start:.1f} s "
-                f"(n-grams {ngrams}, search {now - featurized:.1f} s)"
+                f"(n-grams {featurized - start:.1f} s, search {now - featurized:.1f} s)"
             )
         return found
 

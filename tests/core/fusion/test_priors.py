@@ -255,18 +255,18 @@ def test_neighbour_votes_on_the_gpu_equal_the_cpu_ones():
 
 @pytest.mark.gpu
 def test_both_priors_on_the_gpu_equal_the_cpu_ones():
-    """With both priors on the device the label-text n-grams are computed beside the neighbour
-    search (a thread): the same scores as the CPU engines give (atol 1e-6)."""
+    """Both priors' scores with the searches on the device, the vote powers from one search:
+    the CPU engines' (atol 1e-6)."""
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     fused = fitted_priors()
     queries = ["libfoo tools", "python bar bindings", "foo bar library", "nothing alike"]
-    lines: list[str] = []
-    on_gpu = fused.prior_scores(queries, 3, device=torch.device("cuda"), log=lines.append)
-    on_cpu = fused.prior_scores(queries, 3, workers=1)
-    for got, expected in ((on_gpu.neighbours, on_cpu.neighbours),
-                          (on_gpu.label_text, on_cpu.label_text)):  # fmt: skip
+    on_gpu = fused.prior_scores(queries, 3, device=torch.device("cuda"), vote_powers=[1, 3])
+    on_cpu = fused.prior_scores(queries, 3, workers=1, vote_powers=[1, 3])
+    assert on_gpu.votes_by_power is not None and on_cpu.votes_by_power is not None
+    pairs = [(on_gpu.neighbours, on_cpu.neighbours), (on_gpu.label_text, on_cpu.label_text)]
+    pairs += [(on_gpu.votes_by_power[p], on_cpu.votes_by_power[p]) for p in (1, 3)]
+    for got, expected in pairs:
         np.testing.assert_allclose(got.toarray(), expected.toarray(), atol=1e-6)
-    assert any("beside the neighbour prior's search" in line for line in lines)
