@@ -3,7 +3,8 @@
 Loads the test texts of a dataset directory (e.g. `elmo data synth --shape amazon-3m`), a fresh
 encoder (cast as a run casts it) and a fresh head over the dataset's labels, then times per
 evaluation batch size: the encoder's forward alone, the head's top-k alone (on random
-embeddings), and the whole `predict_topk` (batches made, encoded, ranked, copied to the host).
+embeddings), and the whole `predict_topk` (batches made, encoded, ranked, copied to the host)
+with the peak GPU memory allocated during it (weights included).
 Random weights rank as fast as trained ones: the work does not depend on the values.
 
     python3 bench/eval_topk.py --data /tmp/a3m --encoder hf:.models/minilm --texts 50000 \\
@@ -80,6 +81,9 @@ def main() -> None:
         def whole(batch: int = batch) -> None:
             predict_topk(encoder, head, prepared, len(texts), args.k, batch, device)
 
+        torch.cuda.reset_peak_memory_stats(device)
+        whole_s = seconds(whole, device)
+        peak_gib = torch.cuda.max_memory_allocated(device) / 2**30
         row = {
             "case": "eval topk",
             "labels": dataset.num_labels,
@@ -90,7 +94,8 @@ def main() -> None:
             "featurize_s": round(featurize_s, 2),
             "encoder_s": round(seconds(encode, device), 2),
             "head_topk_s": round(seconds(rank, device), 2),
-            "predict_topk_s": round(seconds(whole, device), 2),
+            "predict_topk_s": round(whole_s, 2),
+            "predict_peak_gib": round(peak_gib, 2),
             "device": torch.cuda.get_device_name(device),
             "date": date.today().isoformat(),
         }

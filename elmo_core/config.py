@@ -49,20 +49,6 @@ def default_batch_size(device_type: str) -> int:
     return CPU_BATCH_SIZE if device_type == "cpu" else GPU_BATCH_SIZE
 
 
-CPU_EVAL_BATCH_SIZE = 512
-"""`EvalConfig.batch_size` None on the CPU."""
-GPU_EVAL_BATCH_SIZE = 2048
-"""`EvalConfig.batch_size` None on a GPU: ranking 2.81M fp8 labels, 2048 texts a batch take 16%
-less time than 512 (the per-batch launches and host copies; docs/benchmarks.md)."""
-
-
-def eval_batch_size(config: EvalConfig, device_type: str) -> int:
-    """The points `config` ranks at a time on a device of this type."""
-    if config.batch_size is not None:
-        return config.batch_size
-    return CPU_EVAL_BATCH_SIZE if device_type == "cpu" else GPU_EVAL_BATCH_SIZE
-
-
 BIG = 10**12
 """The bound of every count in a config (points, features, steps): any real run is far below it,
 and a larger integer is refused here rather than overflowing a planner or an allocator later."""
@@ -296,13 +282,7 @@ class EvalConfig(_Section):
     every_epoch: bool = True
     split: Literal["validation", "test"] = "validation"
     ks: list[Annotated[int, Field(strict=True)]] = Field(default_factory=lambda: [1, 3, 5])
-    batch_size: int | None = Field(
-        None,
-        ge=1,
-        le=2**20,
-        strict=True,
-        description="Points ranked at a time; None: 512 on the CPU, 2048 on a GPU.",
-    )
+    batch_size: int = Field(512, ge=1, le=2**20, strict=True)
     propensity_a: float = 0.55
     propensity_b: float = 1.5
     select_metric: str = "P@1"

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from elmo_core.config import EvalConfig, eval_batch_size
+from elmo_core.config import EvalConfig
 from elmo_core.data import XMCSplit
 from elmo_core.encoders import Encoder
 from elmo_core.errors import ConfigError
@@ -81,7 +81,7 @@ def evaluate_split(
         priors = text_priors(encoder, fusion, split.texts, prepared, head.num_labels, device, log)
         clock.lap("priors")
     depth = ranking_depth(config.ks, split)
-    batch = eval_batch_size(config, device.type)
+    batch = config.batch_size
     truth = split_truth(split, config, propensities)
     if fusion is None or not fusion.active or priors is None:
         _, ids = predict_topk(encoder, head, prepared, split.num_points, depth, batch, device)
@@ -146,7 +146,7 @@ def evaluate_split_fitting_weights(
         prepared = encoder.featurize(split.texts, split.features)
     depth = ranking_depth(config.ks, split)
     width = max(depth, fusion.candidates)
-    batch = eval_batch_size(config, device.type)
+    batch = config.batch_size
     logits, ids = predict_topk(encoder, head, prepared, split.num_points, width, batch, device)
     truth = split_truth(split, config, propensities)
     head_metrics = score_ids(ids[:, :depth], truth, config)

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from elmo_core.config import TrainConfig, eval_batch_size
+from elmo_core.config import TrainConfig
 from elmo_core.data import XMCSplit
 from elmo_core.encoders import Encoder
 from elmo_core.errors import ConfigError
@@ -156,7 +156,7 @@ def init_head_from_label_texts(
     texts = list(label_texts)
     inputs = encoder.featurize(texts, None)
     weights = torch.zeros(len(texts), encoder.dim, dtype=torch.float32)
-    batch = eval_batch_size(config.eval, device.type)
+    batch = config.eval.batch_size
     encoder.eval()
     for start in range(0, len(texts), batch):
         rows = np.arange(start, min(start + batch, len(texts)))
