@@ -675,19 +675,23 @@ class Recipe:
         }
 
     def _model_fusion(self) -> dict | None:
-        """The saved model's fusion weights (its epoch's fitted ones, or as configured)."""
+        """The saved model's fusion weights (its epoch's fitted ones, or as configured) and the
+        neighbour prior's vote power (None without that prior)."""
         if self.prior_fusion is None or not self.prior_fusion.active:
             return None
+        neighbours = self.prior_fusion.neighbours
+        power = {"vote_power": None if neighbours is None else neighbours.power}
         fitted = [
             row["fusion"]
             for row in self.run.history
             if row["epoch"] == self.run.best_epoch and "fusion" in row
         ]
         if fitted:
-            return {**fitted[-1], "fitted_on": "validation"}
+            return {**fitted[-1], **power, "fitted_on": "validation"}
         return {
             "neighbour_weight": self.prior_fusion.neighbour_weight,
             "label_text_weight": self.prior_fusion.label_text_weight,
+            **power,
             "fitted_on": None,
         }
 

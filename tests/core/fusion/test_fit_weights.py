@@ -222,7 +222,11 @@ def test_each_epoch_fits_and_the_model_keeps_its_epochs_weights(fitted):
         set(row["fusion"]) == {"neighbour_weight", "label_text_weight"} for row in result.history
     )
     chosen = next(row["fusion"] for row in result.history if row["epoch"] == result.epoch)
-    assert result.fusion == {**chosen, "fitted_on": "validation"}
+    assert result.fusion == {
+        **chosen,
+        "vote_power": result.fusion["vote_power"],
+        "fitted_on": "validation",
+    }
     summary = json.loads((result.out_dir / "metrics.json").read_text())
     assert summary["fusion"] == result.fusion
     assert sum("fusion weights fitted on validation" in line for line in lines) == 2
@@ -233,7 +237,7 @@ def test_each_epoch_fits_and_the_model_keeps_its_epochs_weights(fitted):
     powers = [line for line in lines if line.startswith("neighbour votes: similarity ** ")]
     assert len(powers) == 1 and "chosen on the validation slice" in powers[0]
     power = float(powers[0].split("** ")[1].split(",")[0])
-    assert power in (1.0, 2.0, 3.0)
+    assert power in (1.0, 2.0, 3.0) and result.fusion["vote_power"] == power
     if saved["neighbours"] is not None:
         assert saved["neighbours"]["power"] == power
     # the validation metrics are those of the fitted pair: at least the head alone's (0, 0)
@@ -266,7 +270,12 @@ def test_no_fit_on_the_test_split_or_when_asked_not_to(dataset, tmp_path):
     log = Lines()
     on_test = train(_config("test", neighbour_weight=0.5), dataset, tmp_path / "test", log)
     assert all("fusion" not in row for row in on_test.history)
-    assert on_test.fusion == {"neighbour_weight": 0.5, "label_text_weight": 1.0, "fitted_on": None}
+    assert on_test.fusion == {
+        "neighbour_weight": 0.5,
+        "label_text_weight": 1.0,
+        "vote_power": 1.0,
+        "fitted_on": None,
+    }
     assert any("never on the test split" in line for line in log.lines)
     assert not any(line.startswith("neighbour votes: ") for line in log.lines)
     fixed = train(_config(fit_weights=False, neighbour_weight=0.5), dataset, tmp_path / "fixed")
