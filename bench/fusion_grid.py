@@ -1,11 +1,12 @@
-"""Choose the fusion weights on a validation slice: one trained model, every (a, b, k) combination.
+"""Choose the fusion settings on a validation slice: one trained model, every (k, power, a, b).
 
 The model must come from a run with `data.validation_fraction` > 0 and `eval.split` "validation"
 (its config says which slice); the priors do not depend on the head, so each is computed once per
-neighbour count and the grid costs one fusion per cell.
+neighbour count k (every vote power from the same search) and the grid costs one fusion per
+cell. One line per (k, power): the P@1 of the votes alone and the best (a, b) pair's metrics.
 
     python bench/fusion_grid.py --model RUN/model --data DIR [--device cuda] [--json OUT.json] \
-        [--weights 0 0.25 0.5 1 2 4] [--neighbours 25 50 100 200]
+        [--weights 0 0.25 0.5 1 2 4] [--neighbours 25 50 100] [--powers 1 2 3]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 
 from elmo_core.data import load_dataset
 from elmo_core.data.splits import select_splits
-from elmo_core.fusion import LabelTextScorer, NeighbourScorer, fuse_topk
+from elmo_core.fusion import LabelTextScorer, NeighbourScorer, fuse_topk, row_ranking
 from elmo_core.model import load_model
 from elmo_core.model.evaluation import ranking_depth, score_ids, split_propensities, split_truth
 from elmo_core.model.scoring import predict_topk, shared_word_featurizer
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0, 2.0, 4.0])
     parser.add_argument("--neighbours", type=int, nargs="+", default=[25, 50, 100, 200])
+    parser.add_argument("--powers", type=float, nargs="+", default=[1.0])
     args = parser.parse_args()
 
     model = load_model(args.model, args.device)
@@ -55,12 +57,11 @@ def main() -> None:
     )
     cosine = label_text.scores(val.texts)
     featurizer = shared_word_featurizer(model.encoder)
-    votes = {
-        k: NeighbourScorer.fit(train.texts, train.labels, k=k, featurizer=featurizer).scores(
-            val.texts
-        )
-        for k in args.neighbours
-    }
+    votes = {}
+    for n in args.neighbours:
+        scorer = NeighbourScorer.fit(train.texts, train.labels, k=n, featurizer=featurizer)
+        by_power = scorer.scores_by_power(val.texts, args.powers, top=fusion.candidates)
+        votes.update({(n, power): scores for power, scores in by_power.items()})
     print(f"priors: {time.perf_counter() - started:.1f} s")
     k = ranking_depth(config.eval.ks, val)
     prepared = model.encoder.featurize(val.texts, val.features)
@@ -76,12 +77,18 @@ def main() -> None:
     propensities = split_propensities(train.labels, config.eval)
     truth = split_truth(val, config.eval, propensities)
     rows = []
-    for n, a, b in itertools.product(args.neighbours, args.weights, args.weights):
-        _, top = fuse_topk(logits, ids, a * votes[n] + b * cosine, 1.0 + a + b, k)
-        m = score_ids(top, truth, config.eval)
-        rows.append({"neighbours": n, "a": a, "b": b, **m})
-        print(f"k={n:3d} a={a:.2f} b={b:.2f}  P@1 {m['P@1']:.2f}  P@5 {m['P@5']:.2f}  "
-              f"PSP@5 {m['PSP@5']:.2f}")  # fmt: skip
+    for (n, power), vote in votes.items():
+        alone = score_ids(row_ranking(vote, k)[0], truth, config.eval)["P@1"]
+        cells = []
+        for a, b in itertools.product(args.weights, args.weights):
+            _, top = fuse_topk(logits, ids, a * vote + b * cosine, 1.0 + a + b, k)
+            m = score_ids(top, truth, config.eval)
+            cells.append({"neighbours": n, "power": power, "a": a, "b": b, **m})
+        rows += cells
+        cell = max(cells, key=lambda r: r["P@1"])
+        print(f"k={n:3d} power={power:g}  votes alone P@1 {alone:.2f}  best a={cell['a']:g} "
+              f"b={cell['b']:g}  P@1 {cell['P@1']:.2f}  P@5 {cell['P@5']:.2f}  "
+              f"PSP@5 {cell['PSP@5']:.2f}")  # fmt: skip
     best = max(rows, key=lambda r: r["P@1"])
     print(f"best by P@1: {best}")
     if args.json:
