@@ -29,8 +29,9 @@ class _Section(BaseModel):
 
 
 DEFAULT_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
-DEFAULT_VOTE_POWERS = (1.0, 2.0, 3.0)
 """The fusion weights fitted on the validation slice are chosen from these (per prior)."""
+DEFAULT_VOTE_POWERS = (1.0, 2.0, 3.0)
+"""The neighbour vote powers chosen from on the validation slice (docs/training.md)."""
 DEFAULT_PATIENCE = 3
 """Epochs without a better validation score after which training stops (docs/training.md)."""
 

@@ -23,8 +23,7 @@ R = TypeVar("R")
 
 _JOBS: dict[int, tuple[Callable[[Any, int], Any], Any]] = {}
 """The running `map_chunks` calls' (task, shared), by call: the workers inherit them through the
-fork. Keyed so that calls from several threads at once (the priors' n-grams beside a search) do
-not see each other's."""
+fork. Keyed so that calls made from several threads at once do not see each other's."""
 _JOB_IDS = itertools.count()
 
 
