@@ -4,15 +4,21 @@
 forked worker processes and returns the results in chunk order, so the output never depends on
 the worker count. `shared` (a fitted featurizer, a train matrix) reaches the workers through the
 fork, never pickled; only chunk indices go out and results come back. With one worker, one chunk,
-or where forking is unavailable, the tasks run in this process.
+or where forking is unavailable, the tasks run in this process. A worker dies with the process
+that forked it (Linux), so a killed job leaves no workers behind.
+
+A daemonic process (a Celery prefork pool child runs each job in one) may not start children;
+`allow_children()` lifts that for the process, whose own lifetime bounds its workers'.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import itertools
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -44,8 +50,33 @@ def can_fork() -> bool:
     """True where `map_chunks` can fork workers (Linux, and not inside a daemonic process)."""
     if "fork" not in multiprocessing.get_all_start_methods():
         return False
-    # Celery's prefork pool children are daemonic, and daemonic processes may not have children.
+    # Daemonic processes may not have children (see `allow_children`).
     return not multiprocessing.current_process().daemon
+
+
+def allow_children() -> None:
+    """Let this process fork `map_chunks` workers although it was started as a daemonic
+    process (a Celery prefork pool child): the flag only forbids children outliving it, and
+    each worker is ended with its parent (`_start_worker`) and joined before `map_chunks`
+    returns. The parent's view of this process does not change."""
+    process = multiprocessing.current_process()
+    if process.daemon:
+        process.daemon = False
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the thread that forked it ends (a killed job's
+    workers would otherwise wait on their queue for ever); nothing elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before the request
+        os._exit(1)
 
 
 def _start_worker() -> None:
@@ -53,7 +84,9 @@ def _start_worker() -> None:
     and torch's first multi-threaded kernel would wait for them forever: one thread per worker.
     The cycle collector is off: it would otherwise free the parent's unreachable objects in the
     child, CUDA tensors among them, whose release in a forked process aborts it (seen on the
-    H200); the tasks' own objects are freed by reference counting."""
+    H200); the tasks' own objects are freed by reference counting. The worker dies with its
+    parent (`_die_with_parent`)."""
+    _die_with_parent()
     gc.disable()
     torch = sys.modules.get("torch")
     if torch is not None:

@@ -1,4 +1,5 @@
-"""Start a Celery worker process for elmo: migrations, the reconciler, fork-safe DB engines."""
+"""Start a Celery worker process for elmo: migrations, the reconciler, fork-safe DB engines,
+jobs whose setup forks its workers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import warnings
 from celery.platforms import SecurityWarning
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
+from elmo_core.parallel import allow_children
 from service.core.config import Settings
 from service.core.db import forget_engines_after_fork
 from service.core.migrate import upgrade_database
@@ -19,6 +21,13 @@ from worker.reconcile import Reconciler
 def _fresh_engines_in_child(**_: object) -> None:
     """A forked pool child must not reuse the parent's DB connections."""
     forget_engines_after_fork()
+
+
+@worker_process_init.connect
+def _parallel_setup_in_child(**_: object) -> None:
+    """A pool child runs a whole job: let its setup phases fork their workers (Celery starts it
+    daemonic, which would leave featurizing and the priors on one core)."""
+    allow_children()
 
 
 def run_worker(

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import tarfile
 from pathlib import Path
 
 import pytest
 from e2e_stack import MINI, TINY, Stack, wait_job
+
+from elmo_core.fusion.similarity import QUERY_CHUNK
+from elmo_core.parallel import available_cores
+
+TEST_POINTS = 600
+"""The trained job's test points: enough query chunks for its priors to run on several workers."""
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +25,8 @@ def trained(stack: Stack, mini_archive: Path) -> dict:
         r = stack.alice.post("/v1/datasets", files={"file": (mini_archive.name, fh)})
     assert r.status_code == 201, r.text
     dataset = r.json()
-    r = stack.alice.post("/v1/jobs", json={"dataset_id": dataset["id"], "config": TINY})
+    config = {**TINY, "data": {**TINY["data"], "max_test_points": TEST_POINTS}}
+    r = stack.alice.post("/v1/jobs", json={"dataset_id": dataset["id"], "config": config})
     assert r.status_code == 202, r.text
     job = wait_job(stack.alice, f"/v1/jobs/{r.json()['id']}")
     assert job["state"] == "succeeded", (job, stack.procs[1].tail())
@@ -56,6 +64,10 @@ def test_job_progress_metrics_telemetry_logs(stack: Stack, trained: dict) -> Non
     assert png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
     logs = [line["message"] for line in stack.alice.get(f"/v1/jobs/{job['id']}/logs").json()]
     assert logs[0] == "queued" and logs[-1].startswith("succeeded: model ")
+    # The worker's pool child (started daemonic by Celery) forks its setup's workers.
+    workers = min(available_cores(), math.ceil(TEST_POINTS / QUERY_CHUNK))
+    planned = f"{TEST_POINTS} texts x 8,779 rows on {workers} CPU worker"
+    assert any(planned in line for line in logs), logs
     listed = stack.alice.get("/v1/jobs", params={"state": "succeeded"}).json()
     assert job["id"] in [j["id"] for j in listed]
 
