@@ -113,7 +113,13 @@ class EncoderConfig(_Section):
     mlp_layers: int = Field(0, ge=0, le=64, strict=True)
     activation: Literal["relu", "gelu", "tanh"] = "gelu"
     init_std: float = Field(0.05, gt=0.0)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Embedding dropout before the head.")
+    dropout: float = Field(
+        0.3,
+        ge=0.0,
+        lt=1.0,
+        description="Embedding dropout before the head (0.3: chosen on validation slices, "
+        "docs/training.md).",
+    )
     bias_feature: float = Field(
         1.0,
         ge=0.0,
@@ -236,6 +242,13 @@ class FusionConfig(_Section):
     weight_grid: list[float] = Field(
         default_factory=lambda: list(DEFAULT_WEIGHT_GRID),
         description="The values each fitted weight (a, b) is chosen from.",
+    )
+    fit_beside_training: bool | None = Field(
+        None,
+        description="Fit the priors in a forked process while the first epoch trains (they are "
+        "first needed at its evaluation), instead of before the first step. None: on a CUDA "
+        "device, whose training leaves the host's cores idle; on the CPU the training uses "
+        "them, so the priors are fitted first.",
     )
 
     @field_validator("weight_grid")

@@ -9,6 +9,7 @@ that forked it (Linux), so a killed job leaves no workers behind.
 
 A daemonic process (a Celery prefork pool child runs each job in one) may not start children;
 `allow_children()` lifts that for the process, whose own lifetime bounds its workers'.
+`start_forked(target, *args)` starts one such forked process for a longer task of its own.
 """
 
 from __future__ import annotations
@@ -91,6 +92,23 @@ def _start_worker() -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
+
+
+def start_forked(target: Callable[..., None], *args: Any) -> multiprocessing.process.BaseProcess:
+    """Fork a process that runs `target(*args)` beside this one, started as `map_chunks`'
+    workers are (it dies with this process, no cycle collector, one torch thread); it may call
+    `map_chunks` itself. The caller joins it (or terminates it) and reads its result wherever
+    `target` put it."""
+    process = multiprocessing.get_context("fork").Process(
+        target=_run_forked, args=(target, *args), daemon=False
+    )
+    process.start()
+    return process
+
+
+def _run_forked(target: Callable[..., None], *args: Any) -> None:
+    _start_worker()
+    target(*args)
 
 
 def _run_chunk(job: int, index: int) -> Any:

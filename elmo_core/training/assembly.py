@@ -40,23 +40,19 @@ def with_label_points(
     )
 
 
-def fit_fusion(
+def fit_priors(
     config: TrainConfig,
     train: XMCSplit,
     label_texts: Sequence[str] | None,
     encoder: Encoder,
     train_inputs: object,
     log: Callable[[str], None],
-    *,
-    search_texts: int,
-    device: torch.device | None = None,
 ) -> FusedScorer | None:
-    """The text priors, fitted on the train split; None when fusion is off or has no texts.
+    """The text priors, fitted on the train split (on the CPU); None when fusion is off or has
+    no texts. Their feature caps are planned next (`plan_priors`).
 
     `train_inputs` are the encoder's prepared rows of the fit split (train's rows first): with a
     `tfidf` encoder they are the neighbour prior's word rows too, reused rather than redone.
-    `search_texts` (the run's largest split to score) and `device` size the priors' feature caps
-    (`FusedScorer.plan_searches`, on the first `PLAN_SAMPLE` train texts).
     """
     cfg = config.fusion
     if not cfg.active:
@@ -64,11 +60,6 @@ def fit_fusion(
     if train.texts is None:
         log("fusion needs raw texts; this dataset has none: the head ranks alone")
         return None
-    featurizer = shared_word_featurizer(encoder)
-    word_rows = None
-    if featurizer is not None:
-        assert isinstance(train_inputs, sp.csr_matrix)
-        word_rows = train_inputs[: train.num_points]
     fusion = FusedScorer.fit(
         train.texts,
         train.labels,
@@ -80,13 +71,30 @@ def fit_fusion(
         candidates=cfg.candidates,
         char_ngrams=cfg.char_ngrams,
         min_df=cfg.min_df,
-        word_featurizer=featurizer,
-        word_rows=word_rows,
+        word_featurizer=shared_word_featurizer(encoder),
+        word_rows=_train_word_rows(encoder, train, train_inputs),
     )
     log(
         f"fusion: label-text weight {fusion.label_text_weight}, "
         f"neighbour weight {fusion.neighbour_weight}"
     )
+    return fusion
+
+
+def plan_priors(
+    fusion: FusedScorer,
+    train: XMCSplit,
+    encoder: Encoder,
+    train_inputs: object,
+    log: Callable[[str], None],
+    *,
+    search_texts: int,
+    device: torch.device | None = None,
+) -> None:
+    """Fix the priors' feature caps for `search_texts` texts (the run's largest split to score)
+    on `device`'s engine (`FusedScorer.plan_searches`, on the first `PLAN_SAMPLE` train texts)."""
+    assert train.texts is not None
+    word_rows = _train_word_rows(encoder, train, train_inputs)
     fusion.plan_searches(
         train.texts[:PLAN_SAMPLE],
         texts=search_texts,
@@ -94,7 +102,16 @@ def fit_fusion(
         device=device,
         log=log,
     )
-    return fusion
+
+
+def _train_word_rows(
+    encoder: Encoder, train: XMCSplit, train_inputs: object
+) -> sp.csr_matrix | None:
+    """The train texts' neighbour-prior word rows when the encoder's input is exactly those."""
+    if shared_word_featurizer(encoder) is None:
+        return None
+    assert isinstance(train_inputs, sp.csr_matrix)
+    return train_inputs[: train.num_points]
 
 
 def vote_powers(config: TrainConfig, fusion: FusedScorer | None) -> list[float]:

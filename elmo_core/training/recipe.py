@@ -1,7 +1,9 @@
 """The training recipe: one run of encoder + low-precision head, with hooks (torchtune style).
 
     setup      seeds, splits, encoder (pure BF16 or fp32), text priors, optimizer, head; or the
-               state of the latest checkpoint
+               state of the latest checkpoint. On a GPU the text priors are fitted beside the
+               first epoch instead, in a forked process, and read back before its evaluation
+               (`background_priors`)
     train      epochs over shuffled batches; per step: encoder forward -> head.step (updates the
                head, returns dE) -> e.backward(dE) -> encoder optimizer step
     select     after each epoch: evaluate the validation slice of train (fitting the fusion
@@ -23,6 +25,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,7 @@ from elmo_core.encoders import (
 )
 from elmo_core.encoders.device import batch_to_device, pin_batch
 from elmo_core.errors import ConfigError
+from elmo_core.fusion import FusedScorer
 from elmo_core.head import XMCHead
 from elmo_core.model.artifact import load_model, save_model
 from elmo_core.model.evaluation import (
@@ -48,15 +52,18 @@ from elmo_core.model.evaluation import (
     evaluate_split_fitting_weights,
     split_propensities,
 )
-from elmo_core.model.scoring import prior_word_rows, text_priors
+from elmo_core.model.scoring import prior_word_rows, shared_word_featurizer, text_priors
+from elmo_core.parallel import can_fork
 from elmo_core.precision import is_low_precision
 from elmo_core.training.assembly import (
     choose_vote_power,
-    fit_fusion,
+    fit_priors,
     init_head_from_label_texts,
+    plan_priors,
     vote_powers,
     with_label_points,
 )
+from elmo_core.training.background_priors import PriorsBesideTraining
 from elmo_core.training.batches import (
     HostBatch,
     batch_pairs,
@@ -90,6 +97,8 @@ from elmo_core.training.telemetry import (
 RUN_CONFIG = "run_config.json"
 METRICS = "metrics.json"
 MODEL = "model"
+PRIORS = "priors"
+"""Where the priors fitted beside the first epoch are written until the run reads them."""
 PREFETCH = 4
 """Training batches prepared ahead of the GPU."""
 
@@ -107,8 +116,11 @@ def train(
     `TrainingCancelled` when `callbacks.should_stop()` turns True (a checkpoint is written first).
     """
     recipe = Recipe(config, dataset, Path(out_dir), callbacks or TrainerCallbacks())
-    recipe.setup(resume)
-    return recipe.train()
+    try:
+        recipe.setup(resume)
+        return recipe.train()
+    finally:
+        recipe.close()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -133,6 +145,7 @@ class Recipe:
         self.ckpt_dir = out_dir / "checkpoints"
         self.model_dir = out_dir / MODEL
         self.run = RunState()
+        self.priors_beside: PriorsBesideTraining | None = None
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -173,51 +186,30 @@ class Recipe:
                 )
             info["texts"] = self.fit_split.num_points
         self.propensities = split_propensities(train.labels, cfg.eval)
-        self.cb.on_phase("priors")
-        with self.timer.phase("priors"):
-            self.fusion = fit_fusion(
-                cfg,
-                train,
-                self.dataset.label_texts,
-                self.encoder,
-                self.train_inputs,
-                self.cb.on_log,
-                search_texts=self._largest_scored_split(),
-                device=self.device,
+        self.resumed = resume
+        if self._fits_priors_beside_training():
+            self.priors_beside = PriorsBesideTraining(
+                self.out_dir / PRIORS, shared_word_featurizer(self.encoder)
             )
-            # The priors are fitted on the train split only (the validation slice is neither a
-            # neighbour nor in an idf): the slice's priors are those of unseen texts.
-            # `prior_fusion` holds every prior with a positive configured weight; `fusion` is the
-            # model's, re-weighted by each epoch's fit.
-            self.prior_fusion = self.fusion
-            self.fits_weights = self._fits_weights()
-            self.eval_priors = None
-            self.eval_prior_scores = None
-            if self.eval_split is not None:
-                split = self.eval_split
-                if self.fits_weights:
-                    assert self.fusion is not None and split.texts is not None
-                    scores = self.fusion.prior_scores(
-                        split.texts,
-                        self.dataset.num_labels,
-                        prior_word_rows(self.encoder, self.fusion, self.eval_inputs),
-                        device=self.device,
-                        log=self.cb.on_log,
-                        vote_powers=vote_powers(cfg, self.fusion),
-                    )
-                    self.eval_prior_scores = choose_vote_power(
-                        cfg, self.fusion, scores, split, self.propensities, self.cb.on_log
-                    )
-                else:
-                    self.eval_priors = text_priors(
-                        self.encoder,
-                        self.fusion,
-                        split.texts,
-                        self.eval_inputs,
-                        self.dataset.num_labels,
-                        device=self.device,
-                        log=self.cb.on_log,
-                    )
+            self.priors_beside.start(
+                partial(
+                    fit_priors,
+                    cfg,
+                    train,
+                    self.dataset.label_texts,
+                    self.encoder,
+                    self.train_inputs,
+                )
+            )
+            self.cb.on_log("the text priors are fitted beside the first epoch")
+        else:
+            self.cb.on_phase("priors")
+            with self.timer.phase("priors"):
+                fusion = fit_priors(
+                    cfg, train, self.dataset.label_texts, self.encoder, self.train_inputs,
+                    self.cb.on_log,
+                )  # fmt: skip
+                self._prepare_priors(fusion)
         cast_encoder(self.encoder, cfg.precision).to(self.device)
         self._warn_about_encoder()
         self.train_forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self.encoder
@@ -258,7 +250,8 @@ class Recipe:
                 self.ckpt_dir, cfg, self.encoder, self.head, self.optimizers, self.device
             )
             self.run.telemetry.setdefault("phases", []).extend(setup_phases)
-            self._restore_fusion_weights()
+            if self.priors_beside is None:
+                self._restore_fusion_weights()
             self.cb.on_log(
                 f"resumed from {folder.name}: epoch {self.run.epoch + 1}, "
                 f"step {self.run.global_step}"
@@ -271,6 +264,85 @@ class Recipe:
                 if stale.exists():
                     shutil.rmtree(stale)
             write_json_atomic(self.out_dir / RUN_CONFIG, cfg.model_dump(mode="json"))
+
+    def wait_for_priors(self) -> None:
+        """The priors fitted beside the first epoch (`fusion.fit_beside_training`), waited for,
+        read back and prepared as `setup` prepares them otherwise; once, before the first
+        evaluation (nothing when they were fitted in `setup`)."""
+        beside = self.priors_beside
+        if beside is None:
+            return
+        self.priors_beside = None
+        self.cb.on_phase("priors")
+        with self.timer.phase("priors"):
+            self._prepare_priors(beside.result(self.cb.on_log))
+        if self.resumed:
+            self._restore_fusion_weights()
+
+    def close(self) -> None:
+        """Stop what the run still does beside the training (the priors' process, if any)."""
+        if self.priors_beside is not None:
+            self.priors_beside.cancel()
+            self.priors_beside = None
+
+    def _fits_priors_beside_training(self) -> bool:
+        """`fusion.fit_beside_training` (None: on CUDA), where a process can be forked and
+        there are priors to fit."""
+        cfg = self.config
+        beside = cfg.fusion.fit_beside_training
+        if beside is None:
+            beside = self.device.type == "cuda"
+        texts = self.splits.train.texts is not None
+        return beside and cfg.fusion.active and texts and can_fork()
+
+    def _prepare_priors(self, fusion: FusedScorer | None) -> None:
+        """Plan the fitted priors' feature caps, then score the per-epoch evaluation split with
+        them once (choosing the vote power there when the weights are fitted)."""
+        cfg = self.config
+        if fusion is not None:
+            plan_priors(
+                fusion,
+                self.splits.train,
+                self.encoder,
+                self.train_inputs,
+                self.cb.on_log,
+                search_texts=self._largest_scored_split(),
+                device=self.device,
+            )
+        self.fusion = fusion
+        # The priors are fitted on the train split only (the validation slice is neither a
+        # neighbour nor in an idf): the slice's priors are those of unseen texts.
+        # `prior_fusion` holds every prior with a positive configured weight; `fusion` is the
+        # model's, re-weighted by each epoch's fit.
+        self.prior_fusion = self.fusion
+        self.fits_weights = self._fits_weights()
+        self.eval_priors = None
+        self.eval_prior_scores = None
+        if self.eval_split is not None:
+            split = self.eval_split
+            if self.fits_weights:
+                assert self.fusion is not None and split.texts is not None
+                scores = self.fusion.prior_scores(
+                    split.texts,
+                    self.dataset.num_labels,
+                    prior_word_rows(self.encoder, self.fusion, self.eval_inputs),
+                    device=self.device,
+                    log=self.cb.on_log,
+                    vote_powers=vote_powers(cfg, self.fusion),
+                )
+                self.eval_prior_scores = choose_vote_power(
+                    cfg, self.fusion, scores, split, self.propensities, self.cb.on_log
+                )
+            else:
+                self.eval_priors = text_priors(
+                    self.encoder,
+                    self.fusion,
+                    split.texts,
+                    self.eval_inputs,
+                    self.dataset.num_labels,
+                    device=self.device,
+                    log=self.cb.on_log,
+                )
 
     def _build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The encoder's optimizers by checkpoint name: optimi AdamW ("encoder") for the dense
@@ -514,6 +586,7 @@ class Recipe:
         cfg, run = self.config, self.run
         epoch = run.epoch + 1
         self._check_finite()
+        self.wait_for_priors()
         record = self.memory.epoch_record(epoch, run.global_step)
         run.telemetry["epochs"].append(record)
         self.cb.on_telemetry(record)
@@ -609,6 +682,7 @@ class Recipe:
         """Save the last epoch when nothing was selected, then report the saved model once on
         the test split; its metrics go into `metrics.json` (run and model) and the result."""
         run = self.run
+        self.wait_for_priors()
         if run.best_epoch is None:
             self.cb.on_phase("saving")
             run.best_epoch = run.epoch
