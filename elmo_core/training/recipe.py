@@ -206,9 +206,13 @@ class Recipe:
             self.cb.on_phase("priors")
             with self.timer.phase("priors"):
                 fusion = fit_priors(
-                    cfg, train, self.dataset.label_texts, self.encoder, self.train_inputs,
+                    cfg,
+                    train,
+                    self.dataset.label_texts,
+                    self.encoder,
+                    self.train_inputs,
                     self.cb.on_log,
-                )  # fmt: skip
+                )
                 self._prepare_priors(fusion)
         cast_encoder(self.encoder, cfg.precision).to(self.device)
         self._warn_about_encoder()
