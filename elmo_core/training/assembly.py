@@ -94,24 +94,25 @@ def plan_priors(
     """Fix the priors' feature caps for `search_texts` texts (the run's largest split to score)
     on `device`'s engine (`FusedScorer.plan_searches`, on the first `PLAN_SAMPLE` train texts)."""
     assert train.texts is not None
-    word_rows = _train_word_rows(encoder, train, train_inputs)
     fusion.plan_searches(
         train.texts[:PLAN_SAMPLE],
         texts=search_texts,
-        word_rows=None if word_rows is None else word_rows[:PLAN_SAMPLE],
+        word_rows=_train_word_rows(encoder, train, train_inputs, PLAN_SAMPLE),
         device=device,
         log=log,
     )
 
 
 def _train_word_rows(
-    encoder: Encoder, train: XMCSplit, train_inputs: object
+    encoder: Encoder, train: XMCSplit, train_inputs: object, limit: int | None = None
 ) -> sp.csr_matrix | None:
-    """The train texts' neighbour-prior word rows when the encoder's input is exactly those."""
+    """The first `limit` (None: all) train texts' neighbour-prior word rows when the encoder's
+    input is exactly those; None otherwise."""
     if shared_word_featurizer(encoder) is None:
         return None
     assert isinstance(train_inputs, sp.csr_matrix)
-    return train_inputs[: train.num_points]
+    rows = train.num_points if limit is None else min(limit, train.num_points)
+    return train_inputs[:rows]
 
 
 def vote_powers(config: TrainConfig, fusion: FusedScorer | None) -> list[float]:

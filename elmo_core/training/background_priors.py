@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from elmo_core.fusion import FusedScorer
 from elmo_core.parallel import available_cores, start_forked
 from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 from elmo_core.training.checkpoint import write_json_atomic
+from elmo_core.training.telemetry import peak_rss_bytes
 
 RESERVED_CORES = 2
 """Cores the fitting process leaves to the trainer (its step loop and batch thread)."""
@@ -65,17 +65,18 @@ class PriorsBesideTraining:
         waited = time.perf_counter() - waiting
         code = self.process.exitcode
         self.process = None
-        record = _read_record(self.folder / RESULT)
-        for line in record.get("lines", []):
-            log(line)
-        if record.get("error") or code != 0:
-            why = record.get("error") or _exit_reason(code)
+        try:
+            record = _read_record(self.folder / RESULT)
+            for line in record.get("lines", []):
+                log(line)
+            if record.get("error") or code != 0:
+                why = record.get("error") or _exit_reason(code)
+                raise PriorsFitError(f"fitting the text priors failed: {why}")
+            fusion = None
+            if record["fitted"]:
+                fusion = FusedScorer.load(self.folder, self.encoder_featurizer)
+        finally:
             shutil.rmtree(self.folder, ignore_errors=True)
-            raise PriorsFitError(f"fitting the text priors failed: {why}")
-        fusion = None
-        if record["fitted"]:
-            fusion = FusedScorer.load(self.folder, self.encoder_featurizer)
-        shutil.rmtree(self.folder, ignore_errors=True)
         log(
             f"priors fitted beside the first epoch in {record['seconds']:.1f} s on "
             f"{record['cores']} cores (peak RSS {record['peak_rss'] / 2**30:.2f} GiB); the run "
@@ -109,7 +110,7 @@ def _fit_and_write(
     except Exception as exc:  # reported by the parent, which raises it
         record["error"] = f"{type(exc).__name__}: {exc}"
     record["seconds"] = time.perf_counter() - started
-    record["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    record["peak_rss"] = peak_rss_bytes()
     write_json_atomic(folder / RESULT, record)
     os._exit(0 if record["error"] is None else 1)
 

@@ -186,7 +186,6 @@ class Recipe:
                 )
             info["texts"] = self.fit_split.num_points
         self.propensities = split_propensities(train.labels, cfg.eval)
-        self.resumed = resume
         if self._fits_priors_beside_training():
             self.priors_beside = PriorsBesideTraining(
                 self.out_dir / PRIORS, shared_word_featurizer(self.encoder)
@@ -280,8 +279,7 @@ class Recipe:
         self.cb.on_phase("priors")
         with self.timer.phase("priors"):
             self._prepare_priors(beside.result(self.cb.on_log))
-        if self.resumed:
-            self._restore_fusion_weights()
+        self._restore_fusion_weights()  # a resumed run's; nothing before a first evaluation
 
     def close(self) -> None:
         """Stop what the run still does beside the training (the priors' process, if any)."""
