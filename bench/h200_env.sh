@@ -12,5 +12,5 @@ export PYTHONPATH=/tmp/site:$PWD
 # show the saving). Cache the bytecode once.
 export PYTHONPYCACHEPREFIX=/tmp/pycache
 python3 -c "import transformers.models.bert.modeling_bert, sklearn, scipy.sparse" 2>/dev/null
-mkdir -p /tmp/data && tar -C /tmp/data -xzf .data/debian-deps.tgz
+if [ -f .data/debian-deps.tgz ]; then mkdir -p /tmp/data && tar -C /tmp/data -xzf .data/debian-deps.tgz; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader

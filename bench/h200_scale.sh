@@ -5,6 +5,8 @@
 #   OUT=/some/dir bash bench/h200_scale.sh STAGE...
 # stages: gpu-tests gen-670k gen-3m@SCALE ceiling job-670k-minilm job-670k-tfidf
 #         job-3m-minilm@SCALE debian-minilm debian-minilm@SEED priors-670k artifact-3m
+#         profile-670k-minilm (the 670K job with steps 1000-1040 under torch.profiler)
+# JOB_TIMEOUT (seconds, default 560) bounds a job-3m-minilm stage.
 source bench/h200_env.sh
 export ELMO_MINILM=hf:$PWD/.models/minilm
 nproc; free -g | head -2
@@ -24,7 +26,10 @@ for stage in "$@"; do
                        --shape amazon-670k --encoder "$ELMO_MINILM" --json "$OUT/scale.json" ;;
     job-670k-tfidf) timeout 300 python3 bench/scale_job.py --data /tmp/a670k \
                       --shape amazon-670k --encoder tfidf --json "$OUT/scale.json" ;;
-    job-3m-minilm@*) timeout 560 python3 bench/scale_job.py --data /tmp/a3m \
+    profile-670k-minilm) timeout 400 python3 bench/scale_job.py --data /tmp/a670k \
+                           --shape amazon-670k --encoder "$ELMO_MINILM" --json "$OUT/scale.json" \
+                           --profile-steps 1000:1040 --profile-out "$OUT/profile-670k-minilm" ;;
+    job-3m-minilm@*) timeout "${JOB_TIMEOUT:-560}" python3 bench/scale_job.py --data /tmp/a3m \
                        --shape "amazon-3m@${stage#job-3m-minilm@}" --encoder "$ELMO_MINILM" \
                        --json "$OUT/scale.json" ;;
     debian-minilm) timeout 300 python3 bench/scale_job.py --data /tmp/data/debian-deps \

@@ -14,6 +14,7 @@ model is written, peak host RSS and GPU memory, and the GPU utilisation during t
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import shutil
 import subprocess
@@ -70,14 +71,54 @@ class GpuSampler:
             self.process.terminate()
 
 
+class StepProfile:
+    """`torch.profiler` over training steps [first, last): writes the ops' host (self CPU) and
+    device times as tables, and the gzipped Chrome trace, under `out`."""
+
+    def __init__(self, steps: str, out: Path) -> None:
+        first, last = (int(s) for s in steps.split(":"))
+        self.first, self.last, self.out = first, last, out
+        self.profiler: torch.profiler.profile | None = None
+
+    def at_step(self, step: int) -> None:
+        """Call after each step (`step` = steps done)."""
+        if step == self.first:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.start()
+            self.started = time.perf_counter()
+        elif step == self.last and self.profiler is not None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - self.started
+            self.profiler.stop()
+            averages = self.profiler.key_averages()
+            self.out.mkdir(parents=True, exist_ok=True)
+            steps = self.last - self.first
+            header = f"steps {self.first}-{self.last}: {1000 * wall / steps:.2f} ms a step (wall)\n"
+            for key in ("self_cpu_time_total", "self_device_time_total"):
+                table = averages.table(sort_by=key, row_limit=45, max_name_column_width=70)
+                (self.out / f"profile-{key}.txt").write_text(header + table)
+            trace = self.out / "profile-trace.json"
+            self.profiler.export_chrome_trace(str(trace))
+            with trace.open("rb") as src, gzip.open(f"{trace}.gz", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            trace.unlink()
+            print(f"  profiled steps {self.first}-{self.last} into {self.out}", flush=True)
+            self.profiler = None
+
+
 class Clock(TrainerCallbacks):
     """Wall-clock marks of the run's phases, the phase records, the epoch throughput."""
 
-    def __init__(self) -> None:
+    def __init__(self, profile: StepProfile | None = None) -> None:
         self.marks: list[tuple[str, float]] = []
         self.records: list[dict] = []
         self.throughput = 0.0
         self.train_window: list[float] = []
+        self.profile = profile
 
     def on_phase(self, phase: str) -> None:
         now = time.time()
@@ -90,6 +131,8 @@ class Clock(TrainerCallbacks):
         self.throughput = p.throughput
         if self.train_window:
             self.train_window[1] = time.time()
+        if self.profile is not None:
+            self.profile.at_step(p.step)
         if p.step_in_epoch == p.steps_per_epoch or p.step % 500 == 0:
             loss = "" if p.loss is None else f" loss {p.loss:.2f}"
             print(f"  step {p.step}/{p.total_steps} {p.throughput:.0f} pts/s{loss}", flush=True)
@@ -122,6 +165,12 @@ def main() -> None:
     parser.add_argument(
         "--setup-only", action="store_true", help="Stop after setup; print its phase records."
     )
+    parser.add_argument(
+        "--profile-steps",
+        default=None,
+        help="FIRST:LAST: profile these training steps (torch.profiler) into --profile-out.",
+    )
+    parser.add_argument("--profile-out", type=Path, default=Path("/tmp/elmo-step-profile"))
     args = parser.parse_args()
 
     raw: dict = {"encoder": {"name": args.encoder}, "precision": args.precision}
@@ -135,7 +184,10 @@ def main() -> None:
         node[leaf] = json.loads(value)
     config = parse_config(raw, source="bench")
     sampler = GpuSampler()
-    clock = Clock()
+    profile = (
+        None if args.profile_steps is None else StepProfile(args.profile_steps, args.profile_out)
+    )
+    clock = Clock(profile)
     started = time.time()
     dataset = load_dataset(args.data)
     load_s = time.time() - started
