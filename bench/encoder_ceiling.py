@@ -27,9 +27,9 @@ from rows import emit
 from elmo_core.data.textio import read_lines
 from elmo_core.encoders import TransformerEncoder, resolve_model_dir
 from elmo_core.training.batches import BUCKET_WINDOW, epoch_batches
-from elmo_core.training.graphed_forward import (
+from elmo_core.training.graphed_encoder import (
     GRAPH_TOKEN_MULTIPLE,
-    GraphedTrainForward,
+    GraphedEncoderStep,
     padded_widths,
 )
 
@@ -55,8 +55,10 @@ def run(
     optimizer_name: str,
 ) -> float:
     """Points per second of `steps` training steps through `forward` (the encoder, its graphs
-    or its compiled module) after `warmup` steps."""
+    or its compiled module) after `warmup` steps; the loss is the embedding's mean square, its
+    gradient handed to the backward as the head's is in the trainer."""
     optimizer = make_optimizer(optimizer_name, list(encoder.parameters()))
+    graphed = isinstance(forward, GraphedEncoderStep)
     done = 0
     for step in range(warmup + steps):
         if step == warmup:
@@ -65,11 +67,14 @@ def run(
             done = 0
         batch = batches[step % len(batches)]
         out = forward(batch)
-        out.float().square().mean().backward()
+        grad = out.detach().float() * (2.0 / out.numel())
+        if isinstance(forward, GraphedEncoderStep):
+            forward.backward(grad)
+        else:
+            out.backward(grad.to(out.dtype))
         if optimizer is not None:
             optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        else:
+        if not graphed:  # the graphs own the gradient tensors and overwrite them
             encoder.zero_grad(set_to_none=True)
         done += batch["input_ids"].shape[0]
     torch.cuda.synchronize()
@@ -108,7 +113,7 @@ def main() -> None:
             encoder.pad_to_multiple_of = GRAPH_TOKEN_MULTIPLE
             batches = [encoder.make_batch(tokens, r, device) for r in full_rows]
             tokens_per_batch = float(np.mean([b["input_ids"].shape[1] for b in batches]))
-            graphs = GraphedTrainForward(encoder, args.batch, device, print)
+            graphs = GraphedEncoderStep(encoder, args.batch, device, print)
             graphs.prepare(
                 padded_widths(tokens.lengths, full_rows, args.batch, GRAPH_TOKEN_MULTIPLE)
             )

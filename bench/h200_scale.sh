@@ -14,7 +14,7 @@ for stage in "$@"; do
   echo "=== $stage $(date +%T)"
   case $stage in
     gpu-tests) timeout 180 python3 -m pytest -q -p no:cacheprovider \
-                 tests/core/training/test_graphed_forward.py tests/core/fusion/test_similarity.py ;;
+                 tests/core/training/test_graphed_encoder.py tests/core/fusion/test_similarity.py ;;
     gen-670k) /usr/bin/time -f "%e s, %M KB" python3 -m elmo_core.cli.main data synth \
                 /tmp/a670k --shape amazon-670k --seed 0 --force ;;
     gen-3m@*) /usr/bin/time -f "%e s, %M KB" python3 -m elmo_core.cli.main data synth \

@@ -79,9 +79,9 @@ from elmo_core.training.callbacks import (
     TrainResult,
 )
 from elmo_core.training.checkpoint import write_json_atomic
-from elmo_core.training.graphed_forward import (
+from elmo_core.training.graphed_encoder import (
     GRAPH_TOKEN_MULTIPLE,
-    GraphedTrainForward,
+    GraphedEncoderStep,
     padded_widths,
 )
 from elmo_core.training.row_sparse_adamw import RowSparseAdamW
@@ -216,14 +216,14 @@ class Recipe:
         cast_encoder(self.encoder, cfg.precision).to(self.device)
         self._warn_about_encoder()
         self.train_forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self.encoder
-        self.graphs: GraphedTrainForward | None = None
+        self.graphs: GraphedEncoderStep | None = None
         if cfg.encoder.compile and self.device.type == "cuda":
             self.train_forward = torch.compile(self.encoder, dynamic=True)
             self.cb.on_log("the encoder trains through torch.compile (compiles at its first steps)")
         elif self._wants_graphs():
             assert isinstance(self.encoder, TransformerEncoder)
             self.encoder.pad_to_multiple_of = GRAPH_TOKEN_MULTIPLE
-            self.graphs = GraphedTrainForward(
+            self.graphs = GraphedEncoderStep(
                 self.encoder, self.batch_size, self.device, self.cb.on_log
             )
             self.train_forward = self.graphs
@@ -557,11 +557,15 @@ class Recipe:
         with self.memory.phase("head_step", logging_step):
             grad = self.head.step(detached, pair_rows, pair_cols, sched.head_lr * factor)
         with self.memory.phase("encoder_backward", logging_step):
-            embedding.backward(grad.to(embedding.dtype))
+            if self.graphs is None:
+                embedding.backward(grad.to(embedding.dtype))
+            else:  # writes each parameter's gradient into its .grad
+                self.graphs.backward(grad)
         with self.memory.phase("optimizer_step", logging_step):
             for optimizer in self.optimizers.values():
                 optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                if self.graphs is None:  # the graphs' buffers stay (and are overwritten)
+                    optimizer.zero_grad(set_to_none=True)
         if run.telemetry["static"] is None:
             optimizers = list(self.optimizers.values())
             record = static_record(self.device, self.head.state_dict(), self.encoder, optimizers[0])
