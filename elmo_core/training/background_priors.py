@@ -6,8 +6,9 @@ when it evaluates its first epoch. A GPU's training leaves the host's cores idle
 the GPU waited for them); the process writes them into the run directory as a model stores them
 (`fusion.json` + `fusion.safetensors`, see `FusedScorer.save`) with its log lines, and exits.
 `result` waits for it and reads them back. The process leaves `RESERVED_CORES` cores to the
-trainer's own threads, and logs into its result file rather than through the run's callbacks
-(a job's callbacks hold its database connections, which a forked process must not use).
+trainer's own threads and runs at a lower priority, and logs into its result file rather than
+through the run's callbacks (a job's callbacks hold its database connections, which a forked
+process must not use).
 """
 
 from __future__ import annotations
@@ -27,8 +28,13 @@ from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 from elmo_core.training.checkpoint import write_json_atomic
 from elmo_core.training.telemetry import peak_rss_bytes
 
-RESERVED_CORES = 2
-"""Cores the fitting process leaves to the trainer (its step loop and batch thread)."""
+RESERVED_CORES = 4
+"""Cores the fitting process leaves to the trainer (its step loop, batch thread, the CUDA
+driver's threads); it also runs at a lower priority (`NICENESS`), so that the step loop does not
+queue behind it (on a 16-core H200 host the 670K epoch's steps took 13.4 ms while 14 workers fit
+the priors, 7.9 ms after)."""
+NICENESS = 10
+"""Added to the fitting process's nice value (its workers inherit it)."""
 RESULT = "result.json"
 
 PriorsFit = Callable[[Callable[[str], None]], FusedScorer | None]
@@ -99,6 +105,7 @@ def _fit_and_write(
     """The forked process: fit, write the priors and the record, exit (without the parent's
     exit handlers: they belong to the parent's resources)."""
     cores = _leave_cores(RESERVED_CORES)
+    os.nice(NICENESS)
     lines: list[str] = []
     started = time.perf_counter()
     record: dict = {"lines": lines, "cores": cores, "fitted": False, "error": None}

@@ -67,8 +67,9 @@ class _ShapeGraphs:
 class GraphedEncoderStep:
     """The encoder's training forward (`step(batch)`) and backward (`step.backward(grad)`),
     through a shape's graphs when it has them. After `backward`, every trained parameter's
-    `.grad` holds that step's gradient (not a sum over steps): the caller steps its optimizer and
-    must not set the gradients to None, since the graphs write into those tensors."""
+    `.grad` holds that step's gradient (not a sum over steps), in buffers this object holds: the
+    caller steps its optimizer and need not zero the gradients (setting them to None is allowed,
+    but the next backward points them at the buffers again)."""
 
     def __init__(
         self,
@@ -85,6 +86,7 @@ class GraphedEncoderStep:
         self.graphs: dict[tuple[int, int], _ShapeGraphs] = {}
         self.disabled = False
         self.params: list[nn.Parameter] = []
+        self.grads: list[torch.Tensor] = []
         self._pending: _ShapeGraphs | torch.Tensor | None = None
 
     def prepare(self, widths: Iterable[int]) -> None:
@@ -121,9 +123,15 @@ class GraphedEncoderStep:
         if self.params:
             return
         self.params = [p for p, g in zip(trainable, grads, strict=True) if g is not None]
-        for p in self.params:
-            if p.grad is None or p.grad.shape != p.shape:
-                p.grad = torch.zeros_like(p)
+        self.grads = [torch.zeros_like(p) for p in self.params]
+        self._attach_grads()
+
+    def _attach_grads(self) -> None:
+        """Point each parameter's `.grad` at its buffer again (after a `zero_grad(set_to_none=True)`
+        elsewhere, say); the buffers are held here, so the graphs never write into freed memory."""
+        for p, g in zip(self.params, self.grads, strict=True):
+            if p.grad is not g:
+                p.grad = g
 
     def _capture(self, shape: tuple[int, int]) -> _ShapeGraphs:
         ids = torch.ones(shape, dtype=torch.int64, device=self.device)
@@ -136,7 +144,7 @@ class GraphedEncoderStep:
         upstream = torch.zeros_like(out)
         with torch.cuda.graph(backward, pool=self.pool):
             grads = torch.autograd.grad(out, self.params, upstream)
-            torch._foreach_copy_([p.grad for p in self.params], list(grads))
+            torch._foreach_copy_(self.grads, list(grads))
         return _ShapeGraphs(forward, backward, ids, mask, out.detach(), upstream)
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -162,9 +170,11 @@ class GraphedEncoderStep:
         if isinstance(pending, _ShapeGraphs):
             pending.upstream.copy_(grad, non_blocking=True)
             pending.backward.replay()
+            self._attach_grads()
             return
         trainable = [p for p in self.encoder.parameters() if p.requires_grad]
         grads = torch.autograd.grad(pending, trainable, grad.to(pending.dtype), allow_unused=True)
+        self._attach_grads()
         for p, g in zip(trainable, grads, strict=True):
             if g is None:
                 continue

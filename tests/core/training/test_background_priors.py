@@ -15,7 +15,11 @@ from safetensors.torch import load_file
 
 from elmo_core.parallel import can_fork
 from elmo_core.training import TrainerCallbacks, TrainingCancelled, train
-from elmo_core.training.background_priors import PriorsBesideTraining, PriorsFitError
+from elmo_core.training.background_priors import (
+    NICENESS,
+    PriorsBesideTraining,
+    PriorsFitError,
+)
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="needs fork")
 
@@ -116,6 +120,18 @@ def test_a_failing_fit_names_its_error_and_relays_its_lines(tmp_path):
         priors.result(lines.append)
     assert lines == ["starting"]
     assert not (tmp_path / "priors").exists()
+
+
+def _fit_reporting_priority(log):
+    log(f"nice {os.nice(0)}")
+
+
+def test_the_fit_runs_at_a_lower_priority_than_the_trainer(tmp_path):
+    priors = PriorsBesideTraining(tmp_path / "priors", None)
+    priors.start(_fit_reporting_priority)
+    lines: list[str] = []
+    assert priors.result(lines.append) is None  # the fit returned no priors
+    assert lines[0] == f"nice {min(19, os.nice(0) + NICENESS)}"  # the parent's stays
 
 
 def test_a_killed_fit_says_it_was_killed(tmp_path):
