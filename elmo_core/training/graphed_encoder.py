@@ -150,8 +150,8 @@ class GraphedEncoderStep:
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The encoder's embedding of `batch` (through its shape's graph: a tensor the next
         forward overwrites), kept for `backward`."""
-        shape = tuple(batch["input_ids"].shape)
-        graphs = self.graphs.get(shape)  # type: ignore[call-overload]
+        rows, width = batch["input_ids"].shape
+        graphs = self.graphs.get((rows, width))
         if graphs is None:
             out = self._encode(batch["input_ids"], batch["attention_mask"])
             self._pending = out
