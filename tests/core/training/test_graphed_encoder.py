@@ -68,30 +68,21 @@ def _upstream(seed: int, rows: int, dim: int) -> torch.Tensor:
 
 
 @cuda
-def test_graph_replay_equals_the_eager_step_in_float32(tiny_bert_dir):
+@pytest.mark.parametrize(
+    ("captured", "widths"),
+    [([16], [16, 16, 16]), ([32, 16], [32, 16, 16, 32, 16])],  # the second: pool shared
+)
+def test_graph_replay_equals_the_eager_step_in_float32(tiny_bert_dir, captured, widths):
     encoder = _encoder(tiny_bert_dir, dropout=0.0)
     logs: list[str] = []
     step = GraphedEncoderStep(encoder, 4, torch.device("cuda"), logs.append)
-    step.prepare([16])
-    assert (4, 16) in step.graphs and not step.disabled, logs
-    for seed in range(3):  # new inputs each time: the graphs' static inputs are refreshed
-        batch = _batch(seed, 16)
-        upstream = _upstream(seed, 4, encoder.dim)
-        eager = _eager_step(encoder, batch, upstream)
-        # .grad holds this step's gradient, not a sum over the replays
-        _assert_same(_graphed_step(step, encoder, batch, upstream), eager)
-
-
-@cuda
-def test_shapes_sharing_the_memory_pool_replay_in_any_order(tiny_bert_dir):
-    encoder = _encoder(tiny_bert_dir, dropout=0.0)
-    step = GraphedEncoderStep(encoder, 4, torch.device("cuda"), print)
-    step.prepare([32, 16])
-    assert set(step.graphs) == {(4, 16), (4, 32)}
-    for seed, width in enumerate([32, 16, 16, 32, 16]):
+    step.prepare(captured)
+    assert set(step.graphs) == {(4, w) for w in captured} and not step.disabled, logs
+    for seed, width in enumerate(widths):  # new inputs each time, shapes in any order
         batch = _batch(seed, width)
         upstream = _upstream(seed, 4, encoder.dim)
         eager = _eager_step(encoder, batch, upstream)
+        # .grad holds this step's gradient, not a sum over the replays
         _assert_same(_graphed_step(step, encoder, batch, upstream), eager)
 
 
