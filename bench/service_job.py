@@ -14,15 +14,13 @@ import argparse
 import io
 import json
 import os
-import shutil
-import subprocess
-import sys
 import tarfile
 import time
 from datetime import date
 from pathlib import Path
 
 import httpx
+from local_service import local_service
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -35,20 +33,6 @@ def archive(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def wait_ready(url: str, serve: subprocess.Popen) -> None:
-    """Until `url/readyz` answers 200 (exit if `elmo serve` died first)."""
-    for _ in range(600):
-        if serve.poll() is not None:
-            sys.exit(f"elmo serve exited with {serve.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    sys.exit(f"{url} did not become ready")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="an LF raw-text dataset folder")
@@ -56,25 +40,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8193)
     parser.add_argument("--config", default="{}", help="the job's config, JSON")
     args = parser.parse_args()
-    shutil.rmtree(args.home, ignore_errors=True)
-    env = {**os.environ, "ELMO_HOME": str(args.home)}
-    for name in ("ELMO_BROKER_URL", "ELMO_DATABASE_URL"):
-        env.pop(name, None)
-    elmo = [sys.executable, "-c", "from elmo_core.cli.main import main; main()"]
-    key = subprocess.run(
-        [*elmo, "keys", "create", "--name", "bench"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[-1]
-    url = f"http://127.0.0.1:{args.port}"
-    serve = subprocess.Popen(
-        [*elmo, "serve", "--port", str(args.port), "--log-level", "warning"], env=env
-    )
-    try:
-        wait_ready(url, serve)
-        client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=600)
+    with local_service("serve", args.home, args.port) as service:
+        client = httpx.Client(
+            base_url=service.url, headers={"Authorization": f"Bearer {service.key}"}, timeout=600
+        )
         upload = client.post(
             "/v1/datasets", files={"file": (f"{args.data.name}.tar.gz", archive(args.data))}
         )
@@ -111,9 +80,6 @@ def main() -> None:
             "date": date.today().isoformat(),
         }
         print(json.dumps(row), flush=True)
-    finally:
-        serve.terminate()
-        serve.wait(60)
 
 
 if __name__ == "__main__":

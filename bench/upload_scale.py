@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import httpx
+from local_service import local_service
 
 CHUNK = 1 << 20
 
@@ -51,31 +49,10 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--port", type=int, default=8191)
     args = parser.parse_args()
-    shutil.rmtree(args.home, ignore_errors=True)
     size = args.archive.stat().st_size
-    env = {
-        **os.environ,
-        "ELMO_HOME": str(args.home),
-        "ELMO_MAX_UPLOAD_BYTES": str(4 * size),
-        "ELMO_MAX_EXTRACTED_BYTES": str(8 * size),
-    }
-    env.pop("ELMO_BROKER_URL", None)
-    elmo = [sys.executable, "-c", "from elmo_core.cli.main import main; main()"]
-    key = subprocess.run(
-        [*elmo, "keys", "create", "--name", "bench"], env=env, capture_output=True, text=True
-    ).stdout.split()[-1]
-    api = subprocess.Popen(
-        [*elmo, "api", "--port", str(args.port), "--log-level", "warning"], env=env
-    )
-    try:
-        base = f"http://127.0.0.1:{args.port}"
-        for _ in range(120):
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+    limits = {"ELMO_MAX_UPLOAD_BYTES": str(4 * size), "ELMO_MAX_EXTRACTED_BYTES": str(8 * size)}
+    with local_service("api", args.home, args.port, limits) as service:
+        api, base, key = service.process, service.url, service.key
         idle = peak_rss_mib(api.pid)
         boundary = "elmo-upload-bench"
         started = time.perf_counter()
@@ -105,9 +82,6 @@ def main() -> None:
             "date": date.today().isoformat(),
         }
         print(json.dumps(row), flush=True)
-    finally:
-        api.terminate()
-        api.wait(30)
 
 
 if __name__ == "__main__":
