@@ -58,7 +58,7 @@ def run(
     or its compiled module) after `warmup` steps; the loss is the embedding's mean square, its
     gradient handed to the backward as the head's is in the trainer."""
     optimizer = make_optimizer(optimizer_name, list(encoder.parameters()))
-    graphed = isinstance(forward, GraphedEncoderStep)
+    graphed = forward if isinstance(forward, GraphedEncoderStep) else None
     done = 0
     for step in range(warmup + steps):
         if step == warmup:
@@ -68,13 +68,13 @@ def run(
         batch = batches[step % len(batches)]
         out = forward(batch)
         grad = out.detach().float() * (2.0 / out.numel())
-        if isinstance(forward, GraphedEncoderStep):
-            forward.backward(grad)
+        if graphed is not None:
+            graphed.backward(grad)
         else:
             out.backward(grad.to(out.dtype))
         if optimizer is not None:
             optimizer.step()
-        if not graphed:  # the graphs own the gradient tensors and overwrite them
+        if graphed is None:  # the graphs own the gradient tensors and overwrite them
             encoder.zero_grad(set_to_none=True)
         done += batch["input_ids"].shape[0]
     torch.cuda.synchronize()

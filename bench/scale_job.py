@@ -79,6 +79,7 @@ class StepProfile:
         first, last = (int(s) for s in steps.split(":"))
         self.first, self.last, self.out = first, last, out
         self.profiler: torch.profiler.profile | None = None
+        self.started = 0.0
 
     def at_step(self, step: int) -> None:
         """Call after each step (`step` = steps done)."""

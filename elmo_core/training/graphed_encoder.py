@@ -105,6 +105,9 @@ class GraphedEncoderStep:
                 self.log(f"CUDA graph capture failed ({error}): the encoder trains eagerly")
                 return
 
+    def _trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.encoder.parameters() if p.requires_grad]
+
     def _encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.encoder({"input_ids": ids, "attention_mask": mask})
 
@@ -112,7 +115,7 @@ class GraphedEncoderStep:
         """Eager passes on a side stream (as `make_graphed_callables` does); at the first shape,
         the gradient buffers: one per parameter that receives a gradient (a pooler the
         mean-pooled embedding does not use gets none, so its optimizer leaves it alone)."""
-        trainable = [p for p in self.encoder.parameters() if p.requires_grad]
+        trainable = self._trainable()
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
@@ -172,7 +175,7 @@ class GraphedEncoderStep:
             pending.backward.replay()
             self._attach_grads()
             return
-        trainable = [p for p in self.encoder.parameters() if p.requires_grad]
+        trainable = self._trainable()
         grads = torch.autograd.grad(pending, trainable, grad.to(pending.dtype), allow_unused=True)
         self._attach_grads()
         for p, g in zip(trainable, grads, strict=True):

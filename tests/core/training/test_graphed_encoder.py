@@ -39,21 +39,22 @@ def _batch(seed: int, width: int, batch: int = 4) -> dict[str, torch.Tensor]:
     return {"input_ids": (ids * mask).cuda(), "attention_mask": mask.cuda()}
 
 
+def _grads(encoder: nn.Module) -> dict[str, torch.Tensor]:
+    params = encoder.named_parameters()
+    return {n: p.grad.detach().clone() for n, p in params if p.grad is not None}
+
+
 def _eager_step(encoder: nn.Module, batch: dict, upstream: torch.Tensor):
     encoder.zero_grad(set_to_none=True)
     out = encoder(batch)
     out.backward(upstream)
-    params = encoder.named_parameters()
-    grads = {n: p.grad.detach().clone() for n, p in params if p.grad is not None}
-    return out.detach().clone(), grads
+    return out.detach().clone(), _grads(encoder)
 
 
 def _graphed_step(step: GraphedEncoderStep, encoder: nn.Module, batch: dict, upstream):
     out = step(batch).detach().clone()
     step.backward(upstream.float())  # the head's gradient is float32
-    params = encoder.named_parameters()
-    grads = {n: p.grad.detach().clone() for n, p in params if p.grad is not None}
-    return out, grads
+    return out, _grads(encoder)
 
 
 def _assert_same(graphed, eager, rtol: float = 1e-4, atol: float = 1e-6) -> None:
