@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from elmo_core.data.vocabulary import DatasetFormat, EmptyRowsPolicy
 from elmo_core.errors import ConfigError
@@ -48,6 +48,10 @@ validation slices of debian-deps (best P@1 77.76 against 76.58) and wordnet-taxo
 def default_batch_size(device_type: str) -> int:
     """The batch size a config without one trains with on a device of this type."""
     return CPU_BATCH_SIZE if device_type == "cpu" else GPU_BATCH_SIZE
+
+
+MAX_MEMBERS = 16
+"""The most members (`TrainConfig.members`) a run trains."""
 
 
 BIG = 10**12
@@ -353,6 +357,16 @@ class TrainConfig(_Section):
         "bf16/fp8 head rounds every weight once whatever the batch (docs/cpu_head.md).",
     )
     seed: int = Field(0, ge=0, le=2**32 - 1, strict=True)
+    members: int = Field(
+        1,
+        ge=1,
+        le=MAX_MEMBERS,
+        strict=True,
+        description="Independently trained copies of a sparse encoder and its head, their "
+        "logits averaged; saved and served as one model this many times as wide. 2 ranks "
+        "better on the validation slices tried and costs about twice the training time "
+        "(docs/training.md, Members).",
+    )
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -362,6 +376,16 @@ class TrainConfig(_Section):
     threads: int | None = Field(
         None, ge=1, le=4096, strict=True, description="CPU threads for torch (None: default)."
     )
+
+    @model_validator(mode="after")
+    def _members_need_a_plain_sparse_encoder(self) -> TrainConfig:
+        if self.members > 1 and (not self.encoder.is_sparse or self.encoder.mlp_layers):
+            raise ValueError(
+                f"members {self.members} needs a sparse encoder (tfidf, features) without "
+                f"mlp_layers; this config has encoder {self.encoder.name!r} with "
+                f"{self.encoder.mlp_layers} mlp_layers"
+            )
+        return self
 
     @property
     def encoder_lr(self) -> float:

@@ -122,6 +122,9 @@ def train(
     epochs: int | None = typer.Option(None, "--epochs", help="Number of epochs."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Points per step."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed."),
+    members: int | None = typer.Option(
+        None, "--members", help="Sparse encoders + heads trained side by side, served as one."
+    ),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda"),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (model in OUT/model)."),
     config_file: Path | None = typer.Option(None, "--config", help="TrainConfig JSON file."),
@@ -142,6 +145,7 @@ def train(
         "epochs": epochs,
         "batch_size": batch_size,
         "seed": seed,
+        "members": members,
         "device": device,
     }
     try:

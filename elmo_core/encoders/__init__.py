@@ -5,6 +5,7 @@ features)` (a whole split, once), `make_batch(prepared, rows, device)`, `forward
 and its own persistence: `save(directory) -> meta` writes its non-weight assets into a model
 directory, and `load(config, meta, directory)` rebuilds its skeleton from them (the weights live in
 the artifact's safetensors). `ENCODER_KINDS` maps the artifact's `encoder.kind` to the class.
+A run with `members` trains `MemberEncoders` and saves them merged into one `SparseEncoder`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from elmo_core.config import EncoderConfig
 from elmo_core.dtypes import encoder_dtype
+from elmo_core.encoders.members import MemberEncoders
 from elmo_core.encoders.sparse import SparseEncoder, build_sparse_encoder, tfidf_featurizer
 from elmo_core.encoders.transformer import (
     TransformerEncoder,
@@ -28,6 +30,8 @@ from elmo_core.encoders.transformer import (
 from elmo_core.errors import ConfigError
 
 Encoder = SparseEncoder | TransformerEncoder
+TrainingEncoder = Encoder | MemberEncoders
+"""What a run trains: an encoder, or the members of one (saved merged: `MemberEncoders.merged`)."""
 ENCODER_KINDS: dict[str, type[SparseEncoder] | type[TransformerEncoder]] = {
     SparseEncoder.artifact_kind: SparseEncoder,
     TransformerEncoder.artifact_kind: TransformerEncoder,
@@ -37,7 +41,9 @@ __all__ = [
     "ENCODER_KINDS",
     "Encoder",
     "EncoderProtocol",
+    "MemberEncoders",
     "SparseEncoder",
+    "TrainingEncoder",
     "TransformerEncoder",
     "build_encoder",
     "cast_encoder",

@@ -10,9 +10,12 @@ from __future__ import annotations
 import torch
 
 
-def append_bias(embedding: torch.Tensor, value: float) -> torch.Tensor:
-    """`embedding` with a constant column `value` appended (unchanged when value is 0)."""
+def append_bias(embedding: torch.Tensor, value: float, columns: int = 1) -> torch.Tensor:
+    """`embedding` with `columns` constant columns `value` appended (unchanged when value is 0).
+
+    More than one column: a model merged from independently trained members
+    (`elmo_core.encoders.members`), each member's bias keeping a column of its own."""
     if not value:
         return embedding
-    column = embedding.new_full((embedding.shape[0], 1), value)
+    column = embedding.new_full((embedding.shape[0], columns), value)
     return torch.cat([embedding, column], dim=1)

@@ -27,7 +27,8 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 class SparseEncoder(nn.Module):
     """F sparse features -> d dims: EmbeddingBag, then `mlp_layers` residual (act, linear) blocks
-    (`dim` = the table width, + 1 with a bias feature).
+    (`dim` = the table width, + `bias_columns` (1; a merged model: one per member) with a bias
+    feature).
 
     `featurizer` (fitted TF-IDF) turns texts into rows; without one the encoder takes a dataset's
     sparse features (rows are L2-normalised here).
@@ -47,20 +48,28 @@ class SparseEncoder(nn.Module):
         dropout: float = 0.0,
         init_std: float = 1.0,
         bias_feature: float = 0.0,
+        bias_columns: int = 1,
         sparse_grad: bool = False,
+        table: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.bias_feature = float(bias_feature)
-        self.dim = int(dim) + (1 if self.bias_feature else 0)
+        self.bias_columns = int(bias_columns) if self.bias_feature else 0
+        self.dim = int(dim) + self.bias_columns
         self.num_features = int(num_features)
         self.featurizer = featurizer
         self.width = int(dim)
+        if table is not None and tuple(table.shape) != (self.num_features, self.width):
+            raise ValueError(
+                f"table must be ({self.num_features}, {self.width}), got {tuple(table.shape)}"
+            )
         self.embedding = nn.EmbeddingBag(
-            self.num_features, self.width, mode="sum", sparse=sparse_grad
+            self.num_features, self.width, mode="sum", sparse=sparse_grad, _weight=table
         )
-        nn.init.normal_(self.embedding.weight, std=init_std)
+        if table is None:
+            nn.init.normal_(self.embedding.weight, std=init_std)
         self.blocks = nn.ModuleList(
             nn.Sequential(ACTIVATIONS[activation](), nn.Linear(self.width, self.width))
             for _ in range(mlp_layers)
@@ -118,7 +127,7 @@ class SparseEncoder(nn.Module):
         )
         for block in self.blocks:
             out = out + block(out)
-        return append_bias(self.dropout(out), self.bias_feature)
+        return append_bias(self.dropout(out), self.bias_feature, self.bias_columns)
 
     def save(self, directory: Path) -> dict:
         """Write the TF-IDF vocabulary (if any) into a model directory; return the JSON meta
@@ -127,7 +136,12 @@ class SparseEncoder(nn.Module):
             (directory / self.vocabulary_file).write_text(
                 json.dumps(self.featurizer.to_json()), encoding="utf-8"
             )
-        return {"kind": self.artifact_kind, "num_features": self.num_features, "dim": self.width}
+        return {
+            "kind": self.artifact_kind,
+            "num_features": self.num_features,
+            "dim": self.width,
+            "bias_columns": self.bias_columns,
+        }
 
     @classmethod
     def load(cls, config: EncoderConfig, meta: dict, directory: Path) -> SparseEncoder:
@@ -138,7 +152,13 @@ class SparseEncoder(nn.Module):
             featurizer = TfidfFeaturizer.from_json(
                 json.loads(vocabulary.read_text(encoding="utf-8"))
             )
-        return build_sparse_encoder(config, int(meta["num_features"]), featurizer)
+        return build_sparse_encoder(
+            config,
+            int(meta["num_features"]),
+            featurizer,
+            width=int(meta.get("dim", config.dim)),
+            bias_columns=int(meta.get("bias_columns", 1)),
+        )
 
 
 def tfidf_featurizer(config: TfidfConfig) -> TfidfFeaturizer:
@@ -153,16 +173,27 @@ def tfidf_featurizer(config: TfidfConfig) -> TfidfFeaturizer:
 
 
 def build_sparse_encoder(
-    config: EncoderConfig, num_features: int, featurizer: TfidfFeaturizer | None
+    config: EncoderConfig,
+    num_features: int,
+    featurizer: TfidfFeaturizer | None,
+    *,
+    width: int | None = None,
+    bias_feature: float | None = None,
+    bias_columns: int = 1,
+    table: torch.Tensor | None = None,
 ) -> SparseEncoder:
-    """A sparse encoder of `num_features` inputs with the options of `config`."""
+    """A sparse encoder of `num_features` inputs with the options of `config`; `width` (table
+    columns), `bias_feature` and `bias_columns` default to the config's (one bias column), and
+    `table`, when given, is its n-gram table as it is (no initialisation)."""
     return SparseEncoder(
         num_features,
-        config.dim,
+        config.dim if width is None else width,
         featurizer=featurizer,
         mlp_layers=config.mlp_layers,
         activation=config.activation,
         dropout=config.dropout,
         init_std=config.init_std,
-        bias_feature=config.bias_feature,
+        bias_feature=config.bias_feature if bias_feature is None else bias_feature,
+        bias_columns=bias_columns,
+        table=table,
     )

@@ -17,10 +17,10 @@ import torch
 
 from elmo_core.config import EvalConfig
 from elmo_core.data import XMCSplit
-from elmo_core.encoders import Encoder
+from elmo_core.encoders import TrainingEncoder
 from elmo_core.errors import ConfigError
 from elmo_core.fusion import FusedScorer, PriorScores, WeightFit, fit_weights, fuse_topk
-from elmo_core.head import XMCHead
+from elmo_core.head import TrainingHead
 from elmo_core.metrics import RankingTruth, evaluate_ranking, jain_propensities, prepare_truth
 from elmo_core.model.scoring import predict_topk, text_priors
 
@@ -55,8 +55,8 @@ def score_ids(ids: np.ndarray, truth: RankingTruth, config: EvalConfig) -> dict[
 
 
 def evaluate_split(
-    encoder: Encoder,
-    head: XMCHead,
+    encoder: TrainingEncoder,
+    head: TrainingHead,
     fusion: FusedScorer | None,
     split: XMCSplit,
     *,
@@ -123,8 +123,8 @@ class _StepClock:
 
 
 def evaluate_split_fitting_weights(
-    encoder: Encoder,
-    head: XMCHead,
+    encoder: TrainingEncoder,
+    head: TrainingHead,
     fusion: FusedScorer,
     split: XMCSplit,
     *,

@@ -15,21 +15,21 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from elmo_core.encoders import Encoder, SparseEncoder
+from elmo_core.encoders import MemberEncoders, SparseEncoder, TrainingEncoder
 from elmo_core.fusion import FusedScorer, fuse_topk, head_probabilities
-from elmo_core.head import XMCHead
+from elmo_core.head import TrainingHead
 from elmo_core.text_features import TfidfFeaturizer
 
 
-def shared_word_featurizer(encoder: Encoder) -> TfidfFeaturizer | None:
+def shared_word_featurizer(encoder: TrainingEncoder) -> TfidfFeaturizer | None:
     """The word TF-IDF the neighbour prior shares with the encoder: a `tfidf` encoder's own
     featurizer (its input rows are then the prior's rows too), else None (the prior fits its
     own)."""
-    return encoder.featurizer if isinstance(encoder, SparseEncoder) else None
+    return encoder.featurizer if isinstance(encoder, SparseEncoder | MemberEncoders) else None
 
 
 def prior_word_rows(
-    encoder: Encoder, fusion: FusedScorer | None, prepared: object
+    encoder: TrainingEncoder, fusion: FusedScorer | None, prepared: object
 ) -> sp.csr_matrix | None:
     """The encoder's prepared rows when they are also the neighbour prior's word rows (the
     prior uses the encoder's featurizer), else None (the prior featurizes the texts itself)."""
@@ -43,7 +43,7 @@ def prior_word_rows(
 
 
 def text_priors(
-    encoder: Encoder,
+    encoder: TrainingEncoder,
     fusion: FusedScorer | None,
     texts: Sequence[str] | None,
     prepared: object,
@@ -64,8 +64,8 @@ def text_priors(
 
 @torch.no_grad()
 def predict_topk(
-    encoder: Encoder,
-    head: XMCHead,
+    encoder: TrainingEncoder,
+    head: TrainingHead,
     prepared: Any,
     num_rows: int,
     k: int,
@@ -94,8 +94,8 @@ def predict_topk(
 
 
 def rank_topk(
-    encoder: Encoder,
-    head: XMCHead,
+    encoder: TrainingEncoder,
+    head: TrainingHead,
     prepared: Any,
     num_rows: int,
     k: int,

@@ -13,11 +13,11 @@ import torch
 
 from elmo_core.config import TrainConfig
 from elmo_core.data import XMCSplit
-from elmo_core.encoders import Encoder
+from elmo_core.encoders import TrainingEncoder
 from elmo_core.errors import ConfigError
 from elmo_core.fusion import FusedScorer, PriorScores, fit_vote_power
 from elmo_core.fusion.fused import PLAN_SAMPLE
-from elmo_core.head import XMCHead
+from elmo_core.head import TrainingHead
 from elmo_core.model.evaluation import ranking_depth, score_ids, split_truth
 from elmo_core.model.scoring import shared_word_featurizer
 
@@ -44,7 +44,7 @@ def fit_priors(
     config: TrainConfig,
     train: XMCSplit,
     label_texts: Sequence[str] | None,
-    encoder: Encoder,
+    encoder: TrainingEncoder,
     train_inputs: object,
     log: Callable[[str], None],
 ) -> FusedScorer | None:
@@ -84,7 +84,7 @@ def fit_priors(
 def plan_priors(
     fusion: FusedScorer,
     train: XMCSplit,
-    encoder: Encoder,
+    encoder: TrainingEncoder,
     train_inputs: object,
     log: Callable[[str], None],
     *,
@@ -104,7 +104,7 @@ def plan_priors(
 
 
 def _train_word_rows(
-    encoder: Encoder, train: XMCSplit, train_inputs: object, limit: int | None = None
+    encoder: TrainingEncoder, train: XMCSplit, train_inputs: object, limit: int | None = None
 ) -> sp.csr_matrix | None:
     """The first `limit` (None: all) train texts' neighbour-prior word rows when the encoder's
     input is exactly those; None otherwise."""
@@ -158,8 +158,8 @@ def choose_vote_power(
 @torch.no_grad()
 def init_head_from_label_texts(
     config: TrainConfig,
-    head: XMCHead,
-    encoder: Encoder,
+    head: TrainingHead,
+    encoder: TrainingEncoder,
     label_texts: Sequence[str] | None,
     device: torch.device,
     log: Callable[[str], None],
@@ -181,6 +181,6 @@ def init_head_from_label_texts(
         out = encoder(encoder.make_batch(inputs, rows, device)).float()
         weights[rows] = out.cpu() * factor
     encoder.train()
-    if getattr(encoder, "bias_feature", 0.0):
-        weights[:, -1] = 0.0
+    if getattr(encoder, "bias_feature", 0.0):  # the bias columns (one per member) start at 0
+        weights[:, encoder.dim - getattr(encoder, "bias_columns", 1) :] = 0.0
     head.load_weights(weights.to(device))

@@ -36,7 +36,9 @@ from elmo_core.config import TrainConfig, default_batch_size
 from elmo_core.data import XMCDataset, XMCSplit
 from elmo_core.data.splits import select_splits
 from elmo_core.encoders import (
+    MemberEncoders,
     SparseEncoder,
+    TrainingEncoder,
     TransformerEncoder,
     build_encoder,
     cast_encoder,
@@ -45,7 +47,7 @@ from elmo_core.encoders import (
 from elmo_core.encoders.device import batch_to_device, pin_batch
 from elmo_core.errors import ConfigError
 from elmo_core.fusion import FusedScorer
-from elmo_core.head import XMCHead
+from elmo_core.head import MemberHeads, TrainingHead, XMCHead
 from elmo_core.model.artifact import load_model, save_model
 from elmo_core.model.evaluation import (
     evaluate_split,
@@ -100,6 +102,8 @@ MODEL = "model"
 PRIORS = "priors"
 """Where the priors fitted beside the first epoch are written until the run reads them."""
 PREFETCH = 4
+MEMBER_SEED_STRIDE = 1_000_003
+"""Member m's head rounds with the seed `seed + m x MEMBER_SEED_STRIDE` (member 0: the run's)."""
 """Training batches prepared ahead of the GPU."""
 
 
@@ -170,11 +174,16 @@ class Recipe:
         self.fit_split = with_label_points(cfg, train, self.dataset.label_texts)
         self.cb.on_phase("featurizing")
         with self.timer.phase("featurizing") as info:
-            self.encoder = build_encoder(
+            encoder = build_encoder(
                 cfg.encoder,
                 train.texts,
                 None if train.features is None else train.features.shape[1],
             )
+            self.encoder: TrainingEncoder = encoder
+            if cfg.members > 1:
+                assert isinstance(encoder, SparseEncoder)
+                self.encoder = MemberEncoders(cfg.encoder, encoder, cfg.members)
+                self.cb.on_log(f"{cfg.members} members, saved as one model of {self.encoder.dim}")
             self.cb.on_log(f"encoder {cfg.encoder.name}: {self.encoder.dim} dims")
             self.train_inputs = self.encoder.featurize(
                 self.fit_split.texts, self.fit_split.features
@@ -229,20 +238,7 @@ class Recipe:
             self.train_forward = self.graphs
             self.cb.on_log("the encoder trains through CUDA graphs (one per batch shape)")
         self.optimizers = self._build_optimizers()
-        label_counts = np.bincount(train.labels.indices, minlength=self.dataset.num_labels)
-        self.head = XMCHead(
-            self.dataset.num_labels,
-            self.encoder.dim,
-            precision=cfg.precision,
-            chunk_size=cfg.head.chunk_size,
-            head_ratio=cfg.head.head_ratio,
-            kahan_dtype=cfg.head.kahan_dtype,
-            weight_decay=cfg.head.weight_decay,
-            init_std=cfg.head.init_std,
-            seed=cfg.seed,
-            device=self.device,
-            label_counts=torch.from_numpy(label_counts),
-        )
+        self.head = self._build_head()
         self.steps_per_epoch = math.ceil(self.fit_split.num_points / self.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.memory = MemoryTelemetry(self.device)
@@ -346,6 +342,33 @@ class Recipe:
                     log=self.cb.on_log,
                 )
 
+    def _build_head(self) -> TrainingHead:
+        """The head; with members, one per member encoder over its columns (own rounding seed)."""
+        cfg = self.config
+        counts = np.bincount(self.splits.train.labels.indices, minlength=self.dataset.num_labels)
+
+        def head(dim: int, seed: int) -> XMCHead:
+            return XMCHead(
+                self.dataset.num_labels,
+                dim,
+                precision=cfg.precision,
+                chunk_size=cfg.head.chunk_size,
+                head_ratio=cfg.head.head_ratio,
+                kahan_dtype=cfg.head.kahan_dtype,
+                weight_decay=cfg.head.weight_decay,
+                init_std=cfg.head.init_std,
+                seed=seed,
+                device=self.device,
+                label_counts=torch.from_numpy(counts),
+            )
+
+        if not isinstance(self.encoder, MemberEncoders):
+            return head(self.encoder.dim, cfg.seed)
+        columns = [self.encoder.member_columns(m) for m in range(self.encoder.count)]
+        seeds = [cfg.seed + m * MEMBER_SEED_STRIDE for m in range(len(columns))]
+        heads = [head(len(cols), seed) for cols, seed in zip(columns, seeds, strict=True)]
+        return MemberHeads(heads, columns, self.encoder.dim)
+
     def _build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The encoder's optimizers by checkpoint name: optimi AdamW ("encoder") for the dense
         parameters; on the CPU a sparse encoder's n-gram table gets sparse gradients and the lazy
@@ -354,12 +377,16 @@ class Recipe:
         low = is_low_precision(cfg.precision)
         dense = list(self.encoder.parameters())
         optimizers: dict[str, torch.optim.Optimizer] = {}
-        if isinstance(self.encoder, SparseEncoder) and self.device.type == "cpu":
+        if isinstance(self.encoder, SparseEncoder | MemberEncoders) and self.device.type == "cpu":
             self.encoder.use_sparse_gradients()
-            table = self.encoder.embedding.weight
-            dense = [p for p in dense if p is not table]
+            tables = (
+                self.encoder.tables()
+                if isinstance(self.encoder, MemberEncoders)
+                else [self.encoder.embedding.weight]
+            )
+            dense = [p for p in dense if all(p is not table for table in tables)]
             optimizers["rows"] = RowSparseAdamW(
-                [table],
+                tables,
                 lr=cfg.encoder_lr,
                 weight_decay=cfg.schedule.encoder_weight_decay,
                 kahan_sum=low,
@@ -780,11 +807,17 @@ class Recipe:
             return self._write_model()
 
     def _write_model(self) -> Path:
+        """The model as it is scored: members merged into one encoder and one head."""
+        encoder, head = self.encoder, self.head
+        if isinstance(encoder, MemberEncoders):
+            assert isinstance(head, MemberHeads)
+            encoder, head = encoder.merged(), head.merged()
+        assert not isinstance(encoder, MemberEncoders) and isinstance(head, XMCHead)
         return save_model(
             self.model_dir,
             config=self.config,
-            encoder=self.encoder,
-            head=self.head,
+            encoder=encoder,
+            head=head,
             label_texts=self.dataset.label_texts,
             fusion=self.fusion,
             metrics=self._summary(None),

@@ -19,7 +19,7 @@ import torch
 from pydantic import ValidationError
 
 from elmo_core.config import TrainConfig
-from elmo_core.head import XMCHead
+from elmo_core.head import TrainingHead
 from elmo_core.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -86,7 +86,7 @@ def save_run(
     config: TrainConfig,
     run: RunState,
     encoder: torch.nn.Module,
-    head: XMCHead,
+    head: TrainingHead,
     optimizers: Mapping[str, torch.optim.Optimizer],
     total_steps: int,
 ) -> Path:
@@ -115,7 +115,7 @@ def restore_run(
     folder: Path,
     config: TrainConfig,
     encoder: torch.nn.Module,
-    head: XMCHead,
+    head: TrainingHead,
     optimizers: Mapping[str, torch.optim.Optimizer],
     device: torch.device,
 ) -> tuple[RunState, Path]:

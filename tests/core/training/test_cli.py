@@ -108,6 +108,8 @@ def test_print_config_is_a_loadable_skeleton(tmp_path):
     path.write_text(result.stdout)
     again = runner.invoke(app, ["train", "--print-config", "--config", str(path)])
     assert json.loads(again.stdout) == raw
+    members = runner.invoke(app, ["train", "--print-config", "--members", "2"])
+    assert json.loads(members.stdout)["members"] == 2
 
 
 @pytest.mark.parametrize(
@@ -115,6 +117,7 @@ def test_print_config_is_a_loadable_skeleton(tmp_path):
     [
         (["train", "--data", "/no/such/dir", "--out", "X"], "not found"),
         (["train", "--data", str(MINI), "--out", "X", "--precision", "fp4"], "precision"),
+        (["train", "--print-config", "--encoder", "minilm", "--members", "2"], "members 2"),
         (["train", "--data", str(MINI)], "--out is required"),
         (["train", "--data", str(MINI), "--out", "/no/run", "--resume"], "no run to resume"),
         (["eval", "--model", "/no/model", "--data", str(MINI)], "not a model directory"),

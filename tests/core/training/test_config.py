@@ -54,6 +54,18 @@ def test_encoder_lr_defaults_to_the_encoder_kind_and_an_explicit_value_wins():
         parse_config({"schedule": {"encoder_lr": 0}})
 
 
+def test_members_need_a_plain_sparse_encoder():
+    assert TrainConfig().members == 1
+    assert parse_config({"members": 2, "encoder": {"name": "features"}}).members == 2
+    with pytest.raises(ConfigError, match=r"members 2 needs a sparse encoder.*'minilm'"):
+        parse_config({"members": 2, "encoder": {"name": "minilm"}})
+    with pytest.raises(ConfigError, match="without mlp_layers"):
+        parse_config({"members": 3, "encoder": {"mlp_layers": 1}})
+    assert parse_config({"members": 1, "encoder": {"name": "minilm"}}).members == 1
+    with pytest.raises(ConfigError, match="members"):
+        parse_config({"members": 0})
+
+
 @pytest.mark.parametrize(
     ("raw", "where"),
     [

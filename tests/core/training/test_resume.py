@@ -21,9 +21,11 @@ class StopAfter(TrainerCallbacks):
         return self.seen >= self.steps
 
 
-@pytest.mark.parametrize("precision", ["fp8", "bf16"])
-def test_resume_mid_epoch_matches_uninterrupted(mini_dataset, tmp_path, precision, small_config):
-    config = small_config(precision=precision, head={"head_ratio": 0.1})
+@pytest.mark.parametrize(("precision", "members"), [("fp8", 1), ("bf16", 1), ("fp8", 2)])
+def test_resume_mid_epoch_matches_uninterrupted(
+    mini_dataset, tmp_path, precision, members, small_config
+):
+    config = small_config(precision=precision, head={"head_ratio": 0.1}, members=members)
     full = train(config, mini_dataset, tmp_path / "full")
     with pytest.raises(TrainingCancelled) as stopped:
         train(config, mini_dataset, tmp_path / "cut", StopAfter(5))

@@ -1,0 +1,48 @@
+"""A run of two members: trained side by side, saved and served as one model that scores as
+the run reported."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from elmo_core.data.splits import select_splits
+from elmo_core.encoders import SparseEncoder
+from elmo_core.model import load_model
+from elmo_core.model.evaluation import evaluate_split, split_propensities
+from elmo_core.training import TrainerCallbacks, train
+
+
+class Logs(TrainerCallbacks):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def on_log(self, message: str) -> None:
+        self.lines.append(message)
+
+
+def test_two_members_are_saved_as_one_model_that_scores_as_reported(
+    mini_dataset, tmp_path, small_config
+):
+    config = small_config(members=2, epochs=3, eval={"patience": 0})
+    logs = Logs()
+    result = train(config, mini_dataset, tmp_path, logs)
+    assert any(line.startswith("2 members, saved as one model of 66") for line in logs.lines)
+    meta = json.loads((result.model_dir / "config.json").read_text())
+    assert meta["dim"] == 66 and meta["train_config"]["members"] == 2
+    assert meta["encoder"]["dim"] == 64 and meta["encoder"]["bias_columns"] == 2
+    saved = load_model(result.model_dir)
+    assert isinstance(saved.encoder, SparseEncoder) and saved.head.dim == 66
+    assert saved.head.weight.dtype == torch.float8_e4m3fn
+    splits = select_splits(saved.config, mini_dataset)
+    served = evaluate_split(
+        saved.encoder,
+        saved.head,
+        saved.fusion,
+        splits.test,
+        config=saved.config.eval,
+        propensities=split_propensities(splits.train.labels, saved.config.eval),
+        device=torch.device("cpu"),
+    )
+    assert served == result.metrics
