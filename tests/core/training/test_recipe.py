@@ -161,6 +161,6 @@ def test_features_encoder_trains_on_a_bow_dataset(tmp_path, small_config):
     )
     result = train(config, dataset, tmp_path)
     meta = json.loads((result.model_dir / "config.json").read_text())
-    assert meta["encoder"] == {"kind": "sparse", "num_features": 6, "dim": 8}
+    assert meta["encoder"] == {"kind": "sparse", "num_features": 6, "dim": 8, "bias_columns": 1}
     assert result.steps == 2 * 2
     assert set(result.metrics) >= {"P@1", "PSP@1"}
