@@ -40,3 +40,14 @@ def test_bf16_gradient_reaches_the_table():
     out.float().sum().backward()
     grad = encoder.embedding.weight.grad.float()
     assert torch.all(grad[[1, 3]] == 1.0) and torch.all(grad[[0, 2, 4]] == 0.0)
+
+
+def test_a_model_saved_before_bias_columns_loads_with_one(tmp_path):
+    from elmo_core.config import EncoderConfig
+    from elmo_core.encoders import load_encoder
+
+    config = EncoderConfig(name="features", dim=4)
+    old_meta = {"kind": "sparse", "num_features": 5, "dim": 4}  # no "bias_columns" key
+    encoder = load_encoder(config, old_meta, tmp_path)
+    assert encoder.bias_columns == 1 and encoder.dim == 5
+    assert encoder.save(tmp_path) == {**old_meta, "bias_columns": 1}
