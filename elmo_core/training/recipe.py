@@ -183,7 +183,7 @@ class Recipe:
             if cfg.members > 1:
                 assert isinstance(encoder, SparseEncoder)
                 self.encoder = MemberEncoders(cfg.encoder, encoder, cfg.members)
-                self.cb.on_log(f"{cfg.members} members, saved as one model of {self.encoder.dim}")
+                self.cb.on_log(f"{cfg.members} members, saved merged into one model")
             self.cb.on_log(f"encoder {cfg.encoder.name}: {self.encoder.dim} dims")
             self.train_inputs = self.encoder.featurize(
                 self.fit_split.texts, self.fit_split.features

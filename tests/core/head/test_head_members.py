@@ -18,8 +18,21 @@ def _columns() -> list[torch.Tensor]:
     ]
 
 
+CUDA = pytest.param(
+    "cuda",
+    marks=[
+        pytest.mark.gpu,
+        pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+    ],
+)
+
+
 def _heads(
-    precision: str, seeds: tuple[int, int] = (0, 1), stds=(0.05, 0.05), head_ratio: float = 0.0
+    precision: str,
+    seeds: tuple[int, int] = (0, 1),
+    stds=(0.05, 0.05),
+    head_ratio: float = 0.0,
+    device: str = "cpu",
 ) -> list[XMCHead]:
     counts = torch.arange(LABELS, 0, -1).roll(7)  # Kahan rows: a permuted storage order
     return [
@@ -29,7 +42,7 @@ def _heads(
             precision=precision,
             init_std=std,
             seed=seed,
-            device="cpu",
+            device=device,
             head_ratio=head_ratio,
             label_counts=counts,
         )
@@ -37,46 +50,49 @@ def _heads(
     ]
 
 
-def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _batch(seed: int = 0, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     embedding = torch.randn(6, 2 * WIDTH, generator=gen)
     rows = torch.arange(6).repeat_interleave(2)
     cols = torch.randint(0, LABELS, (12,), generator=gen)
-    return embedding, rows, cols
+    return embedding.to(device), rows.to(device), cols.to(device)
 
 
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp8"])
-def test_members_step_exactly_as_heads_of_their_own(precision):
-    members = MemberHeads(_heads(precision), _columns(), 2 * WIDTH)
-    alone = _heads(precision)
+def test_members_step_exactly_as_heads_of_their_own(precision, device):
+    members = MemberHeads(_heads(precision, device=device), _columns(), 2 * WIDTH)
+    alone = _heads(precision, device=device)
     for step in range(3):
-        embedding, rows, cols = _batch(step)
+        embedding, rows, cols = _batch(step, device)
         grad = members.step(embedding, rows, cols, lr=0.5)
         for head, own, columns in zip(members.heads, alone, _columns(), strict=True):
-            own_grad = own.step(embedding[:, columns], rows, cols, lr=0.5)
-            assert torch.equal(grad[:, columns], own_grad)
+            own_grad = own.step(embedding[:, columns.to(device)], rows, cols, lr=0.5)
+            assert torch.equal(grad[:, columns.to(device)], own_grad)
             assert torch.equal(head.weight, own.weight)
 
 
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize(("precision", "head_ratio"), [("fp32", 0.0), ("fp8", 0.0), ("fp8", 0.1)])
-def test_the_merged_head_scores_the_members_mean_logit(precision, head_ratio):
-    members = MemberHeads(_heads(precision, head_ratio=head_ratio), _columns(), 2 * WIDTH)
+def test_the_merged_head_scores_the_members_mean_logit(precision, head_ratio, device):
+    heads = _heads(precision, head_ratio=head_ratio, device=device)
+    members = MemberHeads(heads, _columns(), 2 * WIDTH)
     assert (members.heads[0].perm is not None) == (head_ratio > 0)
-    embedding, rows, cols = _batch()
+    embedding, rows, cols = _batch(device=device)
     members.step(embedding, rows, cols, lr=0.5)
-    halves = [head.dequantized().double() / 2 for head in members.heads]
+    halves = [head.dequantized().double().cpu() / 2 for head in members.heads]
     expected_weights = torch.empty(LABELS, 2 * WIDTH, dtype=torch.float64)
     for half, columns in zip(halves, _columns(), strict=True):
         expected_weights[:, columns] = half
     # halving is exact in binary floats: the merged head holds the members' weights / 2 exactly
-    assert torch.equal(members.merged().dequantized().double(), expected_weights)
+    assert torch.equal(members.merged().dequantized().double().cpu(), expected_weights)
     query = torch.randn(4, 2 * WIDTH, generator=torch.Generator().manual_seed(7))
     mean_logit = sum(
-        query[:, columns].double() @ head.dequantized().double().T / 2
-        for head, columns in zip(members.heads, _columns(), strict=True)
+        query[:, columns].double() @ half.T
+        for half, columns in zip(halves, _columns(), strict=True)
     )
-    values, ids = members.topk(query, LABELS)
-    got = torch.empty_like(mean_logit).scatter_(1, ids, values.double())
+    values, ids = members.topk(query.to(device), LABELS)
+    got = torch.empty_like(mean_logit).scatter_(1, ids.cpu(), values.double().cpu())
     # fp32: float32 products; fp8: the embedding rounded to bf16 for the products (2^-8)
     tolerance = 1e-5 if precision == "fp32" else 2e-2
     torch.testing.assert_close(got, mean_logit, rtol=tolerance, atol=tolerance)

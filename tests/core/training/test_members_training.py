@@ -28,7 +28,8 @@ def test_two_members_are_saved_as_one_model_that_scores_as_reported(
     config = small_config(members=2, epochs=3, eval={"patience": 0})
     logs = Logs()
     result = train(config, mini_dataset, tmp_path, logs)
-    assert any(line.startswith("2 members, saved as one model of 66") for line in logs.lines)
+    assert "2 members, saved merged into one model" in logs.lines
+    assert "encoder tfidf: 66 dims" in logs.lines
     meta = json.loads((result.model_dir / "config.json").read_text())
     assert meta["dim"] == 66 and meta["train_config"]["members"] == 2
     assert meta["encoder"]["dim"] == 64 and meta["encoder"]["bias_columns"] == 2
