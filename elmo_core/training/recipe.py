@@ -102,9 +102,9 @@ MODEL = "model"
 PRIORS = "priors"
 """Where the priors fitted beside the first epoch are written until the run reads them."""
 PREFETCH = 4
+"""Training batches prepared ahead of the GPU."""
 MEMBER_SEED_STRIDE = 1_000_003
 """Member m's head rounds with the seed `seed + m x MEMBER_SEED_STRIDE` (member 0: the run's)."""
-"""Training batches prepared ahead of the GPU."""
 
 
 def train(

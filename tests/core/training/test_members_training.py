@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 
 from elmo_core.data.splits import select_splits
@@ -47,3 +48,28 @@ def test_two_members_are_saved_as_one_model_that_scores_as_reported(
         device=torch.device("cpu"),
     )
     assert served == result.metrics
+
+
+def test_label_text_init_gives_each_member_its_own_embedding(mini_dataset, small_config):
+    from elmo_core.config import EncoderConfig
+    from elmo_core.encoders import MemberEncoders, build_encoder
+    from elmo_core.head import MemberHeads, XMCHead
+    from elmo_core.training.assembly import init_head_from_label_texts
+
+    config = small_config(members=2, head={"init_from_label_texts": 0.5}, precision="fp32")
+    texts = mini_dataset.label_texts[:40]
+    encoder = MemberEncoders(
+        EncoderConfig(dim=8), build_encoder(EncoderConfig(dim=8), texts, None), 2
+    )
+    columns = [encoder.member_columns(m) for m in (0, 1)]
+    heads = [XMCHead(40, 9, precision="fp32", init_std=0.0, device="cpu") for _ in columns]
+    members = MemberHeads(heads, columns, encoder.dim)
+    init_head_from_label_texts(config, members, encoder, texts, torch.device("cpu"), print)
+    encoder.eval()
+    embedded = encoder(
+        encoder.make_batch(encoder.featurize(texts, None), np.arange(40), torch.device("cpu"))
+    )
+    for head, cols in zip(members.heads, columns, strict=True):
+        expected = embedded[:, cols].float() * 0.5
+        expected[:, -1] = 0.0  # each member's bias column starts at 0
+        torch.testing.assert_close(head.dequantized(), expected, rtol=1e-6, atol=1e-7)
