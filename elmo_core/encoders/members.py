@@ -37,16 +37,15 @@ class MemberEncoders(nn.Module):
         self.bias_feature = first.bias_feature
         self.width = first.width
         self.count = int(count)
-        tables = [first.embedding.weight.detach()]
-        tables += [
-            build_sparse_encoder(config, first.num_features, None).embedding.weight.detach()
-            for _ in range(count - 1)
-        ]
         self.members = nn.ModuleList(
             build_sparse_encoder(
-                config, first.num_features, first.featurizer, bias_feature=0.0, table=table
+                config,
+                first.num_features,
+                first.featurizer,
+                bias_feature=0.0,
+                table=first.embedding.weight.detach() if member == 0 else None,
             )
-            for table in tables
+            for member in range(count)
         )
         self.bias_columns = self.count if self.bias_feature else 0
         self.dim = self.count * self.width + self.bias_columns
@@ -69,7 +68,7 @@ class MemberEncoders(nn.Module):
 
     def tables(self) -> list[torch.Tensor]:
         """Each member's n-gram table (the parameters the row-sparse optimiser updates)."""
-        return [member.embedding.weight for member in self._members()]
+        return [table for member in self._members() for table in member.tables()]
 
     def _members(self) -> list[SparseEncoder]:
         return [member for member in self.members if isinstance(member, SparseEncoder)]

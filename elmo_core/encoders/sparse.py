@@ -81,6 +81,10 @@ class SparseEncoder(nn.Module):
             nn.init.zeros_(linear.bias)
         self.dropout = nn.Dropout(dropout)
 
+    def tables(self) -> list[torch.Tensor]:
+        """The n-gram table, as a list (the parameters the row-sparse optimiser updates)."""
+        return [self.embedding.weight]
+
     def use_sparse_gradients(self, enabled: bool = True) -> None:
         """Make the table's gradient a sparse tensor of the touched rows (or dense again); the
         forward pass and the weights are the same either way."""

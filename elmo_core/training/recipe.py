@@ -379,11 +379,7 @@ class Recipe:
         optimizers: dict[str, torch.optim.Optimizer] = {}
         if isinstance(self.encoder, SparseEncoder | MemberEncoders) and self.device.type == "cpu":
             self.encoder.use_sparse_gradients()
-            tables = (
-                self.encoder.tables()
-                if isinstance(self.encoder, MemberEncoders)
-                else [self.encoder.embedding.weight]
-            )
+            tables = self.encoder.tables()
             dense = [p for p in dense if all(p is not table for table in tables)]
             optimizers["rows"] = RowSparseAdamW(
                 tables,
