@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from elmo_core.data.vocabulary import DatasetFormat, EmptyRowsPolicy
 from elmo_core.errors import ConfigError
-from elmo_core.precision import KahanDtype, Precision
+from elmo_core.precision import KahanDtype, Precision, valid_below_floor_rate
 
 MAX_K = 10_000
 """The largest k a metric may be computed at."""
@@ -50,8 +50,28 @@ def default_batch_size(device_type: str) -> int:
     return CPU_BATCH_SIZE if device_type == "cpu" else GPU_BATCH_SIZE
 
 
+DEFAULT_BELOW_FLOOR_RATE = 1 / 16
+"""`HeadConfig.below_floor_rate` (docs/training.md, "Gradient floor")."""
+CPU_GRADIENT_FLOOR = 0.01
+"""`HeadConfig.gradient_floor` None on the CPU (docs/training.md, "Gradient floor")."""
+
+
+def default_members(device_type: str, encoder: EncoderConfig) -> int:
+    """The members a config without a count trains on a device of this type with this encoder."""
+    return CPU_MEMBERS if device_type == "cpu" and encoder.takes_members else 1
+
+
+def default_gradient_floor(device_type: str) -> float:
+    """The head's gradient floor a config without one trains with on a device of this type: the
+    GPU kernels update every label, the CPU skips the labels a batch barely moves."""
+    return CPU_GRADIENT_FLOOR if device_type == "cpu" else 0.0
+
+
 MAX_MEMBERS = 16
 """The most members (`TrainConfig.members`) a run trains."""
+CPU_MEMBERS = 2
+"""`TrainConfig.members` None on the CPU, for an encoder that takes members (docs/training.md,
+"Members")."""
 
 
 BIG = 10**12
@@ -158,6 +178,11 @@ class EncoderConfig(_Section):
         """True for the sparse encoders (tfidf, features)."""
         return self.name in ("tfidf", "features")
 
+    @property
+    def takes_members(self) -> bool:
+        """True when `TrainConfig.members` > 1 can train this encoder: sparse, no MLP layers."""
+        return self.is_sparse and not self.mlp_layers
+
 
 class HeadConfig(_Section):
     """Options of the low-precision head (`elmo_core.head.XMCHead`)."""
@@ -173,6 +198,27 @@ class HeadConfig(_Section):
         description="Start each label's row as this factor x the encoder's embedding of its text "
         "(datasets with label texts; 0: off).",
     )
+    gradient_floor: float | None = Field(
+        None,
+        ge=0.0,
+        le=0.5,
+        description="A step skips the labels whose |sigmoid(z) - y| is below this for every "
+        "point of the batch (CPU only; 0: every label; None: the device's default).",
+    )
+    below_floor_rate: float = Field(
+        DEFAULT_BELOW_FLOOR_RATE,
+        ge=0.0,
+        le=1.0,
+        description="Each label under the gradient floor is still updated with this probability, "
+        "its gradient scaled by the inverse (unbiased; 0 or a power of two 2^-k).",
+    )
+
+    @field_validator("below_floor_rate")
+    @classmethod
+    def _power_of_two(cls, rate: float) -> float:
+        if not valid_below_floor_rate(rate):
+            raise ValueError("must be 0 or a power of two 2^-k, 0 <= k <= 24")
+        return rate
 
 
 class ScheduleConfig(_Section):
@@ -357,15 +403,14 @@ class TrainConfig(_Section):
         "bf16/fp8 head rounds every weight once whatever the batch (docs/cpu_head.md).",
     )
     seed: int = Field(0, ge=0, le=2**32 - 1, strict=True)
-    members: int = Field(
-        1,
+    members: int | None = Field(
+        None,
         ge=1,
         le=MAX_MEMBERS,
         strict=True,
         description="Independently trained copies of a sparse encoder and its head, their "
-        "logits averaged; saved and served as one model this many times as wide. 2 ranks "
-        "better on the validation slices tried and costs about twice the training time "
-        "(docs/training.md, Members).",
+        "logits averaged; saved and served as one model this many times as wide. None: 2 on "
+        "the CPU for a sparse encoder without mlp_layers, else 1 (docs/training.md, Members).",
     )
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
@@ -379,7 +424,7 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _members_need_a_plain_sparse_encoder(self) -> TrainConfig:
-        if self.members > 1 and (not self.encoder.is_sparse or self.encoder.mlp_layers):
+        if self.members and self.members > 1 and not self.encoder.takes_members:
             raise ValueError(
                 f"members {self.members} needs a sparse encoder (tfidf, features) without "
                 f"mlp_layers; this config has encoder {self.encoder.name!r} with "

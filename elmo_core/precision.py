@@ -9,6 +9,7 @@ dtypes.
 
 from __future__ import annotations
 
+import math
 from typing import Literal, get_args
 
 Precision = Literal["fp8", "bf16", "fp32"]
@@ -34,3 +35,14 @@ KAHAN_DTYPE_NAMES: dict[str, str] = {"bf16": "bfloat16", "e5m2": "float8_e5m2"}
 def is_low_precision(precision: str) -> bool:
     """True for fp8 and bf16: no master weights, stochastic rounding, a pure-BF16 encoder."""
     return precision != "fp32"
+
+
+def valid_below_floor_rate(rate: float) -> bool:
+    """Whether ``rate`` is 0 or ``2^-k`` (``0 <= k <= 24``): scaling a bf16 ``G`` by its inverse
+    is then exact."""
+    if rate == 0.0:
+        return True
+    if not 0.0 < rate <= 1.0:
+        return False
+    mantissa, exponent = math.frexp(rate)
+    return mantissa == 0.5 and -23 <= exponent <= 1

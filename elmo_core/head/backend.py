@@ -75,6 +75,8 @@ class HeadBackend(Protocol):
         weight_decay: float,
         compensation: torch.Tensor | None,
         chunk_size: int,
+        gradient_floor: float = 0.0,
+        below_floor_rate: float = 0.0,
     ) -> torch.Tensor:
         """One training step in place on ``weight`` (and ``compensation``); returns ``dE``."""
         ...

@@ -67,6 +67,14 @@ class CpuBf16Backend(ReferenceBackend):
 
         return cpu_kernels.bce_gradient_(z, rows, cols)
 
+    def column_peaks(self, g: torch.Tensor) -> torch.Tensor:
+        """Each column's largest ``|G|`` (bf16 ``G``: the fused ``cpu_kernels.column_peaks``)."""
+        if g.dtype != torch.bfloat16:
+            return super().column_peaks(g)
+        from elmo_core.head import cpu_kernels
+
+        return cpu_kernels.column_peaks(g)
+
     def apply_update(
         self,
         w_c: torch.Tensor,
@@ -79,10 +87,12 @@ class CpuBf16Backend(ReferenceBackend):
         seed: int,
         row_offset: int,
         compensation: torch.Tensor | None,
+        kept: torch.Tensor | None = None,
     ) -> None:
         """``G^T E`` as a bf16 GEMM, then the fused ``cpu_kernels.sgd_round_`` on the chunk's
-        rows, except its Kahan rows: ``U = -lr (G^T E + weight_decay W)`` in fp32 and
-        ``round_update_`` for those."""
+        rows (on its ``kept`` rows only, where given), except its Kahan rows (always the first
+        ``kept`` ones): ``U = -lr (G^T E + weight_decay W)`` in fp32 and ``round_update_`` for
+        those."""
         if w_c.dtype == torch.float32:
             super().apply_update(
                 w_c,
@@ -94,6 +104,7 @@ class CpuBf16Backend(ReferenceBackend):
                 seed=seed,
                 row_offset=row_offset,
                 compensation=compensation,
+                kept=kept,
             )
             return
         from elmo_core.head import cpu_kernels
@@ -106,4 +117,7 @@ class CpuBf16Backend(ReferenceBackend):
             if weight_decay:
                 upd.add_(w32, alpha=-lr * weight_decay)
             round_update_(w_c[:k], w32, upd, seed, row_offset, compensation)
-        cpu_kernels.sgd_round_(w_c[k:], product[k:], lr, weight_decay, seed, row_offset + k)
+        if kept is None:
+            cpu_kernels.sgd_round_(w_c[k:], product[k:], lr, weight_decay, seed, row_offset + k)
+        else:
+            cpu_kernels.sgd_round_(w_c, product[k:], lr, weight_decay, seed, row_offset, kept[k:])

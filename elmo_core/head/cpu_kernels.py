@@ -143,6 +143,26 @@ def _sgd_round_bf16(w, p, neg_lr, neg_lr_wd, decay, seed, row0):
 
 
 @kernel
+def _sgd_round_rows_e4m3(w, rows, p, neg_lr, neg_lr_wd, decay, seed, row0):
+    for k in prange(rows.shape[0]):
+        i = rows[k]
+        h = row_bits(row0 + i, seed)
+        for j in range(w.shape[1]):
+            x = _sgd(e4m3_f32(w[i, j]), bf16_f32(p[k, j]), neg_lr, neg_lr_wd, decay)
+            w[i, j] = sr_e4m3(x, element_bits(h, j))
+
+
+@kernel
+def _sgd_round_rows_bf16(w, rows, p, neg_lr, neg_lr_wd, decay, seed, row0):
+    for k in prange(rows.shape[0]):
+        i = rows[k]
+        h = row_bits(row0 + i, seed)
+        for j in range(w.shape[1]):
+            x = _sgd(bf16_f32(w[i, j]), bf16_f32(p[k, j]), neg_lr, neg_lr_wd, decay)
+            w[i, j] = sr_bf16(x, element_bits(h, j))
+
+
+@kernel
 def _lookup(src, table, out):
     for i in prange(src.shape[0]):
         for j in range(src.shape[1]):
@@ -159,6 +179,19 @@ def _bce_gradient(z, rows, cols, negative, positive):
             z[i, j] = negative[z[i, j]]
     for k in range(rows.shape[0]):
         z[rows[k], cols[k]] = pos[k]
+
+
+@kernel
+def _column_peaks(g, peaks):
+    parts, cols = peaks.shape
+    for t in prange(parts):
+        own = peaks[t]
+        own[:] = 0
+        for i in range(t * g.shape[0] // parts, (t + 1) * g.shape[0] // parts):
+            for j in range(cols):
+                magnitude = g[i, j] & 0x7FFF
+                if magnitude > own[j]:
+                    own[j] = magnitude
 
 
 @functools.cache
@@ -194,6 +227,19 @@ def e4m3_to_bf16(weight: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def column_peaks(g: torch.Tensor) -> torch.Tensor:
+    """Each column's largest ``|G|`` of the bf16 matrix ``g`` (B x C), as bf16: the largest
+    magnitude bits (a bf16's magnitude orders as its bits without the sign; a NaN column stays
+    NaN), each thread taking a band of rows, then the bands' maximum."""
+    if g.dtype != torch.bfloat16:
+        raise ValueError(f"column_peaks takes a bf16 matrix, got {g.dtype}")
+    use_torch_threads()
+    parts = max(1, min(torch.get_num_threads(), g.shape[0]))
+    peaks = np.empty((parts, g.shape[1]), np.uint16)
+    _column_peaks(_bits(g), peaks)
+    return torch.from_numpy(peaks.max(axis=0)).view(torch.bfloat16)
+
+
 def bce_gradient_(z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """``G = bf16(sigmoid(Z) - Y)`` in place on the bf16 logits ``z`` (B x C), ``Y`` 1 at the
     distinct positive pairs ``(rows, cols)`` (int64, ``cols`` within the chunk), 0 elsewhere.
@@ -211,12 +257,15 @@ def sgd_round_(
     weight_decay: float,
     seed: int,
     row_offset: int,
+    rows: torch.Tensor | None = None,
 ) -> None:
     """``W <- SR(W + U)`` with ``U = -lr (P + weight_decay W)`` in place on the e4m3 or bf16 rows
     ``weight`` (C x d), ``product`` the bf16 ``P = G^T E`` (C x d); row ``i`` draws the bits of
-    row ``row_offset + i`` with ``seed`` (see the module docstring)."""
-    if product.dtype != torch.bfloat16 or product.shape != weight.shape:
-        raise ValueError("the product must be a bf16 matrix of the weights' shape")
+    row ``row_offset + i`` with ``seed`` (see the module docstring). With ``rows`` (distinct int64
+    row ids of ``weight``), ``product`` has one row per id and only those rows change."""
+    shape = weight.shape if rows is None else (rows.shape[0], weight.shape[1])
+    if product.dtype != torch.bfloat16 or product.shape != shape:
+        raise ValueError("the product must be a bf16 matrix of the updated rows' shape")
     args = (
         np.float32(-lr),
         np.float32(-lr * weight_decay),
@@ -224,10 +273,13 @@ def sgd_round_(
         np.int64(seed),
         np.int64(row_offset),
     )
-    use_torch_threads()
-    if weight.dtype == torch.float8_e4m3fn:
-        _sgd_round_e4m3(_bits(weight), _bits(product), *args)
-    elif weight.dtype == torch.bfloat16:
-        _sgd_round_bf16(_bits(weight), _bits(product), *args)
-    else:
+    if weight.dtype not in (torch.float8_e4m3fn, torch.bfloat16):
         raise ValueError(f"sgd_round_ updates e4m3 or bf16 weights, got {weight.dtype}")
+    e4m3 = weight.dtype == torch.float8_e4m3fn
+    use_torch_threads()
+    if rows is None:
+        dense = _sgd_round_e4m3 if e4m3 else _sgd_round_bf16
+        dense(_bits(weight), _bits(product), *args)
+    else:
+        sparse = _sgd_round_rows_e4m3 if e4m3 else _sgd_round_rows_bf16
+        sparse(_bits(weight), rows.numpy(), _bits(product), *args)

@@ -24,7 +24,12 @@ from elmo_core.head import rounding
 from elmo_core.head.backend import HeadBackend, HeadInputError
 from elmo_core.head.cpu_bf16_backend import CpuBf16Backend, native_bf16_cpu
 from elmo_core.head.reference import ReferenceBackend, embedding_operand, sorted_positives
-from elmo_core.precision import KAHAN_DTYPES, PRECISIONS, is_low_precision
+from elmo_core.precision import (
+    KAHAN_DTYPES,
+    PRECISIONS,
+    is_low_precision,
+    valid_below_floor_rate,
+)
 
 BACKENDS = ("auto", "reference", "cpu-bf16", "triton")
 BACKEND_ENV = "ELMO_HEAD_BACKEND"
@@ -33,6 +38,9 @@ FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 STORED_RMS_LOG2 = 0
 """Low-precision storage holds ``w / s`` with ``s`` a power of two making its rms about 2^this."""
 INIT_ROWS = 1 << 16
+MAX_GRADIENT_FLOOR = 0.5
+"""Largest ``gradient_floor``: a label it skips has every ``|sigmoid(z) - y|`` of the batch below
+1/2, i.e. each of its logits already lies on the right side of 0."""
 
 
 def storage_scale(precision: str, rms: float) -> float:
@@ -114,6 +122,8 @@ class XMCHead:
         device: torch.device | str | None = None,
         label_counts: Sequence[float] | torch.Tensor | None = None,
         backend: str | None = None,
+        gradient_floor: float = 0.0,
+        below_floor_rate: float = 0.0,
     ) -> None:
         num_labels, dim = _int_option("num_labels", num_labels, 1), _int_option("dim", dim, 1)
         seed = _int_option("seed", seed, 0)
@@ -129,6 +139,10 @@ class XMCHead:
             raise ConfigError(f"weight_decay must be finite and >= 0, got {weight_decay!r}")
         if not (math.isfinite(init_std) and init_std >= 0.0):
             raise ConfigError(f"init_std must be finite and >= 0, got {init_std!r}")
+        if not 0.0 <= float(gradient_floor) <= MAX_GRADIENT_FLOOR:
+            raise ConfigError(
+                f"gradient_floor must lie in [0, {MAX_GRADIENT_FLOOR}], got {gradient_floor!r}"
+            )
         self.num_labels, self.dim, self.precision = num_labels, dim, precision
         self.chunk_size, self.head_ratio, self.kahan_dtype = (
             chunk_size,
@@ -140,6 +154,18 @@ class XMCHead:
         self.dtype = storage_dtype(precision)
         self.num_kahan = round(self.head_ratio * num_labels) if is_low_precision(precision) else 0
         self.backend = select_backend(self.device, backend)
+        if gradient_floor and self.backend.name == "triton":
+            raise ConfigError(
+                "gradient_floor > 0 is a CPU option (the reference and cpu-bf16 backends); "
+                "the Triton kernels always update every label"
+            )
+        if not valid_below_floor_rate(below_floor_rate):
+            raise ConfigError(
+                "below_floor_rate must be 0 or a power of two 2^-k, 0 <= k <= 24, got "
+                f"{below_floor_rate!r}"
+            )
+        self.gradient_floor = float(gradient_floor)
+        self.below_floor_rate = float(below_floor_rate)
         self.steps = 0
         self.perm: torch.Tensor | None = None
         self.inv_perm: torch.Tensor | None = None
@@ -258,6 +284,8 @@ class XMCHead:
             weight_decay=self.weight_decay * s * s,
             compensation=self.compensation,
             chunk_size=self._chunk(e.shape[0]),
+            gradient_floor=self.gradient_floor,
+            below_floor_rate=self.below_floor_rate,
         )
         self.steps += 1
         return grad * s

@@ -81,18 +81,46 @@ def round_update_(
     seed: int,
     row_offset: int,
     compensation: torch.Tensor | None,
+    row_ids: torch.Tensor | None = None,
 ) -> None:
     """``W_c <- SR(W_c + U)`` in place on the low-precision rows ``w_c`` (``w32``: them in fp32;
-    ``upd``: ``U``, overwritten), row ``i`` drawing the bits of row ``row_offset + i``. The first
-    rows, as many as ``compensation`` has, are Kahan rows: ``y = U - c; t = SR(W + y);
-    c = RTN((t - W) - y)``, with ``c`` their rows of the buffer (updated in place)."""
+    ``upd``: ``U``, overwritten), row ``i`` drawing the bits of row ``row_offset + i`` (of
+    ``row_ids[i]`` where given). The first rows, as many as ``compensation`` has, are Kahan rows:
+    ``y = U - c; t = SR(W + y); c = RTN((t - W) - y)``, with ``c`` their rows of the buffer
+    (updated in place)."""
     k = 0 if compensation is None else compensation.shape[0]
     if compensation is not None:
         upd[:k] -= upcast(compensation)
         y = upd[:k].clone()
-    new = rounding.stochastic_round_(upd.add_(w32), w_c.dtype, seed, row_offset, out=w_c)
+    new = rounding.stochastic_round_(
+        upd.add_(w32), w_c.dtype, seed, row_offset, out=w_c, row_ids=row_ids
+    )
     if compensation is not None:
         compensation.copy_(rounding.round_nearest((new[:k] - w32[:k]) - y, compensation.dtype))
+
+
+def kept_columns(
+    peaks: torch.Tensor, floor: float, always: int, *, rate: float, seed: int, row_offset: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The columns of a chunk that a step with a gradient floor keeps, from ``peaks`` (each
+    column's largest ``|G|`` in the batch): those not below ``floor`` (a NaN peak is kept, so that
+    it reaches the weights and the run's finite check), the first ``always`` (the chunk's Kahan
+    rows), and each column below the floor with probability ``rate`` (drawn from the bits
+    ``random_bits(row, -1, seed)`` of its row in the whole weight). Returns the kept ids (sorted
+    int64) and the positions among them of the columns drawn below the floor (their ``G`` is to
+    be scaled by ``1 / rate``), or None when every column is kept."""
+    below = peaks.to(torch.float32) < floor
+    below[:always] = False
+    if not bool(below.any()):
+        return None
+    keep = ~below
+    if rate:
+        ids = torch.arange(row_offset, row_offset + peaks.shape[0], device=peaks.device)
+        column = torch.tensor(-1, device=peaks.device)
+        drawn = rounding.random_bits(ids, column, seed) < round(rate * 2.0**32)
+        keep |= below & drawn
+    kept = keep.nonzero().squeeze(1)
+    return kept, below[kept].nonzero().squeeze(1)
 
 
 class ReferenceBackend:
@@ -121,6 +149,8 @@ class ReferenceBackend:
         weight_decay: float,
         compensation: torch.Tensor | None,
         chunk_size: int,
+        gradient_floor: float = 0.0,
+        below_floor_rate: float = 0.0,
     ) -> torch.Tensor:
         """One training step in place on ``weight`` (and ``compensation``); returns ``dE``."""
         num_labels, dim = weight.shape
@@ -137,11 +167,37 @@ class ReferenceBackend:
             w_op = self.weight_operand(w_c)
             p0, p1 = starts[i], starts[i + 1]
             g = self.gradient(e @ w_op.T, pos_rows[p0:p1], pos_cols[p0:p1] - r0, weight)
-            grad += g @ w_op
             k = max(0, min(n_kahan, r1) - r0)
+            kept = None
+            if gradient_floor:
+                picked = kept_columns(
+                    self.column_peaks(g),
+                    gradient_floor,
+                    k,
+                    rate=below_floor_rate,
+                    seed=seed,
+                    row_offset=r0,
+                )
+                if picked is not None:
+                    kept, drawn = picked
+                    if not kept.numel():
+                        continue
+                    g, w_op = g.index_select(1, kept), w_op.index_select(0, kept)
+                    if drawn.numel():
+                        g[:, drawn] *= 1.0 / below_floor_rate
+            grad += g @ w_op
             comp = None if compensation is None or not k else compensation[r0 : r0 + k]
             self.apply_update(
-                w_c, w_op, g, e, lr, weight_decay, seed=seed, row_offset=r0, compensation=comp
+                w_c,
+                w_op,
+                g,
+                e,
+                lr,
+                weight_decay,
+                seed=seed,
+                row_offset=r0,
+                compensation=comp,
+                kept=kept,
             )
         return grad
 
@@ -167,6 +223,10 @@ class ReferenceBackend:
             return g
         return g.to(torch.bfloat16).to(torch.float32)
 
+    def column_peaks(self, g: torch.Tensor) -> torch.Tensor:
+        """Each column's largest ``|G|`` over the batch (a NaN stays NaN)."""
+        return g.abs().amax(0)
+
     def apply_update(
         self,
         w_c: torch.Tensor,
@@ -179,17 +239,27 @@ class ReferenceBackend:
         seed: int,
         row_offset: int,
         compensation: torch.Tensor | None,
+        kept: torch.Tensor | None = None,
     ) -> None:
         """The new weights of the chunk ``w_c`` (rows ``row_offset ..`` of the weight) in place:
         ``U = -lr (G^T E + weight_decay W)`` in fp32, then ``W + U`` for fp32 storage, else
         ``round_update_`` with the step's ``seed``; ``compensation`` holds the Kahan buffer's rows
         of the chunk's first rows, if it has any. ``w_op`` is the chunk's ``weight_operand``
-        (here its fp32 weights)."""
+        (here its fp32 weights). With ``kept`` (sorted row ids within the chunk, its Kahan rows
+        first), ``g`` and ``w_op`` hold those columns and rows only, and only those rows change."""
         upd = torch.addmm(w_op, g.T, e, beta=-lr * weight_decay, alpha=-lr)
-        if w_c.dtype == torch.float32:
-            w_c.add_(upd)
+        if kept is None:
+            if w_c.dtype == torch.float32:
+                w_c.add_(upd)
+                return
+            round_update_(w_c, w_op, upd, seed, row_offset, compensation)
             return
-        round_update_(w_c, w_op, upd, seed, row_offset, compensation)
+        if w_c.dtype == torch.float32:
+            w_c.index_add_(0, kept, upd)
+            return
+        rows = torch.empty(kept.shape[0], w_c.shape[1], dtype=w_c.dtype, device=w_c.device)
+        round_update_(rows, w_op, upd, seed, row_offset, compensation, row_ids=kept + row_offset)
+        w_c[kept] = rows
 
     def topk(
         self, weight: torch.Tensor, embedding: torch.Tensor, k: int, *, chunk_size: int

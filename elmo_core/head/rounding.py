@@ -247,12 +247,15 @@ def stochastic_round_(
     row_offset: int = 0,
     out: torch.Tensor | None = None,
     workers: int | None = None,
+    row_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Round the fp32 matrix ``x`` (rows x cols, contiguous rows) stochastically onto ``dtype``'s
     grid (bf16 or e4m3fn) in place, kept in fp32; element ``(i, j)`` draws the bits of
-    ``(row_offset + i, j)``. NaN stays NaN (the same bits). ``out`` (x's shape, any dtype), if
-    given, also receives the result, block by block while it is in cache. Blocks of ``BLOCK``
-    elements on the CPU, ``DEVICE_BLOCK`` on other devices. Returns ``x``.
+    ``(row_offset + i, j)``, or of ``(row_ids[i], j)`` where ``row_ids`` (int64, one per row of
+    ``x``) is given: rows gathered from a larger matrix draw that matrix's bits. NaN stays NaN
+    (the same bits). ``out`` (x's shape, any dtype), if given, also receives the result, block
+    by block while it is in cache. Blocks of ``BLOCK`` elements on the CPU, ``DEVICE_BLOCK`` on
+    other devices. Returns ``x``.
 
     On the CPU, with ``workers`` > 1 (default ``WORKERS``, else ``torch.get_num_threads()``) and
     more than one block of ``THREAD_BLOCK`` elements, the blocks are shared among ``workers``
@@ -267,7 +270,11 @@ def stochastic_round_(
     else:
         raise ValueError(f"stochastic rounding targets bfloat16 or float8_e4m3fn, got {dtype}")
     num_rows, cols = x.shape
-    rows = torch.arange(row_offset, row_offset + num_rows, device=x.device)
+    rows = (
+        torch.arange(row_offset, row_offset + num_rows, device=x.device)
+        if row_ids is None
+        else row_ids
+    )
     row_bits = _row_hash(rows, seed)[:, None]
     col_bits = _col_hash(torch.arange(cols, device=x.device))
     if x.device.type != "cpu":

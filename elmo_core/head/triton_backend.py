@@ -53,8 +53,14 @@ class TritonBackend:
         weight_decay: float,
         compensation: torch.Tensor | None,
         chunk_size: int,
+        gradient_floor: float = 0.0,
+        below_floor_rate: float = 0.0,
     ) -> torch.Tensor:
-        """One fused training step in place on ``weight`` (and ``compensation``); returns ``dE``."""
+        """One fused training step in place on ``weight`` (and ``compensation``); returns ``dE``.
+        The kernels update every label: a ``gradient_floor`` above 0 is refused (``XMCHead``
+        refuses it at construction)."""
+        if gradient_floor:
+            raise ValueError("the Triton backend updates every label: gradient_floor must be 0")
         if not self._covers(weight, embedding.shape[0]):
             return self.reference.step(
                 weight,

@@ -32,7 +32,12 @@ import numpy as np
 import torch
 from optimi import AdamW
 
-from elmo_core.config import TrainConfig, default_batch_size
+from elmo_core.config import (
+    TrainConfig,
+    default_batch_size,
+    default_gradient_floor,
+    default_members,
+)
 from elmo_core.data import XMCDataset, XMCSplit
 from elmo_core.data.splits import select_splits
 from elmo_core.encoders import (
@@ -165,6 +170,15 @@ class Recipe:
             batch_size = default_batch_size(self.device.type)
             cfg = self.config = cfg.model_copy(update={"batch_size": batch_size})
             self.cb.on_log(f"batch size {batch_size} ({self.device.type} default)")
+        if cfg.members is None:
+            members = default_members(self.device.type, cfg.encoder)
+            cfg = self.config = cfg.model_copy(update={"members": members})
+            self.cb.on_log(f"members {members} ({self.device.type} default)")
+        if cfg.head.gradient_floor is None:
+            floor = default_gradient_floor(self.device.type)
+            head = cfg.head.model_copy(update={"gradient_floor": floor})
+            cfg = self.config = cfg.model_copy(update={"head": head})
+            self.cb.on_log(f"head gradient floor {floor:g} ({self.device.type} default)")
         assert cfg.batch_size is not None
         self.batch_size: int = cfg.batch_size
         self.timer = PhaseTimer(self.device, self._record_phase)
@@ -180,6 +194,7 @@ class Recipe:
                 None if train.features is None else train.features.shape[1],
             )
             self.encoder: TrainingEncoder = encoder
+            assert cfg.members is not None
             if cfg.members > 1:
                 assert isinstance(encoder, SparseEncoder)
                 self.encoder = MemberEncoders(cfg.encoder, encoder, cfg.members)
@@ -360,6 +375,8 @@ class Recipe:
                 seed=seed,
                 device=self.device,
                 label_counts=torch.from_numpy(counts),
+                gradient_floor=cfg.head.gradient_floor or 0.0,
+                below_floor_rate=cfg.head.below_floor_rate,
             )
 
         if not isinstance(self.encoder, MemberEncoders):

@@ -36,6 +36,7 @@ def _config(log_every: int, **schedule: float):
             "batch_size": 32,
             "threads": 1,
             "log_every": log_every,
+            "members": 1,
             "encoder": {"dim": 32},
             "data": {"max_train_points": 256, "max_test_points": 64},
             "schedule": schedule,

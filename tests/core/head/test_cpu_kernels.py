@@ -188,3 +188,21 @@ def test_kernels_keep_torch_thread_count_and_follow_it():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "1"]
+
+
+@pytest.mark.parametrize("dtype", [BF16, E4M3])
+def test_sgd_round_of_some_rows_equals_the_dense_update_of_those_rows(dtype):
+    gen = torch.Generator().manual_seed(8)
+    w = _weights(40, 19, dtype, gen)
+    product = (torch.randn(40, 19, generator=gen) * 4).to(BF16)
+    rows = torch.tensor([0, 5, 6, 39])
+    dense = w.clone()
+    cpu_kernels.sgd_round_(dense, product, 0.3, 0.01, 21, 1000)
+    sparse = w.clone()
+    cpu_kernels.sgd_round_(sparse, product[rows].contiguous(), 0.3, 0.01, 21, 1000, rows)
+    assert _same_bits(sparse[rows], dense[rows])
+    others = torch.ones(40, dtype=torch.bool)
+    others[rows] = False
+    assert _same_bits(sparse[others], w[others])
+    with pytest.raises(ValueError, match="updated rows' shape"):
+        cpu_kernels.sgd_round_(sparse, product, 0.3, 0.0, 21, 0, rows)

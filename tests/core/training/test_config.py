@@ -7,6 +7,12 @@ import re
 
 import pytest
 
+from elmo_core.config import (
+    CPU_GRADIENT_FLOOR,
+    CPU_MEMBERS,
+    default_gradient_floor,
+    default_members,
+)
 from elmo_core.errors import ConfigError
 from elmo_core.training import TrainConfig, load_config, parse_config
 
@@ -55,7 +61,7 @@ def test_encoder_lr_defaults_to_the_encoder_kind_and_an_explicit_value_wins():
 
 
 def test_members_need_a_plain_sparse_encoder():
-    assert TrainConfig().members == 1
+    assert TrainConfig().members is None
     assert parse_config({"members": 2, "encoder": {"name": "features"}}).members == 2
     with pytest.raises(ConfigError, match=r"members 2 needs a sparse encoder.*'minilm'"):
         parse_config({"members": 2, "encoder": {"name": "minilm"}})
@@ -66,6 +72,21 @@ def test_members_need_a_plain_sparse_encoder():
         parse_config({"members": 0})
 
 
+def test_device_defaults_two_members_and_a_gradient_floor_on_the_cpu_only():
+    tfidf = TrainConfig().encoder
+    assert default_members("cpu", tfidf) == CPU_MEMBERS == 2
+    assert default_members("cuda", tfidf) == 1
+    assert default_members("cpu", parse_config({"encoder": {"name": "minilm"}}).encoder) == 1
+    assert default_members("cpu", parse_config({"encoder": {"mlp_layers": 1}}).encoder) == 1
+    assert default_gradient_floor("cpu") == CPU_GRADIENT_FLOOR > 0
+    assert default_gradient_floor("cuda") == 0.0
+    head = TrainConfig().head
+    assert head.gradient_floor is None and head.below_floor_rate == 1 / 16
+    assert parse_config({"head": {"below_floor_rate": 0}}).head.below_floor_rate == 0
+    with pytest.raises(ConfigError, match=r"head\.below_floor_rate.*power of two"):
+        parse_config({"head": {"below_floor_rate": 0.1}})
+
+
 @pytest.mark.parametrize(
     ("raw", "where"),
     [
@@ -73,6 +94,7 @@ def test_members_need_a_plain_sparse_encoder():
         ({"seed": 2**70}, "seed"),
         ({"threads": 10**12}, "threads"),
         ({"head": {"chunk_size": 0}}, "head.chunk_size"),
+        ({"head": {"gradient_floor": 0.7}}, "head.gradient_floor"),
         ({"eval": {"ks": [10**9]}}, "eval.ks"),
         ({"encoder": {"tfidf": {"num_buckets": 2**40}}}, "encoder.tfidf.num_buckets"),
         ({"encoder": {"dim": 10**7}}, "encoder.dim"),

@@ -38,6 +38,8 @@ def test_fp8_run_reports_and_writes_everything(mini_dataset, tmp_path, small_con
     rec = Recorder()
     result = train(small_config(), mini_dataset, tmp_path, rec)
     assert set(rec.phases) <= set(PHASES) and rec.phases[0] == "loading"
+    assert "head gradient floor 0.01 (cpu default)" in rec.logs
+    assert "members 2 (cpu default)" in rec.logs
     assert [p.step for p in rec.progress] == list(range(1, 17))
     assert rec.progress[-1].total_steps == 16 and rec.progress[-1].eta_s == 0
     losses = [p.loss for p in rec.progress if p.loss is not None]
@@ -157,6 +159,7 @@ def test_features_encoder_trains_on_a_bow_dataset(tmp_path, small_config):
     config = small_config(
         encoder={"name": "features", "dim": 8},
         batch_size=2,
+        members=1,
         data={"max_train_points": None, "max_test_points": None},
     )
     result = train(config, dataset, tmp_path)

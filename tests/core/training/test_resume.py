@@ -44,7 +44,9 @@ def test_resume_mid_epoch_matches_uninterrupted(
 
 
 def test_checkpoint_holds_head_kahan_optimizer_rng(mini_dataset, tmp_path, small_config):
-    config = small_config(head={"head_ratio": 0.1}, checkpoint={"every_steps": 3}, epochs=1)
+    config = small_config(
+        head={"head_ratio": 0.1}, checkpoint={"every_steps": 3}, epochs=1, members=1
+    )
     with pytest.raises(TrainingCancelled):
         train(config, mini_dataset, tmp_path, StopAfter(4))
     folder = tmp_path / "checkpoints" / "step-00000004"
