@@ -125,25 +125,7 @@ def _sgd(w: float, p: float, neg_lr: float, neg_lr_wd: float, decay: bool) -> fl
 
 
 @kernel
-def _sgd_round_e4m3(w, p, neg_lr, neg_lr_wd, decay, seed, row0):
-    for i in prange(w.shape[0]):
-        h = row_bits(row0 + i, seed)
-        for j in range(w.shape[1]):
-            x = _sgd(e4m3_f32(w[i, j]), bf16_f32(p[i, j]), neg_lr, neg_lr_wd, decay)
-            w[i, j] = sr_e4m3(x, element_bits(h, j))
-
-
-@kernel
-def _sgd_round_bf16(w, p, neg_lr, neg_lr_wd, decay, seed, row0):
-    for i in prange(w.shape[0]):
-        h = row_bits(row0 + i, seed)
-        for j in range(w.shape[1]):
-            x = _sgd(bf16_f32(w[i, j]), bf16_f32(p[i, j]), neg_lr, neg_lr_wd, decay)
-            w[i, j] = sr_bf16(x, element_bits(h, j))
-
-
-@kernel
-def _sgd_round_rows_e4m3(w, rows, p, neg_lr, neg_lr_wd, decay, seed, row0):
+def _sgd_round_e4m3(w, rows, p, neg_lr, neg_lr_wd, decay, seed, row0):
     for k in prange(rows.shape[0]):
         i = rows[k]
         h = row_bits(row0 + i, seed)
@@ -153,7 +135,7 @@ def _sgd_round_rows_e4m3(w, rows, p, neg_lr, neg_lr_wd, decay, seed, row0):
 
 
 @kernel
-def _sgd_round_rows_bf16(w, rows, p, neg_lr, neg_lr_wd, decay, seed, row0):
+def _sgd_round_bf16(w, rows, p, neg_lr, neg_lr_wd, decay, seed, row0):
     for k in prange(rows.shape[0]):
         i = rows[k]
         h = row_bits(row0 + i, seed)
@@ -275,11 +257,7 @@ def sgd_round_(
     )
     if weight.dtype not in (torch.float8_e4m3fn, torch.bfloat16):
         raise ValueError(f"sgd_round_ updates e4m3 or bf16 weights, got {weight.dtype}")
-    e4m3 = weight.dtype == torch.float8_e4m3fn
+    update = _sgd_round_e4m3 if weight.dtype == torch.float8_e4m3fn else _sgd_round_bf16
+    ids = np.arange(weight.shape[0]) if rows is None else rows.numpy()
     use_torch_threads()
-    if rows is None:
-        dense = _sgd_round_e4m3 if e4m3 else _sgd_round_bf16
-        dense(_bits(weight), _bits(product), *args)
-    else:
-        sparse = _sgd_round_rows_e4m3 if e4m3 else _sgd_round_rows_bf16
-        sparse(_bits(weight), rows.numpy(), _bits(product), *args)
+    update(_bits(weight), ids, _bits(product), *args)
