@@ -13,7 +13,9 @@ statistics `elmo data inspect` prints (`dataset_stats`):
   label-text character, 16 bytes each);
 - evaluation: the largest split's priors (`candidates` + `neighbours` entries per row, 8 bytes)
   and the head's ranking (`candidates` logits and ids per row, 12 bytes);
-- model copies: the head (weights and Kahan rows) and the encoder copied to the host to save.
+- model copies: the head (weights and Kahan rows) and the encoder (weights and two optimizer
+  moments) on the host, once per member (`TrainConfig.members`, resolved for the device the run
+  trains on), plus with several members the merged model written at each save.
 These are estimates; docs/benchmarks.md compares them with measured peak RSS.
 """
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from elmo_core.config import TrainConfig
+from elmo_core.config import TrainConfig, default_members
 from elmo_core.precision import KAHAN_BYTES, STORAGE_BYTES, is_low_precision
 from elmo_core.training.planner import transformer_shape
 
@@ -58,9 +60,12 @@ class HostMemoryPlan:
         return {**asdict(self), "total_bytes": self.total_bytes}
 
 
-def plan_host_memory(config: TrainConfig, stats: dict[str, Any]) -> HostMemoryPlan:
+def plan_host_memory(
+    config: TrainConfig, stats: dict[str, Any], device_type: str = "cpu"
+) -> HostMemoryPlan:
     """Predict the peak host RAM of training `config` on a dataset with `stats`
-    (`elmo_core.data.dataset_stats`)."""
+    (`elmo_core.data.dataset_stats`), on a device of `device_type` (which resolves a config
+    without `members`)."""
     train, test = stats["train"], stats.get("test") or {}
     num_labels = int(stats["num_labels"])
     label_chars = float((stats.get("labels") or {}).get("avg_text_chars") or 0.0)
@@ -109,6 +114,10 @@ def plan_host_memory(config: TrainConfig, stats: dict[str, Any]) -> HostMemoryPl
         features = enc.tfidf.max_features if enc.name == "tfidf" else 0
         encoder_params = features * enc.dim
     encoder_bytes = encoder_params * 4 * 3  # weights and two optimizer moments, saved as fp32
+    members = config.members or default_members(device_type, enc)
+    copies = members * (head + encoder_bytes)
+    if members > 1:  # the merged model, built at each save
+        copies += members * (head + encoder_params * 4)
     return HostMemoryPlan(
         framework=FRAMEWORK_HOST_BYTES,
         texts=texts,
@@ -116,5 +125,5 @@ def plan_host_memory(config: TrainConfig, stats: dict[str, Any]) -> HostMemoryPl
         inputs=inputs,
         priors=priors,
         evaluation=int(evaluation),
-        model_copies=head + encoder_bytes,
+        model_copies=copies,
     )

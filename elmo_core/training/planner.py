@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from elmo_core.config import GPU_BATCH_SIZE, TrainConfig
+from elmo_core.config import GPU_BATCH_SIZE, TrainConfig, default_members
 from elmo_core.head.limits import MAX_BATCH, MAX_SPLIT_K, REFERENCE_CHUNK, TRITON_CHUNK
 from elmo_core.head.reference import bytes_per_label
 from elmo_core.precision import KAHAN_BYTES, STORAGE_BYTES, is_low_precision
@@ -77,7 +77,9 @@ class MemoryPlan:
 def plan_memory(
     config: TrainConfig, num_labels: int, num_features: int | None = None
 ) -> MemoryPlan:
-    """Predict the peak GPU memory of training `config` on `num_labels` labels.
+    """Predict the peak GPU memory of training `config` on `num_labels` labels: each member's
+    head, encoder, optimizer states and activations (`TrainConfig.members`, 1 on a GPU unless
+    set), one step's buffers at a time.
 
     `num_features`: the sparse encoder's input width (vocabulary or hash buckets, or the dataset's
     feature count); if None it is taken from the config (max_features or num_buckets).
@@ -114,14 +116,18 @@ def plan_memory(
     else:
         transient = chunk * bytes_per_label(dim, batch, low)
     kahan_rows = round(config.head.head_ratio * num_labels) if low else 0
+    members = config.members or default_members("cuda", enc)
     return MemoryPlan(
-        head_weights=num_labels * dim * STORAGE_BYTES[config.precision]
-        + (8 * 2 * num_labels if kahan_rows else 0),
-        kahan=kahan_rows * dim * KAHAN_BYTES[config.head.kahan_dtype],
+        head_weights=members
+        * (
+            num_labels * dim * STORAGE_BYTES[config.precision]
+            + (8 * 2 * num_labels if kahan_rows else 0)
+        ),
+        kahan=members * kahan_rows * dim * KAHAN_BYTES[config.head.kahan_dtype],
         chunk_buffers=transient + 2 * batch * dim * 4,
-        encoder=2 * params * param_bytes,
-        optimizer=params * param_bytes * (3 if low else 2) + 2 * largest,
-        activations=int(activations),
+        encoder=members * 2 * params * param_bytes,
+        optimizer=members * params * param_bytes * (3 if low else 2) + 2 * largest,
+        activations=int(members * activations),
         framework=FRAMEWORK_BYTES,
         chunk_size=chunk,
     )

@@ -17,7 +17,9 @@ def plan_for(
     host_memory_gib: float | None = None,
 ) -> dict[str, Any]:
     """The plan as JSON: parts, total, the GPU checked against and whether it fits; with the
-    dataset's `stats`, also the host RAM plan (`host`) checked against `host_memory_gib`.
+    dataset's `stats`, also the host RAM plan (`host`) checked against `host_memory_gib`, for a
+    run on the CPU when no GPU is given (`gpu_memory_gib` None: a CPU job, or a worker GPU the
+    settings do not state), which counts the CPU's default members.
 
     The planner is imported here, not at module level: it loads torch, which the API needs only
     once it plans.
@@ -38,16 +40,20 @@ def plan_for(
         "total_gib": round(total / GIB, 3),
         "gpu_memory_gib": gpu_memory_gib,
         "fits": fits,
-        "host": None if stats is None else _host_plan(config, stats, host_memory_gib),
+        "host": None
+        if stats is None
+        else _host_plan(
+            config, stats, host_memory_gib, "cpu" if gpu_memory_gib is None else "cuda"
+        ),
     }
 
 
 def _host_plan(
-    config: TrainConfig, stats: dict[str, Any], host_memory_gib: float | None
+    config: TrainConfig, stats: dict[str, Any], host_memory_gib: float | None, device_type: str
 ) -> dict[str, Any]:
     from elmo_core.training import plan_host_memory
 
-    plan = plan_host_memory(config, stats)
+    plan = plan_host_memory(config, stats, device_type)
     parts = plan.to_dict()
     total = parts.pop("total_bytes")
     return {

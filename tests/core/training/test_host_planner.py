@@ -28,7 +28,15 @@ def test_parts_match_the_documented_formulas() -> None:
     candidates, k = config.fusion.candidates, config.fusion.neighbours
     assert plan.evaluation == largest * candidates * 12 + largest * (candidates + k) * 8
     head = 1000 * 65 * 1 + round(config.head.head_ratio * 1000) * 65 * 2
-    assert plan.model_copies == head + config.encoder.tfidf.max_features * 64 * 12
+    table = config.encoder.tfidf.max_features * 64
+    # the CPU's default two members: each one's head and table with its two moments (fp32),
+    # and the merged model built at each save; on a GPU one member
+    assert plan.model_copies == 2 * (head + table * 12) + 2 * (head + table * 4)
+    assert plan_host_memory(config, STATS, "cuda").model_copies == head + table * 12
+    three = config.model_copy(update={"members": 3})
+    assert plan_host_memory(three, STATS, "cuda").model_copies == 3 * (head + table * 12) + 3 * (
+        head + table * 4
+    )
     assert plan.total_bytes == sum(plan.to_dict()[p] for p in plan.to_dict() if p != "total_bytes")
 
 

@@ -68,6 +68,12 @@ def test_head_bytes_scale_with_labels_and_precision():
     wider = plan_memory(config, 10_000, 100_000)
     assert (wider.head_weights, wider.kahan) == (one.head_weights, one.kahan)
     assert wider.encoder == 2 * one.encoder
+    # members: each one's head, encoder, optimizer states and activations; one step's buffers
+    pair = plan_memory(config.model_copy(update={"members": 2}), 10_000, 50_000)
+    for part in ("head_weights", "kahan", "encoder", "activations"):
+        assert getattr(pair, part) == 2 * getattr(one, part), part
+    assert pair.optimizer == 2 * one.optimizer - 2 * 50_000 * config.encoder.dim
+    assert pair.chunk_buffers == one.chunk_buffers and pair.framework == one.framework
 
 
 def test_transformer_plan_reads_its_shape_from_config_json_without_weights(
