@@ -440,6 +440,24 @@ class TrainConfig(_Section):
             return self.schedule.encoder_lr
         return SPARSE_ENCODER_LR if self.encoder.is_sparse else TRANSFORMER_ENCODER_LR
 
+    def for_device(self, device_type: str) -> tuple[TrainConfig, list[str]]:
+        """This config with the device defaults it leaves open filled in for a run on a device
+        of `device_type` (`batch_size`, `members`, `head.gradient_floor`), and one log line per
+        default taken."""
+        update: dict = {}
+        notes: list[str] = []
+        if self.batch_size is None:
+            update["batch_size"] = default_batch_size(device_type)
+            notes.append(f"batch size {update['batch_size']} ({device_type} default)")
+        if self.members is None:
+            update["members"] = default_members(device_type, self.encoder)
+            notes.append(f"members {update['members']} ({device_type} default)")
+        if self.head.gradient_floor is None:
+            floor = default_gradient_floor(device_type)
+            update["head"] = self.head.model_copy(update={"gradient_floor": floor})
+            notes.append(f"head gradient floor {floor:g} ({device_type} default)")
+        return self.model_copy(update=update), notes
+
     def to_json(self) -> str:
         """The config as indented JSON (the skeleton `elmo train --print-config` prints)."""
         return json.dumps(self.model_dump(mode="json"), indent=2)

@@ -117,7 +117,5 @@ class CpuBf16Backend(ReferenceBackend):
             if weight_decay:
                 upd.add_(w32, alpha=-lr * weight_decay)
             round_update_(w_c[:k], w32, upd, seed, row_offset, compensation)
-        if kept is None:
-            cpu_kernels.sgd_round_(w_c[k:], product[k:], lr, weight_decay, seed, row_offset + k)
-        else:
-            cpu_kernels.sgd_round_(w_c, product[k:], lr, weight_decay, seed, row_offset, kept[k:])
+        rows = torch.arange(k, w_c.shape[0]) if kept is None else kept[k:]
+        cpu_kernels.sgd_round_(w_c, product[k:], lr, weight_decay, seed, row_offset, rows)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from elmo_core.config import TrainConfig, default_members
+from elmo_core.config import TrainConfig
 from elmo_core.precision import KAHAN_BYTES, STORAGE_BYTES, is_low_precision
 from elmo_core.training.planner import transformer_shape
 
@@ -114,7 +114,8 @@ def plan_host_memory(
         features = enc.tfidf.max_features if enc.name == "tfidf" else 0
         encoder_params = features * enc.dim
     encoder_bytes = encoder_params * 4 * 3  # weights and two optimizer moments, saved as fp32
-    members = config.members or default_members(device_type, enc)
+    members = config.for_device(device_type)[0].members
+    assert members is not None
     copies = members * (head + encoder_bytes)
     if members > 1:  # the merged model, built at each save
         copies += members * (head + encoder_params * 4)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from elmo_core.config import GPU_BATCH_SIZE, TrainConfig, default_members
+from elmo_core.config import TrainConfig
 from elmo_core.head.limits import MAX_BATCH, MAX_SPLIT_K, REFERENCE_CHUNK, TRITON_CHUNK
 from elmo_core.head.reference import bytes_per_label
 from elmo_core.precision import KAHAN_BYTES, STORAGE_BYTES, is_low_precision
@@ -86,8 +86,10 @@ def plan_memory(
     """
     if num_labels < 1:
         raise ValueError(f"num_labels must be >= 1, got {num_labels}")
+    config, _ = config.for_device("cuda")
+    assert config.batch_size is not None and config.members is not None
     enc = config.encoder
-    batch = config.batch_size or GPU_BATCH_SIZE
+    batch = config.batch_size
     low = is_low_precision(config.precision)
     param_bytes = 2 if low else 4
     if enc.is_sparse:
@@ -116,7 +118,7 @@ def plan_memory(
     else:
         transient = chunk * bytes_per_label(dim, batch, low)
     kahan_rows = round(config.head.head_ratio * num_labels) if low else 0
-    members = config.members or default_members("cuda", enc)
+    members = config.members
     return MemoryPlan(
         head_weights=members
         * (

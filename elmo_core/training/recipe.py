@@ -32,12 +32,7 @@ import numpy as np
 import torch
 from optimi import AdamW
 
-from elmo_core.config import (
-    TrainConfig,
-    default_batch_size,
-    default_gradient_floor,
-    default_members,
-)
+from elmo_core.config import TrainConfig
 from elmo_core.data import XMCDataset, XMCSplit
 from elmo_core.data.splits import select_splits
 from elmo_core.encoders import (
@@ -166,19 +161,10 @@ class Recipe:
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
-        if cfg.batch_size is None:
-            batch_size = default_batch_size(self.device.type)
-            cfg = self.config = cfg.model_copy(update={"batch_size": batch_size})
-            self.cb.on_log(f"batch size {batch_size} ({self.device.type} default)")
-        if cfg.members is None:
-            members = default_members(self.device.type, cfg.encoder)
-            cfg = self.config = cfg.model_copy(update={"members": members})
-            self.cb.on_log(f"members {members} ({self.device.type} default)")
-        if cfg.head.gradient_floor is None:
-            floor = default_gradient_floor(self.device.type)
-            head = cfg.head.model_copy(update={"gradient_floor": floor})
-            cfg = self.config = cfg.model_copy(update={"head": head})
-            self.cb.on_log(f"head gradient floor {floor:g} ({self.device.type} default)")
+        cfg, notes = cfg.for_device(self.device.type)
+        self.config = cfg
+        for note in notes:
+            self.cb.on_log(note)
         assert cfg.batch_size is not None
         self.batch_size: int = cfg.batch_size
         self.timer = PhaseTimer(self.device, self._record_phase)

@@ -82,6 +82,17 @@ def test_device_defaults_two_members_and_a_gradient_floor_on_the_cpu_only():
     assert default_gradient_floor("cuda") == 0.0
     head = TrainConfig().head
     assert head.gradient_floor is None and head.below_floor_rate == 1 / 16
+    cpu, notes = TrainConfig().for_device("cpu")
+    assert (cpu.batch_size, cpu.members, cpu.head.gradient_floor) == (256, 2, CPU_GRADIENT_FLOOR)
+    assert notes == [
+        "batch size 256 (cpu default)",
+        "members 2 (cpu default)",
+        "head gradient floor 0.01 (cpu default)",
+    ]
+    cuda, _ = TrainConfig().for_device("cuda")
+    assert (cuda.batch_size, cuda.members, cuda.head.gradient_floor) == (128, 1, 0.0)
+    set_, notes = parse_config({"batch_size": 64, "members": 1}).for_device("cpu")
+    assert (set_.batch_size, set_.members) == (64, 1) and len(notes) == 1
     assert parse_config({"head": {"below_floor_rate": 0}}).head.below_floor_rate == 0
     with pytest.raises(ConfigError, match=r"head\.below_floor_rate.*power of two"):
         parse_config({"head": {"below_floor_rate": 0.1}})
