@@ -54,6 +54,8 @@ DEFAULT_BELOW_FLOOR_RATE = 1 / 16
 """`HeadConfig.below_floor_rate` (docs/training.md, "Gradient floor")."""
 CPU_GRADIENT_FLOOR = 0.01
 """`HeadConfig.gradient_floor` None on the CPU (docs/training.md, "Gradient floor")."""
+DEFAULT_SCREEN_WINDOW = 4
+"""`HeadConfig.screen_window` (docs/training.md, "Gradient floor": the screened forward)."""
 
 
 def default_members(device_type: str, encoder: EncoderConfig) -> int:
@@ -211,6 +213,14 @@ class HeadConfig(_Section):
         le=1.0,
         description="Each label under the gradient floor is still updated with this probability, "
         "its gradient scaled by the inverse (unbiased; 0 or a power of two 2^-k).",
+    )
+    screen_window: int = Field(
+        DEFAULT_SCREEN_WINDOW,
+        ge=0,
+        le=255,
+        strict=True,
+        description="With a gradient floor, a step scores only the labels over the floor in the "
+        "last N steps, the batch's positives and the below-floor draw (0: every label).",
     )
 
     @field_validator("below_floor_rate")

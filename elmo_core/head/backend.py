@@ -77,6 +77,8 @@ class HeadBackend(Protocol):
         chunk_size: int,
         gradient_floor: float = 0.0,
         below_floor_rate: float = 0.0,
+        screen: torch.Tensor | None = None,
+        screen_window: int = 0,
     ) -> torch.Tensor:
         """One training step in place on ``weight`` (and ``compensation``); returns ``dE``."""
         ...

@@ -42,6 +42,9 @@ MAX_GRADIENT_FLOOR = 0.5
 """Largest ``gradient_floor``: a label it skips has every ``|sigmoid(z) - y|`` of the batch below
 1/2, i.e. each of its logits already lies on the right side of 0."""
 
+MAX_SCREEN_WINDOW = 255
+"""Largest ``screen_window``: a row's age is a uint8 (steps since its last ``|G| >= floor``)."""
+
 
 def storage_scale(precision: str, rms: float) -> float:
     """The power-of-two scale ``s`` (stored = weight / s) for weights of root-mean-square ``rms``:
@@ -124,6 +127,7 @@ class XMCHead:
         backend: str | None = None,
         gradient_floor: float = 0.0,
         below_floor_rate: float = 0.0,
+        screen_window: int = 0,
     ) -> None:
         num_labels, dim = _int_option("num_labels", num_labels, 1), _int_option("dim", dim, 1)
         seed = _int_option("seed", seed, 0)
@@ -164,8 +168,19 @@ class XMCHead:
                 "below_floor_rate must be 0 or a power of two 2^-k, 0 <= k <= 24, got "
                 f"{below_floor_rate!r}"
             )
+        screen_window = _int_option("screen_window", screen_window, 0)
+        if screen_window > MAX_SCREEN_WINDOW:
+            raise ConfigError(
+                f"screen_window must lie in [0, {MAX_SCREEN_WINDOW}], got {screen_window!r}"
+            )
         self.gradient_floor = float(gradient_floor)
         self.below_floor_rate = float(below_floor_rate)
+        self.screen_window = screen_window
+        self.screen = (
+            torch.zeros(num_labels, dtype=torch.uint8, device=self.device)
+            if screen_window and self.gradient_floor
+            else None
+        )
         self.steps = 0
         self.perm: torch.Tensor | None = None
         self.inv_perm: torch.Tensor | None = None
@@ -286,6 +301,8 @@ class XMCHead:
             chunk_size=self._chunk(e.shape[0]),
             gradient_floor=self.gradient_floor,
             below_floor_rate=self.below_floor_rate,
+            screen=self.screen,
+            screen_window=self.screen_window,
         )
         self.steps += 1
         return grad * s
@@ -392,7 +409,8 @@ class XMCHead:
         """Tensors of a checkpoint (safetensors-friendly): ``weight`` (storage dtype, storage row
         order), ``scale`` (0-d fp64), ``step`` and ``seed`` (0-d int64: the rounding's random
         bits), and when present
-        ``compensation`` (Kahan buffer) and ``perm`` (storage row -> label id). Shares storage."""
+        ``compensation`` (Kahan buffer), ``perm`` (storage row -> label id) and ``screen`` (the
+        screened step's row ages). Shares storage."""
         state = {
             "weight": self.weight,
             "scale": torch.tensor(self.scale, dtype=torch.float64),
@@ -403,6 +421,8 @@ class XMCHead:
             state["compensation"] = self.compensation
         if self.perm is not None:
             state["perm"] = self.perm
+        if self.screen is not None:
+            state["screen"] = self.screen
         return state
 
     @torch.no_grad()
@@ -438,6 +458,17 @@ class XMCHead:
             if not torch.equal(torch.sort(perm).values, torch.arange(self.num_labels)):
                 raise HeadInputError("state perm is not a permutation of the label ids")
         self._set_perm(perm)
+        if self.screen is not None:  # a state without ages (an older run): every row scored
+            ages = state.get("screen")
+            if ages is None:
+                self.screen.zero_()
+            elif ages.shape != self.screen.shape or ages.dtype != self.screen.dtype:
+                raise HeadInputError(
+                    f"state screen {tuple(ages.shape)} {ages.dtype} does not match this head's "
+                    f"({self.num_labels},) torch.uint8"
+                )
+            else:
+                self.screen.copy_(ages.to(self.device))
         self._float32_copy = None
         self.weight.copy_(w.to(self.device))
         self.scale = float(state["scale"])

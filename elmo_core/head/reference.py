@@ -100,27 +100,81 @@ def round_update_(
 
 
 def kept_columns(
-    peaks: torch.Tensor, floor: float, always: int, *, rate: float, seed: int, row_offset: int
+    peaks: torch.Tensor,
+    floor: float,
+    always: int,
+    *,
+    rate: float,
+    seed: int,
+    row_offset: int,
+    rows: torch.Tensor | None = None,
+    certain: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The columns of a chunk that a step with a gradient floor keeps, from ``peaks`` (each
     column's largest ``|G|`` in the batch): those not below ``floor`` (a NaN peak is kept, so that
     it reaches the weights and the run's finite check), the first ``always`` (the chunk's Kahan
     rows), and each column below the floor with probability ``rate`` (drawn from the bits
-    ``random_bits(row, -1, seed)`` of its row in the whole weight). Returns the kept ids (sorted
-    int64) and the positions among them of the columns drawn below the floor (their ``G`` is to
-    be scaled by ``1 / rate``), or None when every column is kept."""
+    ``random_bits(row, -1, seed)`` of its row in the whole weight). ``rows`` (sorted, within the
+    chunk; default all) are the chunk rows the peaks belong to, when a screened step scored only
+    those; a column not ``certain`` (default all are) was scored only because it was drawn, and is
+    kept as drawn whatever its peak. Returns the kept ids among the columns (sorted int64) and
+    the positions among them of the columns kept as drawn (their ``G`` is to be scaled by
+    ``1 / rate``), or None when every column is kept."""
     below = peaks.to(torch.float32) < floor
+    if certain is not None:
+        below |= ~certain
     below[:always] = False
     if not bool(below.any()):
         return None
     keep = ~below
     if rate:
-        ids = torch.arange(row_offset, row_offset + peaks.shape[0], device=peaks.device)
-        column = torch.tensor(-1, device=peaks.device)
-        drawn = rounding.random_bits(ids, column, seed) < round(rate * 2.0**32)
-        keep |= below & drawn
+        ids = torch.arange(peaks.shape[0], device=peaks.device) if rows is None else rows
+        keep |= below & drawn_rows(ids + row_offset, rate, seed)
     kept = keep.nonzero().squeeze(1)
     return kept, below[kept].nonzero().squeeze(1)
+
+
+def drawn_rows(rows: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
+    """Which weight ``rows`` a step's below-floor draw keeps: ``random_bits(row, -1, seed)``
+    under ``rate * 2^32`` (probability ``rate`` each)."""
+    column = torch.tensor(-1, device=rows.device)
+    return rounding.random_bits(rows, column, seed) < round(rate * 2.0**32)
+
+
+def screened_rows(
+    ages: torch.Tensor,
+    window: int,
+    always: int,
+    positives: torch.Tensor,
+    *,
+    rate: float,
+    seed: int,
+    row_offset: int,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The rows of a chunk that a screened step scores: those with some ``|G| >= floor`` in the
+    last ``window`` steps (``ages``: steps since that last happened, per row), the first
+    ``always`` (Kahan rows), the batch's ``positives`` (rows within the chunk) and the rows the
+    below-floor draw picks. Returns the rows (sorted int64) and which of them are certain (not
+    there only because drawn), or None when every row is scored."""
+    certain = ages < window
+    certain[:always] = True
+    certain[positives] = True
+    if bool(certain.all()):
+        return None
+    rows = torch.arange(ages.shape[0], device=ages.device)
+    scored = certain | drawn_rows(rows + row_offset, rate, seed) if rate else certain
+    picked = scored.nonzero().squeeze(1)
+    return picked, certain[picked]
+
+
+def age_rows_(
+    ages: torch.Tensor, rows: torch.Tensor | None, peaks: torch.Tensor, floor: float
+) -> None:
+    """After a screened step's chunk: every row one step older (saturating at 255), then the
+    scored ``rows`` (all when None) whose peak is not below ``floor`` back to 0."""
+    ages.add_((ages < 255).to(ages.dtype))
+    above = ~(peaks.to(torch.float32) < floor)
+    ages[above.nonzero().squeeze(1) if rows is None else rows[above]] = 0
 
 
 class ReferenceBackend:
@@ -151,8 +205,12 @@ class ReferenceBackend:
         chunk_size: int,
         gradient_floor: float = 0.0,
         below_floor_rate: float = 0.0,
+        screen: torch.Tensor | None = None,
+        screen_window: int = 0,
     ) -> torch.Tensor:
-        """One training step in place on ``weight`` (and ``compensation``); returns ``dE``."""
+        """One training step in place on ``weight`` (and ``compensation``); returns ``dE``.
+        With ``screen`` (uint8 per weight row: steps since the row last had some ``|G| >=
+        gradient_floor``, updated in place), only the rows of ``screened_rows`` are scored."""
         num_labels, dim = weight.shape
         batch = embedding.shape[0]
         e = self.embedding_operand(embedding, weight)
@@ -164,19 +222,39 @@ class ReferenceBackend:
         for i, r0 in enumerate(range(0, num_labels, chunk_size)):
             r1 = min(r0 + chunk_size, num_labels)
             w_c = weight[r0:r1]
-            w_op = self.weight_operand(w_c)
             p0, p1 = starts[i], starts[i + 1]
-            g = self.gradient(e @ w_op.T, pos_rows[p0:p1], pos_cols[p0:p1] - r0, weight)
             k = max(0, min(n_kahan, r1) - r0)
+            chunk_rows, chunk_cols = pos_rows[p0:p1], pos_cols[p0:p1] - r0
+            scored = certain = None
+            if screen is not None and gradient_floor:
+                picked_rows = screened_rows(
+                    screen[r0:r1],
+                    screen_window,
+                    k,
+                    chunk_cols,
+                    rate=below_floor_rate,
+                    seed=seed,
+                    row_offset=r0,
+                )
+                if picked_rows is not None:
+                    scored, certain = picked_rows
+                    chunk_cols = torch.searchsorted(scored, chunk_cols)
+            w_op = self.weight_operand(w_c if scored is None else w_c.index_select(0, scored))
+            g = self.gradient(e @ w_op.T, chunk_rows, chunk_cols, weight)
             kept = None
             if gradient_floor:
+                peaks = self.column_peaks(g)
+                if screen is not None:
+                    age_rows_(screen[r0:r1], scored, peaks, gradient_floor)
                 picked = kept_columns(
-                    self.column_peaks(g),
+                    peaks,
                     gradient_floor,
                     k,
                     rate=below_floor_rate,
                     seed=seed,
                     row_offset=r0,
+                    rows=scored,
+                    certain=certain,
                 )
                 if picked is not None:
                     kept, drawn = picked
@@ -185,6 +263,8 @@ class ReferenceBackend:
                     g, w_op = g.index_select(1, kept), w_op.index_select(0, kept)
                     if drawn.numel():
                         g[:, drawn] *= 1.0 / below_floor_rate
+                if scored is not None:
+                    kept = scored if kept is None else scored[kept]
             grad += g @ w_op
             comp = None if compensation is None or not k else compensation[r0 : r0 + k]
             self.apply_update(

@@ -55,6 +55,8 @@ class TritonBackend:
         chunk_size: int,
         gradient_floor: float = 0.0,
         below_floor_rate: float = 0.0,
+        screen: torch.Tensor | None = None,
+        screen_window: int = 0,
     ) -> torch.Tensor:
         """One fused training step in place on ``weight`` (and ``compensation``); returns ``dE``.
         The kernels update every label: a ``gradient_floor`` above 0 is refused (``XMCHead``

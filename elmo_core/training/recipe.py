@@ -363,6 +363,7 @@ class Recipe:
                 label_counts=torch.from_numpy(counts),
                 gradient_floor=cfg.head.gradient_floor or 0.0,
                 below_floor_rate=cfg.head.below_floor_rate,
+                screen_window=cfg.head.screen_window,
             )
 
         if not isinstance(self.encoder, MemberEncoders):
