@@ -107,19 +107,19 @@ def kept_columns(
     rate: float,
     seed: int,
     row_offset: int,
-    rows: torch.Tensor | None = None,
+    drawn: torch.Tensor | None = None,
     certain: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The columns of a chunk that a step with a gradient floor keeps, from ``peaks`` (each
     column's largest ``|G|`` in the batch): those not below ``floor`` (a NaN peak is kept, so that
     it reaches the weights and the run's finite check), the first ``always`` (the chunk's Kahan
     rows), and each column below the floor with probability ``rate`` (drawn from the bits
-    ``random_bits(row, -1, seed)`` of its row in the whole weight). ``rows`` (sorted, within the
-    chunk; default all) are the chunk rows the peaks belong to, when a screened step scored only
-    those; a column not ``certain`` (default all are) was scored only because it was drawn, and is
-    kept as drawn whatever its peak. Returns the kept ids among the columns (sorted int64) and
-    the positions among them of the columns kept as drawn (their ``G`` is to be scaled by
-    ``1 / rate``), or None when every column is kept."""
+    ``random_bits(row, -1, seed)`` of its row in the whole weight). When a screened step scored
+    only some rows, ``drawn`` gives their draws (``screened_rows``) and ``certain`` which of them
+    were not scored only because drawn; a column not certain is kept as drawn whatever its peak.
+    Returns the kept ids among the columns (sorted int64) and the positions among them of the
+    columns kept as drawn (their ``G`` is to be scaled by ``1 / rate``), or None when every column
+    is kept."""
     below = peaks.to(torch.float32) < floor
     if certain is not None:
         below |= ~certain
@@ -128,8 +128,10 @@ def kept_columns(
         return None
     keep = ~below
     if rate:
-        ids = torch.arange(peaks.shape[0], device=peaks.device) if rows is None else rows
-        keep |= below & drawn_rows(ids + row_offset, rate, seed)
+        if drawn is None:
+            ids = torch.arange(row_offset, row_offset + peaks.shape[0], device=peaks.device)
+            drawn = drawn_rows(ids, rate, seed)
+        keep |= below & drawn
     kept = keep.nonzero().squeeze(1)
     return kept, below[kept].nonzero().squeeze(1)
 
@@ -150,29 +152,30 @@ def screened_rows(
     rate: float,
     seed: int,
     row_offset: int,
-) -> tuple[torch.Tensor, torch.Tensor] | None:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """The rows of a chunk that a screened step scores: those with some ``|G| >= floor`` in the
     last ``window`` steps (``ages``: steps since that last happened, per row), the first
     ``always`` (Kahan rows), the batch's ``positives`` (rows within the chunk) and the rows the
-    below-floor draw picks. Returns the rows (sorted int64) and which of them are certain (not
-    there only because drawn), or None when every row is scored."""
+    below-floor draw picks. Returns the rows (sorted int64), their draws and which of them are
+    certain (not there only because drawn), or None when every row is scored."""
     certain = ages < window
     certain[:always] = True
     certain[positives] = True
     if bool(certain.all()):
         return None
-    rows = torch.arange(ages.shape[0], device=ages.device)
-    scored = certain | drawn_rows(rows + row_offset, rate, seed) if rate else certain
-    picked = scored.nonzero().squeeze(1)
-    return picked, certain[picked]
+    rows = torch.arange(row_offset, row_offset + ages.shape[0], device=ages.device)
+    drawn = drawn_rows(rows, rate, seed) if rate else torch.zeros_like(certain)
+    picked = (certain | drawn).nonzero().squeeze(1)
+    return picked, drawn[picked], certain[picked]
 
 
 def age_rows_(
     ages: torch.Tensor, rows: torch.Tensor | None, peaks: torch.Tensor, floor: float
 ) -> None:
-    """After a screened step's chunk: every row one step older (saturating at 255), then the
-    scored ``rows`` (all when None) whose peak is not below ``floor`` back to 0."""
-    ages.add_((ages < 255).to(ages.dtype))
+    """After a screened step's chunk: every row one step older (saturating at the dtype's
+    largest value), then the scored ``rows`` (all when None) whose peak is not below ``floor``
+    back to 0."""
+    ages.add_((ages < torch.iinfo(ages.dtype).max).to(ages.dtype))
     above = ~(peaks.to(torch.float32) < floor)
     ages[above.nonzero().squeeze(1) if rows is None else rows[above]] = 0
 
@@ -225,7 +228,7 @@ class ReferenceBackend:
             p0, p1 = starts[i], starts[i + 1]
             k = max(0, min(n_kahan, r1) - r0)
             chunk_rows, chunk_cols = pos_rows[p0:p1], pos_cols[p0:p1] - r0
-            scored = certain = None
+            scored = drawn_scored = certain = None
             if screen is not None and gradient_floor:
                 picked_rows = screened_rows(
                     screen[r0:r1],
@@ -237,7 +240,7 @@ class ReferenceBackend:
                     row_offset=r0,
                 )
                 if picked_rows is not None:
-                    scored, certain = picked_rows
+                    scored, drawn_scored, certain = picked_rows
                     chunk_cols = torch.searchsorted(scored, chunk_cols)
             w_op = self.weight_operand(w_c if scored is None else w_c.index_select(0, scored))
             g = self.gradient(e @ w_op.T, chunk_rows, chunk_cols, weight)
@@ -253,7 +256,7 @@ class ReferenceBackend:
                     rate=below_floor_rate,
                     seed=seed,
                     row_offset=r0,
-                    rows=scored,
+                    drawn=drawn_scored,
                     certain=certain,
                 )
                 if picked is not None:
