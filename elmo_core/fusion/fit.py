@@ -6,9 +6,10 @@ The head's candidates (logits and ids, ranked once) and each prior's unweighted 
 pair with the best metric wins. Ties go to the smaller a + b, then the smaller a, so the choice is
 deterministic and leans towards the head (and the cheaper model).
 
-The three score matrices are aligned once on the union of their entries (`AlignedScores`), so a
-pair costs one weighted sum of three arrays and one row ranking, and ranks exactly as `fuse_topk`
-of `PriorScores.weighted` does (what the saved model computes when it serves).
+The three score matrices are aligned once on the union of their entries (`AlignedScores`, padded
+to N x the longest row), so a pair costs one weighted sum of three arrays and one partial ranking
+of each row, and ranks exactly as `fuse_topk` of `PriorScores.weighted` does (what the saved
+model computes when it serves).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from itertools import product
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from elmo_core.fusion.fused import PriorScores, head_probabilities
 from elmo_core.fusion.sparse_topk import row_ranking
@@ -60,9 +62,15 @@ class AlignedScores:
         self.shape = shape
         self.indptr, self.indices = union.indptr, union.indices
         keys = self._keys(union)
-        self.head = self._aligned(head, keys)
-        self.neighbours = self._aligned_or_none(priors.neighbours, keys)
-        self.label_text = self._aligned_or_none(priors.label_text, keys)
+        lengths = np.diff(self.indptr)
+        self.width = int(lengths.max(initial=0))
+        self._rows = np.repeat(np.arange(num_rows), lengths)
+        self._slots = np.arange(len(self.indices)) - np.repeat(self.indptr[:-1], lengths)
+        self.columns = self._padded(self.indices.astype(np.int64), -1)
+        self.padding = self._padded(np.zeros(len(self.indices), dtype=bool), True)
+        self.head = self._padded(self._aligned(head, keys), 0.0)
+        self.neighbours = self._padded_or_none(priors.neighbours, keys)
+        self.label_text = self._padded_or_none(priors.label_text, keys)
 
     @staticmethod
     def _keys(matrix: sp.csr_matrix) -> np.ndarray:
@@ -75,23 +83,47 @@ class AlignedScores:
         values[np.searchsorted(keys, self._keys(matrix))] = matrix.data
         return values
 
-    def _aligned_or_none(self, matrix: sp.csr_matrix | None, keys: np.ndarray) -> np.ndarray | None:
-        return None if matrix is None else self._aligned(matrix, keys)
+    def _padded(self, values: np.ndarray, fill: object) -> np.ndarray:
+        """Values of the union's entries as an N x width array, row by row in column order,
+        `fill` after each row's last entry."""
+        out = np.full((self.shape[0], self.width), fill, dtype=values.dtype)
+        out[self._rows, self._slots] = values
+        return out
+
+    def _padded_or_none(self, matrix: sp.csr_matrix | None, keys: np.ndarray) -> np.ndarray | None:
+        return None if matrix is None else self._padded(self._aligned(matrix, keys), 0.0)
 
     def ranking(self, neighbour_weight: float, label_text_weight: float, k: int) -> np.ndarray:
         """The label ids (N x k) of `fuse_topk(logits, ids, priors.weighted(a, b), ...)`: the
-        priors summed in float32 as `weighted` sums them, added to the head in float64."""
-        prior: np.ndarray = np.zeros(len(self.indices), dtype=np.float32)
+        priors summed in float32 as `weighted` sums them, added to the head in float64; entries
+        whose sum is 0 are dropped (as the sparse sum drops them); value descending, then column
+        ascending; -1 where a row has fewer than k entries (as `row_ranking`).
+
+        Each row's entries sit in column order, so the first k of a row ordered by value
+        descending, ties in slot order, are `row_ranking`'s: a `torch.topk` finds each row's k-th
+        value and only the entries at or above it are sorted.
+        """
+        prior: np.ndarray = np.zeros(self.head.shape, dtype=np.float32)
         if self.label_text is not None and label_text_weight > 0:
             prior = prior + np.float32(label_text_weight) * self.label_text
         if self.neighbours is not None and neighbour_weight > 0:
             prior = prior + np.float32(neighbour_weight) * self.neighbours
-        fused = sp.csr_matrix(
-            (self.head + prior.astype(np.float64), self.indices.copy(), self.indptr.copy()),
-            shape=self.shape,
-        )
-        fused.eliminate_zeros()  # as the sparse sum drops them (in place: hence the copies)
-        ids, _ = row_ranking(fused, k)
+        fused = self.head + prior.astype(np.float64)
+        fused[self.padding | (fused == 0)] = -np.inf
+        num_rows = self.shape[0]
+        ids = np.full((num_rows, k), -1, dtype=np.int64)
+        if self.width == 0:
+            return ids
+        depth = min(k, self.width)
+        top = torch.topk(torch.from_numpy(fused), depth, dim=1, sorted=False).values
+        kth = top.min(dim=1).values.numpy()
+        rows, slots = np.nonzero((fused >= kth[:, None]) & (fused > -np.inf))
+        values = fused[rows, slots]
+        order = np.lexsort((slots, -values, rows))
+        rows, slots = rows[order], slots[order]
+        rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(num_rows))[rows]
+        keep = rank < k
+        ids[rows[keep], rank[keep]] = self.columns[rows[keep], slots[keep]]
         return ids
 
 

@@ -91,6 +91,11 @@ class HeadBackend(Protocol):
         """``E W^T`` (B x n float32) for the rows of ``weight`` given (a chunk, step 1's rule)."""
         ...
 
+    def step_logits(self, weight: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """``E W^T`` (B x n float32) as this backend's step computes it before its sigmoid (the
+        logits the logged loss is taken from; `logits` where they are the same)."""
+        ...
+
     def topk(
         self, weight: torch.Tensor, embedding: torch.Tensor, k: int, *, chunk_size: int
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,7 +19,8 @@ bf16 operand, ``G = bf16(sigmoid(Z) - Y)`` from the bf16 ``Z``, and the update
 ``W <- SR(W - lr (G^T E + wd W))`` straight from the stored weights and the bf16 ``G^T E`` into
 the storage type (``rounding.py``'s bits and rules). Kahan rows keep the reference's torch
 rounding (``reference.round_update_``) on ``U`` computed from the same bf16 ``G^T E``.
-fp32 storage, ``logits`` and ``topk`` (prediction) keep the reference's fp32 products. The head
+The logged loss (``step_logits``) takes the step's bf16 ``Z``. fp32 storage, ``logits`` and
+``topk`` (prediction) keep the reference's fp32 products. The head
 picks this backend on such CPUs for bf16/fp8 storage (``head.select_backend``); the tests compare it
 with an fp64 computation and with the reference's weights.
 """

@@ -58,6 +58,10 @@ class MemberHeads:
         """`XMCHead.topk` of the merged head: the k best mean logits."""
         return self.merged().topk(embedding, k)
 
+    def keep_float32_copy(self, max_bytes: int) -> bool:
+        """`XMCHead.keep_float32_copy` of the merged head (dropped with it at the next step)."""
+        return self.merged().keep_float32_copy(max_bytes)
+
     @torch.no_grad()
     def merged(self) -> XMCHead:
         """One head of width `dim` scoring the members' mean logit (module doc); cached until the

@@ -194,6 +194,11 @@ class ReferenceBackend:
         """``E W^T`` (B x n fp32) for the rows given."""
         return embedding_operand(embedding, weight) @ upcast(weight).T
 
+    def step_logits(self, weight: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """The step's logits: the step's operands and product (here `logits`), in fp32."""
+        w_op = self.weight_operand(weight)
+        return (self.embedding_operand(embedding, weight) @ w_op.T).float()
+
     def step(
         self,
         weight: torch.Tensor,

@@ -41,6 +41,10 @@ class TritonBackend:
             return self.reference.logits(weight, embedding)
         return tk.logits(weight, embedding, config=self.config)
 
+    def step_logits(self, weight: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """The step's logits: `logits` (the same rule)."""
+        return self.logits(weight, embedding)
+
     def step(
         self,
         weight: torch.Tensor,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,22 +11,9 @@ import torch
 from elmo_core.config import TrainConfig
 from elmo_core.encoders import TransformerEncoder
 from elmo_core.model.artifact import LoadedModel, load_model
-from elmo_core.model.scoring import rank_topk, text_priors
+from elmo_core.model.scoring import cpu_float32_head_bytes, rank_topk, text_priors
 
 BATCH_SIZE = 256
-CPU_FLOAT32_HEAD_SHARE = 0.25
-"""On a CPU, heads whose fp32 size is at most this share of the host's RAM are scored from an fp32
-copy of their fp8/bf16 weights (exact; no per-call conversion): 87 MB for debian-deps; 4.3 GB for
-a 2.81M-label head, where converting on every call made one text take 4.0 s instead of 0.5 s."""
-
-
-def cpu_float32_head_bytes() -> int:
-    """The largest fp32 head copy a CPU predictor keeps: `CPU_FLOAT32_HEAD_SHARE` of the RAM."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 30
-    return int(total * CPU_FLOAT32_HEAD_SHARE)
 
 
 class Predictor:

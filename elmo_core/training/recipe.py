@@ -35,6 +35,7 @@ from optimi import AdamW
 from elmo_core.config import TrainConfig
 from elmo_core.data import XMCDataset, XMCSplit
 from elmo_core.data.splits import select_splits
+from elmo_core.dtypes import all_finite
 from elmo_core.encoders import (
     MemberEncoders,
     SparseEncoder,
@@ -607,10 +608,7 @@ class Recipe:
         tensors = [(f"encoder.{n}", t) for n, t in self.encoder.named_parameters()]
         tensors += [(f"head.{n}", t) for n, t in self.head.state_dict().items()]
         for name, tensor in tensors:
-            if not tensor.is_floating_point():
-                continue
-            chunks = tensor.detach().reshape(-1).split(1 << 24)  # bounded fp32 copies (fp8 too)
-            if not all(bool(torch.isfinite(chunk.float()).all()) for chunk in chunks):
+            if tensor.is_floating_point() and not all_finite(tensor):
                 raise TrainingDiverged(
                     f"non-finite values in weight {name}", self.run.epoch + 1, self.run.global_step
                 )
