@@ -81,7 +81,7 @@ from elmo_core.training.callbacks import (
     TrainingDiverged,
     TrainResult,
 )
-from elmo_core.training.checkpoint import write_json_atomic
+from elmo_core.training.checkpoint import CheckpointWriter, write_json_atomic
 from elmo_core.training.graphed_encoder import (
     GRAPH_TOKEN_MULTIPLE,
     GraphedEncoderStep,
@@ -151,6 +151,7 @@ class Recipe:
         self.model_dir = out_dir / MODEL
         self.run = RunState()
         self.priors_beside: PriorsBesideTraining | None = None
+        self.checkpoints = CheckpointWriter()
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -280,10 +281,12 @@ class Recipe:
         self._restore_fusion_weights()  # a resumed run's; nothing before a first evaluation
 
     def close(self) -> None:
-        """Stop what the run still does beside the training (the priors' process, if any)."""
+        """Stop what the run still does beside the training (the priors' process, if any) and
+        let the checkpoint being written become current."""
         if self.priors_beside is not None:
             self.priors_beside.cancel()
             self.priors_beside = None
+        self.checkpoints.wait()
 
     def _fits_priors_beside_training(self) -> bool:
         """`fusion.fit_beside_training` (None: on CUDA), where a process can be forked and
@@ -545,6 +548,7 @@ class Recipe:
                     self._save_checkpoint()
                 if self.cb.should_stop():
                     path = self._save_checkpoint()
+                    self.checkpoints.wait()
                     raise TrainingCancelled(run.epoch + 1, run.global_step, path)
         finally:
             batches.close()
@@ -728,6 +732,7 @@ class Recipe:
         write_json_atomic(self.out_dir / METRICS, summary)
         write_json_atomic(self.model_dir / METRICS, summary)
         write_json_atomic(self.out_dir / "telemetry.json", run.telemetry)
+        self.checkpoints.wait()
         if not self.config.checkpoint.keep and self.ckpt_dir.exists():
             shutil.rmtree(self.ckpt_dir)  # the run is done: model/ is the one copy
         self.cb.on_log(f"model written to {self.model_dir}")
@@ -823,6 +828,7 @@ class Recipe:
         )
 
     def _save_checkpoint(self) -> Path:
+        """Start writing a checkpoint of the run as it is now (`CheckpointWriter`)."""
         return save_run(
             self.ckpt_dir,
             self.config,
@@ -831,4 +837,5 @@ class Recipe:
             self.head,
             self.optimizers,
             self.total_steps,
+            self.checkpoints,
         )

@@ -22,6 +22,7 @@ from elmo_core.config import TrainConfig
 from elmo_core.head import TrainingHead
 from elmo_core.training.checkpoint import (
     CheckpointError,
+    CheckpointWriter,
     load_checkpoint,
     restore_optimizer_state,
     restore_rng_state,
@@ -89,8 +90,10 @@ def save_run(
     head: TrainingHead,
     optimizers: Mapping[str, torch.optim.Optimizer],
     total_steps: int,
+    writer: CheckpointWriter | None = None,
 ) -> Path:
-    """Write a checkpoint of the run's full state under `folder`; return its directory."""
+    """Write a checkpoint of the run's full state under `folder`; return its directory. With a
+    `writer` the files are written on its thread (current once `writer.wait()` returns)."""
     tensors = {f"head.{k}": v for k, v in head.state_dict().items()}
     tensors.update({f"encoder.{k}": v for k, v in encoder.state_dict().items()})
     optim_meta = {}
@@ -108,6 +111,8 @@ def save_run(
         "optimizer": optim_meta,
         "rng": rng_meta,
     }
+    if writer is not None:
+        return writer.submit(folder, run.global_step, tensors, state)
     return save_checkpoint(folder, run.global_step, tensors, state)
 
 
