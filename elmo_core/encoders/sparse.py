@@ -156,12 +156,14 @@ class SparseEncoder(nn.Module):
             featurizer = TfidfFeaturizer.from_json(
                 json.loads(vocabulary.read_text(encoding="utf-8"))
             )
+        num_features, width = int(meta["num_features"]), int(meta.get("dim", config.dim))
         return build_sparse_encoder(
             config,
-            int(meta["num_features"]),
+            num_features,
             featurizer,
-            width=int(meta.get("dim", config.dim)),
+            width=width,
             bias_columns=int(meta.get("bias_columns", 1)),
+            table=torch.empty(num_features, width),  # no random init: the caller loads it
         )
 
 
