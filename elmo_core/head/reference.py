@@ -136,6 +136,20 @@ def kept_columns(
     return kept, below[kept].nonzero().squeeze(1)
 
 
+def scale_columns_(g: torch.Tensor, columns: torch.Tensor, factor: float) -> None:
+    """``g[:, columns] *= factor`` in place. Where ``factor`` is exact in ``g``'s dtype (1/rate
+    for a power-of-two rate, as the default 1/16) every column is multiplied by a vector of 1s and
+    ``factor``s in that dtype, one pass over ``g`` and the same products (x1 is exact); a
+    gather-scatter of the columns took 7% of a screened step."""
+    exact = torch.tensor(factor, dtype=g.dtype).item() == factor
+    if not exact:
+        g[:, columns] *= factor
+        return
+    scale = torch.ones(g.shape[1], dtype=g.dtype, device=g.device)
+    scale[columns] = factor
+    g.mul_(scale)
+
+
 def drawn_rows(rows: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
     """Which weight ``rows`` a step's below-floor draw keeps: ``random_bits(row, -1, seed)``
     under ``rate * 2^32`` (probability ``rate`` each)."""
@@ -270,7 +284,7 @@ class ReferenceBackend:
                         continue
                     g, w_op = g.index_select(1, kept), w_op.index_select(0, kept)
                     if drawn.numel():
-                        g[:, drawn] *= 1.0 / below_floor_rate
+                        scale_columns_(g, drawn, 1.0 / below_floor_rate)
                 if scored is not None:
                     kept = scored if kept is None else scored[kept]
             grad += g @ w_op
