@@ -68,8 +68,13 @@ def save_model(
     fusion: FusedScorer | None = None,
     metrics: dict | None = None,
     telemetry: dict | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write the artifact into a temporary sibling folder, then swap it into `directory`.
+
+    `tensors`: the weights file's contents when the caller took them already
+    (`artifact_tensors`, e.g. to write while the training goes on); else read from `encoder` and
+    `head` now.
 
     A failed write (a full disk, say) removes the temporary folder and leaves `directory` as it
     was; a safetensors I/O failure is raised as the `OSError` it wraps (errno kept, so ENOSPC
@@ -82,7 +87,11 @@ def save_model(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        _write_artifact(tmp, config, encoder, head, label_texts, fusion, metrics, telemetry)
+        if tensors is None:
+            tensors = artifact_tensors(encoder, head, copy=False)
+        _write_artifact(
+            tmp, config, encoder, head, tensors, label_texts, fusion, metrics, telemetry
+        )
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         error = _as_os_error(exc)
@@ -146,20 +155,30 @@ def _write(path: Path, payload: object) -> None:
     path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
 
 
+def artifact_tensors(
+    encoder: Encoder, head: XMCHead, *, copy: bool = True
+) -> dict[str, torch.Tensor]:
+    """The weights file's tensors (encoder and head state) on the host, contiguous; with `copy`
+    always copies (to write while the modules keep changing), else only where they must move."""
+    tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
+    return {k: v.detach().to("cpu", copy=copy).contiguous() for k, v in tensors.items()}
+
+
 def _write_artifact(
     tmp: Path,
     config: TrainConfig,
     encoder: Encoder,
     head: XMCHead,
+    tensors: dict[str, torch.Tensor],
     label_texts: list[str] | None,
     fusion: FusedScorer | None,
     metrics: dict | None,
     telemetry: dict | None,
 ) -> None:
-    """Every file of the artifact, into the (temporary) folder `tmp`."""
-    tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
-    tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
+    """Every file of the artifact, into the (temporary) folder `tmp`; `tensors` are the
+    weights file's (`artifact_tensors`)."""
+    save_file(tensors, str(tmp / WEIGHTS))
     meta = {
         "format_version": FORMAT_VERSION,
         "num_labels": head.num_labels,

@@ -5,10 +5,9 @@ Layout under `<run>/checkpoints/`: one folder per checkpoint (`step-00001234/` h
 then `latest.json` (the pointer to it) is replaced with `os.replace`. A crash at any moment leaves
 either the old or the new checkpoint current, never a half-written one.
 
-`CheckpointWriter` writes them on a background thread (the files of a 2-member wordnet-taxonomy
-run, 631 MB, took 1.7 s per epoch on the 2-core VM, in which the training stood still): it copies
-the tensors and freezes the JSON first, so the training goes on changing its own, and it writes one
-checkpoint at a time.
+The trainer writes them on a background thread (`save_run` with a `BackgroundWriter`: the files
+of a 2-member wordnet-taxonomy run, 631 MB, took 1.7 s per epoch on the 2-core VM, in which the
+training stood still).
 
 Tensors: head state (storage dtype, scale, step, Kahan buffer), encoder parameters, optimizer
 tensors, torch RNG states. JSON: epoch and step, optimizer hyper-parameters, numpy and Python RNG
@@ -21,7 +20,6 @@ import json
 import os
 import random
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -73,41 +71,6 @@ def save_checkpoint(root: Path, step: int, tensors: dict[str, torch.Tensor], sta
         if old.name != name and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-class CheckpointWriter:
-    """`save_checkpoint` on a background thread, one checkpoint at a time (module doc)."""
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def submit(self, root: Path, step: int, tensors: dict[str, torch.Tensor], state: dict) -> Path:
-        """Wait for the previous checkpoint, copy `tensors` (to the host) and `state`, and start
-        writing them; returns the folder the checkpoint will have. The copies are what is
-        written, whatever the caller does with its tensors afterwards."""
-        self.wait()
-        copies = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
-        frozen = json.loads(json.dumps(state))
-
-        def write() -> None:
-            try:
-                save_checkpoint(root, step, copies, frozen)
-            except BaseException as error:  # re-raised by `wait` on the training's thread
-                self._error = error
-
-        self._thread = threading.Thread(target=write, name="checkpoint-writer", daemon=True)
-        self._thread.start()
-        return checkpoint_folder(root, step)
-
-    def wait(self) -> None:
-        """Block until the checkpoint being written is current; re-raise its error, if any."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
 
 
 def load_checkpoint(root: Path) -> tuple[dict[str, torch.Tensor], dict, Path]:

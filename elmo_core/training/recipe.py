@@ -49,7 +49,7 @@ from elmo_core.encoders.device import batch_to_device, pin_batch
 from elmo_core.errors import ConfigError
 from elmo_core.fusion import FusedScorer
 from elmo_core.head import MemberHeads, TrainingHead, XMCHead
-from elmo_core.model.artifact import load_model, save_model
+from elmo_core.model.artifact import artifact_tensors, load_model, save_model
 from elmo_core.model.evaluation import (
     evaluate_split,
     evaluate_split_fitting_weights,
@@ -67,6 +67,7 @@ from elmo_core.training.assembly import (
     with_label_points,
 )
 from elmo_core.training.background_priors import PriorsBesideTraining
+from elmo_core.training.background_writes import BackgroundWriter, frozen
 from elmo_core.training.batches import (
     HostBatch,
     batch_pairs,
@@ -81,7 +82,7 @@ from elmo_core.training.callbacks import (
     TrainingDiverged,
     TrainResult,
 )
-from elmo_core.training.checkpoint import CheckpointWriter, write_json_atomic
+from elmo_core.training.checkpoint import write_json_atomic
 from elmo_core.training.graphed_encoder import (
     GRAPH_TOKEN_MULTIPLE,
     GraphedEncoderStep,
@@ -151,7 +152,8 @@ class Recipe:
         self.model_dir = out_dir / MODEL
         self.run = RunState()
         self.priors_beside: PriorsBesideTraining | None = None
-        self.checkpoints = CheckpointWriter()
+        self.checkpoints = BackgroundWriter("checkpoint-writer")
+        self.model_writes = BackgroundWriter("model-writer")
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -282,11 +284,14 @@ class Recipe:
 
     def close(self) -> None:
         """Stop what the run still does beside the training (the priors' process, if any) and
-        let the checkpoint being written become current."""
+        let the model and checkpoint being written become current."""
         if self.priors_beside is not None:
             self.priors_beside.cancel()
             self.priors_beside = None
-        self.checkpoints.wait()
+        try:
+            self.model_writes.wait()
+        finally:
+            self.checkpoints.wait()
 
     def _fits_priors_beside_training(self) -> bool:
         """`fusion.fit_beside_training` (None: on CUDA), where a process can be forked and
@@ -722,6 +727,8 @@ class Recipe:
             self.cb.on_phase("saving")
             run.best_epoch = run.epoch
             self._save_model()
+        self.model_writes.wait()  # model/ is read back and completed below
+        self.checkpoints.wait()
         test_metrics = None
         if self.splits.test is not None:
             self.cb.on_phase("evaluating")
@@ -732,7 +739,6 @@ class Recipe:
         write_json_atomic(self.out_dir / METRICS, summary)
         write_json_atomic(self.model_dir / METRICS, summary)
         write_json_atomic(self.out_dir / "telemetry.json", run.telemetry)
-        self.checkpoints.wait()
         if not self.config.checkpoint.keep and self.ckpt_dir.exists():
             shutil.rmtree(self.ckpt_dir)  # the run is done: model/ is the one copy
         self.cb.on_log(f"model written to {self.model_dir}")
@@ -810,22 +816,33 @@ class Recipe:
             return self._write_model()
 
     def _write_model(self) -> Path:
-        """The model as it is scored: members merged into one encoder and one head."""
+        """Start writing the model as it is scored (members merged into one encoder and one
+        head) on the model writer's thread, from host copies of its tensors and frozen JSON; the
+        fitted featurizers and priors it also writes do not change during the run."""
         encoder, head = self.encoder, self.head
         if isinstance(encoder, MemberEncoders):
             assert isinstance(head, MemberHeads)
             encoder, head = encoder.merged(), head.merged()
         assert not isinstance(encoder, MemberEncoders) and isinstance(head, XMCHead)
-        return save_model(
-            self.model_dir,
-            config=self.config,
-            encoder=encoder,
-            head=head,
-            label_texts=self.dataset.label_texts,
-            fusion=self.fusion,
-            metrics=self._summary(None),
-            telemetry=self.run.telemetry,
-        )
+        tensors = artifact_tensors(encoder, head)
+        metrics, telemetry = frozen(self._summary(None)), frozen(self.run.telemetry)
+        fusion, label_texts = self.fusion, self.dataset.label_texts
+
+        def write() -> None:
+            save_model(
+                self.model_dir,
+                config=self.config,
+                encoder=encoder,
+                head=head,
+                label_texts=label_texts,
+                fusion=fusion,
+                metrics=metrics,
+                telemetry=telemetry,
+                tensors=tensors,
+            )
+
+        self.model_writes.submit(write)
+        return self.model_dir
 
     def _save_checkpoint(self) -> Path:
         """Start writing a checkpoint of the run as it is now (`CheckpointWriter`)."""

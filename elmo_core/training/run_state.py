@@ -20,9 +20,10 @@ from pydantic import ValidationError
 
 from elmo_core.config import TrainConfig
 from elmo_core.head import TrainingHead
+from elmo_core.training.background_writes import BackgroundWriter, frozen, host_copies
 from elmo_core.training.checkpoint import (
     CheckpointError,
-    CheckpointWriter,
+    checkpoint_folder,
     load_checkpoint,
     restore_optimizer_state,
     restore_rng_state,
@@ -90,10 +91,11 @@ def save_run(
     head: TrainingHead,
     optimizers: Mapping[str, torch.optim.Optimizer],
     total_steps: int,
-    writer: CheckpointWriter | None = None,
+    writer: BackgroundWriter | None = None,
 ) -> Path:
     """Write a checkpoint of the run's full state under `folder`; return its directory. With a
-    `writer` the files are written on its thread (current once `writer.wait()` returns)."""
+    `writer` the files are written on its thread from host copies of the tensors and a frozen
+    state (current once `writer.wait()` returns), while the run goes on."""
     tensors = {f"head.{k}": v for k, v in head.state_dict().items()}
     tensors.update({f"encoder.{k}": v for k, v in encoder.state_dict().items()})
     optim_meta = {}
@@ -111,9 +113,12 @@ def save_run(
         "optimizer": optim_meta,
         "rng": rng_meta,
     }
-    if writer is not None:
-        return writer.submit(folder, run.global_step, tensors, state)
-    return save_checkpoint(folder, run.global_step, tensors, state)
+    step = run.global_step
+    if writer is None:
+        return save_checkpoint(folder, step, tensors, state)
+    copies, frozen_state = host_copies(tensors), frozen(state)
+    writer.submit(lambda: save_checkpoint(folder, step, copies, frozen_state))
+    return checkpoint_folder(folder, step)
 
 
 def restore_run(

@@ -100,6 +100,28 @@ def test_each_pair_ranks_exactly_as_fuse_topk_of_the_weighted_priors():
         assert np.array_equal(aligned.ranking(a, b, 6), expected), (a, b)
 
 
+def test_each_pair_ranks_as_fuse_topk_with_ties_zeros_and_short_rows():
+    """Coarse values (many ties at the k-th place: broken by the lower label id), head
+    probabilities that underflow to 0 (dropped, as the sparse sum drops them), and rows with
+    fewer than k entries (padded with -1)."""
+    rng = np.random.default_rng(5)
+    rows, labels, width, k = 80, 40, 6, 9
+    ids = np.stack([rng.choice(labels, width, replace=False) for _ in range(rows)])
+    logits = rng.choice([-200.0, 0.0, 2.0], size=(rows, width)).astype(np.float32)
+
+    def prior() -> sp.csr_matrix:
+        values = rng.choice([0.0, 0.25, 0.5, 1.0], size=(rows, labels))
+        return sp.csr_matrix((values * (rng.random((rows, labels)) < 0.08)).astype(np.float32))
+
+    priors = PriorScores((rows, labels), neighbours=prior(), label_text=prior())
+    aligned = AlignedScores(logits, ids, priors)
+    shortest = min(np.count_nonzero(row) for row in aligned.head)
+    assert shortest < k  # some row has fewer than k entries
+    for a, b in [*weight_pairs(GRID, True, True), (2.0, 0.5)]:
+        _, expected = fuse_topk(logits, ids, priors.weighted(a, b), 1.0 + a + b, k)
+        assert np.array_equal(aligned.ranking(a, b, k), expected), (a, b)
+
+
 def test_a_prior_that_is_off_stays_at_zero():
     assert weight_pairs([0.0, 1.0], True, False) == [(0.0, 0.0), (1.0, 0.0)]
     assert weight_pairs([2.0, 1.0], False, True) == [(0.0, 1.0), (0.0, 2.0)]

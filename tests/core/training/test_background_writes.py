@@ -1,5 +1,6 @@
-"""`CheckpointWriter`: a checkpoint written on a background thread holds the run as it was when
-submitted, becomes current once written, and its failure reaches the training's thread."""
+"""`BackgroundWriter`: a checkpoint or model written on a background thread holds the run as it
+was when submitted (host copies, frozen JSON), the writes go one at a time, the last is current
+once `wait` returns, and a failure reaches the caller's thread."""
 
 from __future__ import annotations
 
@@ -9,32 +10,38 @@ from pathlib import Path
 import pytest
 import torch
 
-from elmo_core.training.checkpoint import CheckpointWriter, load_checkpoint
+from elmo_core.training.background_writes import BackgroundWriter, frozen, host_copies
+from elmo_core.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+def _submit(writer: BackgroundWriter, root: Path, step: int, tensors: dict, state: dict) -> None:
+    copies, saved = host_copies(tensors), frozen(state)
+    writer.submit(lambda: save_checkpoint(root, step, copies, saved))
 
 
 def test_the_written_checkpoint_holds_the_tensors_and_state_as_submitted(tmp_path: Path) -> None:
-    writer = CheckpointWriter()
+    writer = BackgroundWriter("test")
     weights = torch.arange(12, dtype=torch.float32).reshape(3, 4)
     fp8 = torch.linspace(-2, 2, 8).to(torch.float8_e4m3fn)
     state = {"epoch": 1, "history": [{"P@1": 50.0}]}
-    folder = writer.submit(tmp_path, 7, {"w": weights, "f": fp8}, state)
-    expected_w, expected_f = weights.clone(), fp8.clone()
+    _submit(writer, tmp_path, 7, {"w": weights.t(), "f": fp8}, state)  # a transposed view too
+    expected_w, expected_f = weights.t().clone(), fp8.clone()
     weights.add_(100.0)  # the training goes on changing its tensors and its state
     fp8.zero_()
     state["history"].append({"P@1": 60.0})
     writer.wait()
     tensors, saved, current = load_checkpoint(tmp_path)
-    assert current == folder == tmp_path / "step-00000007"
+    assert current == tmp_path / "step-00000007"
     assert torch.equal(tensors["w"], expected_w)
     assert tensors["f"].dtype == torch.float8_e4m3fn
     assert torch.equal(tensors["f"].view(torch.uint8), expected_f.view(torch.uint8))
     assert saved == {"epoch": 1, "history": [{"P@1": 50.0}]}
 
 
-def test_checkpoints_are_written_one_at_a_time_and_the_last_is_current(tmp_path: Path) -> None:
-    writer = CheckpointWriter()
+def test_writes_go_one_at_a_time_and_the_last_is_current(tmp_path: Path) -> None:
+    writer = BackgroundWriter("test")
     for step in (1, 2, 3):
-        writer.submit(tmp_path, step, {"x": torch.full((1000,), float(step))}, {"step": step})
+        _submit(writer, tmp_path, step, {"x": torch.full((1000,), float(step))}, {"step": step})
     writer.wait()
     tensors, state, folder = load_checkpoint(tmp_path)
     assert folder.name == "step-00000003" and state == {"step": 3}
@@ -47,15 +54,27 @@ def test_checkpoints_are_written_one_at_a_time_and_the_last_is_current(tmp_path:
 def test_a_failed_write_is_raised_by_wait_and_leaves_the_previous_checkpoint(
     tmp_path: Path,
 ) -> None:
-    writer = CheckpointWriter()
-    writer.submit(tmp_path, 1, {"x": torch.ones(3)}, {"step": 1})
+    writer = BackgroundWriter("test")
+    _submit(writer, tmp_path, 1, {"x": torch.ones(3)}, {"step": 1})
     writer.wait()
     # a file where the writer puts its temporary folder: removing it as a folder fails
     (tmp_path / ".step-00000002.tmp").write_text("not a folder")
-    writer.submit(tmp_path, 2, {"x": torch.zeros(3)}, {"step": 2})
+    _submit(writer, tmp_path, 2, {"x": torch.zeros(3)}, {"step": 2})
     with pytest.raises(NotADirectoryError):
         writer.wait()
     writer.wait()  # raised once
     tensors, saved, folder = load_checkpoint(tmp_path)
     assert folder.name == "step-00000001" and saved == {"step": 1}
     assert torch.equal(tensors["x"], torch.ones(3))
+
+
+def test_a_failed_write_is_raised_by_the_next_submit(tmp_path: Path) -> None:
+    writer = BackgroundWriter("test")
+
+    def fail() -> None:
+        raise OSError(28, "No space left on device")
+
+    writer.submit(fail)
+    with pytest.raises(OSError, match="No space left"):
+        writer.submit(lambda: None)
+    writer.wait()
