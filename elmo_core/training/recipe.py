@@ -820,11 +820,12 @@ class Recipe:
         head) on the model writer's thread, from host copies of its tensors and frozen JSON; the
         fitted featurizers and priors it also writes do not change during the run."""
         encoder, head = self.encoder, self.head
-        if isinstance(encoder, MemberEncoders):
+        merged = isinstance(encoder, MemberEncoders)
+        if isinstance(encoder, MemberEncoders):  # new tensors the training never changes: no copy
             assert isinstance(head, MemberHeads)
             encoder, head = encoder.merged(), head.merged()
         assert not isinstance(encoder, MemberEncoders) and isinstance(head, XMCHead)
-        tensors = artifact_tensors(encoder, head)
+        tensors = artifact_tensors(encoder, head, copy=not merged)
         metrics, telemetry = frozen(self._summary(None)), frozen(self.run.telemetry)
         fusion, label_texts = self.fusion, self.dataset.label_texts
 
