@@ -46,6 +46,6 @@ def all_finite(tensor: torch.Tensor) -> bool:
         return not bool(torch.isin(flat.view(torch.uint8), patterns[bad]).any())
     if tensor.element_size() == 2:
         mantissa = -int(math.log2(torch.finfo(tensor.dtype).eps))
-        exponent = (1 << (15 - mantissa)) - 1 << mantissa
+        exponent = ((1 << (15 - mantissa)) - 1) << mantissa
         return not bool(((flat.view(torch.int16) & exponent) == exponent).any())
     return bool(torch.isfinite(flat).all())

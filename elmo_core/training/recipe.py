@@ -728,7 +728,6 @@ class Recipe:
             run.best_epoch = run.epoch
             self._save_model()
         self.model_writes.wait()  # model/ is read back and completed below
-        self.checkpoints.wait()
         test_metrics = None
         if self.splits.test is not None:
             self.cb.on_phase("evaluating")
@@ -739,6 +738,7 @@ class Recipe:
         write_json_atomic(self.out_dir / METRICS, summary)
         write_json_atomic(self.model_dir / METRICS, summary)
         write_json_atomic(self.out_dir / "telemetry.json", run.telemetry)
+        self.checkpoints.wait()  # the last one was written beside the test evaluation
         if not self.config.checkpoint.keep and self.ckpt_dir.exists():
             shutil.rmtree(self.ckpt_dir)  # the run is done: model/ is the one copy
         self.cb.on_log(f"model written to {self.model_dir}")
