@@ -88,7 +88,7 @@ def save_model(
     tmp.mkdir()
     try:
         if tensors is None:
-            tensors = artifact_tensors(encoder, head, copy=False)
+            tensors = artifact_tensors(encoder, head)
         _write_artifact(
             tmp, config, encoder, head, tensors, label_texts, fusion, metrics, telemetry
         )
@@ -155,14 +155,12 @@ def _write(path: Path, payload: object) -> None:
     path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
 
 
-def artifact_tensors(
-    encoder: Encoder, head: XMCHead, *, copy: bool = True
-) -> dict[str, torch.Tensor]:
-    """The weights file's tensors (encoder and head state) on the host, contiguous; with `copy`
-    always copies (to write while the modules keep changing), else only where they must move."""
+def artifact_tensors(encoder: Encoder, head: XMCHead) -> dict[str, torch.Tensor]:
+    """The weights file's tensors (encoder and head state) on the host, contiguous: copied only
+    where they must move (they may share the modules' storage)."""
     tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
     tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
-    return {k: v.detach().to("cpu", copy=copy).contiguous() for k, v in tensors.items()}
+    return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
 
 
 def _write_artifact(

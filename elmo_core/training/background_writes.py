@@ -6,6 +6,11 @@ changing its tensors); `submit` first waits for the previous write, and `wait` b
 last one is done and re-raises its error on the caller's thread (a full disk fails the run as a
 synchronous write would, one write later). The writes themselves are atomic (a temporary folder
 renamed into place), so a crash during one leaves the previous file set current.
+
+The host copies (`BackgroundWriter.host_copies`) go into the buffers of the writer's previous
+write where names, shapes and dtypes match: copying into memory already mapped costs a fraction
+of what fresh buffers cost in page faults (a checkpoint of wordnet-taxonomy's two members, 661 MB,
+on the 2-core VM: 1.1-1.8 s into fresh buffers, 0.10-0.16 s into reused ones).
 """
 
 from __future__ import annotations
@@ -18,11 +23,6 @@ from typing import TypeVar
 import torch
 
 Payload = TypeVar("Payload")
-
-
-def host_copies(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Contiguous host copies of `tensors`, for a write that runs while they keep changing."""
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
 
 
 def frozen(payload: Payload) -> Payload:
@@ -38,6 +38,21 @@ class BackgroundWriter:
         self.name = name
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def host_copies(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Contiguous host copies of `tensors` for the next `submit` (a write that runs while
+        they keep changing). Waits for the write in progress first (re-raising its error): its
+        buffers are reused for the tensors of the same name, shape and dtype."""
+        self.wait()
+        copies = {}
+        for key, value in tensors.items():
+            buffer = self._buffers.get(key)
+            if buffer is None or buffer.shape != value.shape or buffer.dtype != value.dtype:
+                buffer = torch.empty(value.shape, dtype=value.dtype)
+            copies[key] = buffer.copy_(value.detach())
+        self._buffers = copies
+        return copies
 
     def submit(self, write: Callable[[], object]) -> None:
         """Wait for the previous write (re-raising its error), then start `write`; it must only

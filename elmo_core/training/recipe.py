@@ -825,7 +825,9 @@ class Recipe:
             assert isinstance(head, MemberHeads)
             encoder, head = encoder.merged(), head.merged()
         assert not isinstance(encoder, MemberEncoders) and isinstance(head, XMCHead)
-        tensors = artifact_tensors(encoder, head, copy=not merged)
+        tensors = artifact_tensors(encoder, head)
+        if not merged:
+            tensors = self.model_writes.host_copies(tensors)
         metrics, telemetry = frozen(self._summary(None)), frozen(self.run.telemetry)
         fusion, label_texts = self.fusion, self.dataset.label_texts
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from elmo_core.config import TrainConfig
 from elmo_core.head import TrainingHead
-from elmo_core.training.background_writes import BackgroundWriter, frozen, host_copies
+from elmo_core.training.background_writes import BackgroundWriter, frozen
 from elmo_core.training.checkpoint import (
     CheckpointError,
     checkpoint_folder,
@@ -116,7 +116,7 @@ def save_run(
     step = run.global_step
     if writer is None:
         return save_checkpoint(folder, step, tensors, state)
-    copies, frozen_state = host_copies(tensors), frozen(state)
+    copies, frozen_state = writer.host_copies(tensors), frozen(state)
     writer.submit(lambda: save_checkpoint(folder, step, copies, frozen_state))
     return checkpoint_folder(folder, step)
 

@@ -5,17 +5,18 @@ once `wait` returns, and a failure reaches the caller's thread."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
-from elmo_core.training.background_writes import BackgroundWriter, frozen, host_copies
+from elmo_core.training.background_writes import BackgroundWriter, frozen
 from elmo_core.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _submit(writer: BackgroundWriter, root: Path, step: int, tensors: dict, state: dict) -> None:
-    copies, saved = host_copies(tensors), frozen(state)
+    copies, saved = writer.host_copies(tensors), frozen(state)
     writer.submit(lambda: save_checkpoint(root, step, copies, saved))
 
 
@@ -49,6 +50,28 @@ def test_writes_go_one_at_a_time_and_the_last_is_current(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "step-00000003"]
     pointer = json.loads((tmp_path / "latest.json").read_text())
     assert pointer == {"checkpoint": "step-00000003", "step": 3}
+
+
+def test_host_copies_reuse_the_previous_writes_buffers_once_it_is_done(tmp_path: Path) -> None:
+    writer = BackgroundWriter("test")
+    release = threading.Event()
+    first = writer.host_copies({"x": torch.full((4,), 1.0), "y": torch.zeros(2)})
+    read: list[torch.Tensor] = []
+
+    def slow_write() -> None:  # reads its copy only after the next host_copies was asked for
+        release.wait(timeout=30)
+        read.append(first["x"].clone())
+
+    writer.submit(slow_write)
+    threading.Timer(0.2, release.set).start()
+    second = writer.host_copies({"x": torch.full((4,), 2.0), "y": torch.zeros(3)})
+    assert torch.equal(read[0], torch.full((4,), 1.0))  # copied only after the write was done
+    assert second["x"].data_ptr() == first["x"].data_ptr()  # same name, shape, dtype: reused
+    assert torch.equal(second["x"], torch.full((4,), 2.0))
+    assert second["y"].shape == (3,)  # another shape: a new buffer
+    view = torch.arange(6.0).reshape(2, 3).t()
+    third = writer.host_copies({"x": view.to(torch.bfloat16)})
+    assert third["x"].is_contiguous() and torch.equal(third["x"], view.to(torch.bfloat16))
 
 
 def test_a_failed_write_is_raised_by_wait_and_leaves_the_previous_checkpoint(

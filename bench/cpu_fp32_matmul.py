@@ -1,0 +1,115 @@
+"""The CPU evaluation's fp32 product `E W^T` and the head's top-k: torch's `@` (MKL sgemm) against
+`reference.matmul_nt` (oneDNN's fp32 matmul, what `ReferenceBackend.logits` uses where torch has
+it), with numpy's `@` (its OpenBLAS) for context.
+
+Random operands of the evaluation's shape (an evaluation batch of `--batch` embeddings of width
+`--dim` against `--labels` fp32 weight rows, as the predictor's fp32 copy of the head holds them);
+the ways are timed interleaved, `--repeats` rounds, so that the noise of a shared machine hits them
+alike. Prints one JSON row per way with the median seconds and GFLOP/s, then the same for the whole
+`ReferenceBackend.topk` (k 100, the head's CPU chunk) with `@` and with `matmul_nt`.
+
+    python bench/cpu_fp32_matmul.py --labels 20359 --dim 1026 --batch 512 --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import date
+
+import numpy as np
+import torch
+from rows import emit
+
+from elmo_core.head import reference
+from elmo_core.head.reference import ReferenceBackend, matmul_nt
+
+
+def timed(run: Callable[[], object]) -> float:
+    """Wall seconds of one `run()`."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def interleaved(ways: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each way over `repeats` rounds (each round runs every way once, after
+    one warm-up call of each)."""
+    for run in ways.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(repeats):
+        for name, run in ways.items():
+            times[name].append(timed(run))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def topk_with(product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable:
+    """`ReferenceBackend.topk` with its logits' product replaced by `product` (a @ b.T)."""
+
+    class Backend(ReferenceBackend):
+        def logits(self, weight: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+            return product(reference.embedding_operand(embedding, weight), weight)
+
+    return Backend().topk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labels", type=int, default=20359)
+    parser.add_argument("--dim", type=int, default=1026)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", default=None, help="append the rows to this JSON-lines file")
+    args = parser.parse_args()
+    gen = torch.Generator().manual_seed(0)
+    e = torch.randn(args.batch, args.dim, generator=gen)
+    w = torch.randn(args.labels, args.dim, generator=gen)
+    flops = 2.0 * args.batch * args.dim * args.labels
+    base = {
+        "bench": "cpu_fp32_matmul",
+        "date": date.today().isoformat(),
+        "machine": {"cpu": platform.processor() or platform.machine(), "nproc": os.cpu_count()},
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "labels": args.labels,
+        "dim": args.dim,
+        "batch": args.batch,
+        "repeats": args.repeats,
+    }
+    products = interleaved(
+        {
+            "torch @ (MKL sgemm)": lambda: e @ w.T,
+            "matmul_nt (oneDNN)": lambda: matmul_nt(e, w),
+            "numpy @ (OpenBLAS)": lambda: np.matmul(e.numpy(), w.numpy().T),
+        },
+        args.repeats,
+    )
+    for way, secs in products.items():
+        emit(
+            {**base, "what": "product", "way": way, "s": secs, "gflops": flops / secs / 1e9},
+            args.json,
+        )
+    chunk = reference.memory_chunk(args.labels, args.dim, args.batch, torch.device("cpu"), False)
+    topks = interleaved(
+        {
+            "torch @ (MKL sgemm)": lambda: topk_with(lambda a, b: a @ b.T)(
+                w, e, args.k, chunk_size=chunk
+            ),
+            "matmul_nt (oneDNN)": lambda: topk_with(matmul_nt)(w, e, args.k, chunk_size=chunk),
+        },
+        args.repeats,
+    )
+    for way, secs in topks.items():
+        emit(
+            {**base, "what": "topk", "k": args.k, "chunk": chunk, "way": way, "s": secs}, args.json
+        )
+
+
+if __name__ == "__main__":
+    main()
