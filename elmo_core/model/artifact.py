@@ -155,12 +155,18 @@ def _write(path: Path, payload: object) -> None:
     path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
 
 
+def artifact_state(encoder: Encoder, head: XMCHead) -> dict[str, torch.Tensor]:
+    """The weights file's tensors by name (encoder and head state), where the modules hold them
+    (their device, possibly sharing their storage)."""
+    tensors = {f"encoder.{k}": v.detach() for k, v in encoder.state_dict().items()}
+    tensors.update({f"head.{k}": v.detach() for k, v in head.state_dict().items()})
+    return tensors
+
+
 def artifact_tensors(encoder: Encoder, head: XMCHead) -> dict[str, torch.Tensor]:
-    """The weights file's tensors (encoder and head state) on the host, contiguous: copied only
-    where they must move (they may share the modules' storage)."""
-    tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
-    tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
-    return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    """`artifact_state` on the host, contiguous: copied only where they must move (they may
+    share the modules' storage)."""
+    return {k: v.to("cpu").contiguous() for k, v in artifact_state(encoder, head).items()}
 
 
 def _write_artifact(

@@ -49,7 +49,7 @@ from elmo_core.encoders.device import batch_to_device, pin_batch
 from elmo_core.errors import ConfigError
 from elmo_core.fusion import FusedScorer
 from elmo_core.head import MemberHeads, TrainingHead, XMCHead
-from elmo_core.model.artifact import artifact_tensors, load_model, save_model
+from elmo_core.model.artifact import artifact_state, artifact_tensors, load_model, save_model
 from elmo_core.model.evaluation import (
     evaluate_split,
     evaluate_split_fitting_weights,
@@ -825,9 +825,10 @@ class Recipe:
             assert isinstance(head, MemberHeads)
             encoder, head = encoder.merged(), head.merged()
         assert not isinstance(encoder, MemberEncoders) and isinstance(head, XMCHead)
-        tensors = artifact_tensors(encoder, head)
-        if not merged:
-            tensors = self.model_writes.host_copies(tensors)
+        if merged:
+            tensors = artifact_tensors(encoder, head)
+        else:
+            tensors = self.model_writes.host_copies(artifact_state(encoder, head))
         metrics, telemetry = frozen(self._summary(None)), frozen(self.run.telemetry)
         fusion, label_texts = self.fusion, self.dataset.label_texts
 
