@@ -45,6 +45,16 @@ def kernel(fn: Callable[..., None]) -> Callable[..., None]:
         return njit(parallel=True, nogil=True)(fn)
 
 
+def serial_kernel(fn: Callable[..., None]) -> Callable[..., None]:
+    """``fn`` compiled by numba on the calling thread only (no ``prange``: safe in a process
+    forked after numba's thread pool started), cached on disk where a cache directory is
+    writable, without the GIL."""
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(nogil=True)(fn)
+
+
 def use_torch_threads() -> None:
     """Run this thread's next kernels on ``torch.get_num_threads()`` threads (at most numba's
     ``NUMBA_NUM_THREADS``, the number of cores by default). The first call starts numba's thread

@@ -12,6 +12,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from elmo_core.float_bits import serial_kernel
+
 RANKING_BLOCK = 1 << 22
 """`row_ranking` pads at most this many entries at once (rows x the longest row of the block)."""
 DENSE_BLOCK = 1 << 24
@@ -109,7 +111,7 @@ def topk_product(left: sp.csr_matrix, right: sp.csr_matrix, k: int) -> sp.csr_ma
     block = max(1, DENSE_BLOCK // max(num_cols, 1))
     rows, cols, vals = [], [], []
     for start in range(0, num_rows, block):
-        dense = np.asarray((left[start : start + block] @ right).toarray(), dtype=np.float32)
+        dense = dense_product(left, right, start, min(start + block, num_rows))
         top_values, top_ids = torch.topk(torch.from_numpy(dense), k, dim=1)
         values, top = top_values.numpy(), top_ids.numpy()
         keep = values != 0
@@ -123,6 +125,44 @@ def topk_product(left: sp.csr_matrix, right: sp.csr_matrix, k: int) -> sp.csr_ma
     )
     out.sort_indices()
     return out
+
+
+def dense_product(left: sp.csr_matrix, right: sp.csr_matrix, start: int, stop: int) -> np.ndarray:
+    """`(left[start:stop] @ right).toarray()` as float32. For float32 operands, one pass of
+    `_add_dense_rows` (the products and sums of scipy's CSR product, in its order, so the same
+    bits) straight into the dense block: scipy's product first counts each row's entries, then
+    builds a CSR matrix that `toarray` spreads out again."""
+    if left.dtype != np.float32 or right.dtype != np.float32:
+        return np.asarray((left[start:stop] @ right).toarray(), dtype=np.float32)
+    left, right = sp.csr_matrix(left), sp.csr_matrix(right)
+    dense = np.zeros((stop - start, right.shape[1]), dtype=np.float32)
+    _add_dense_rows(
+        left.indptr, left.indices, left.data, right.indptr, right.indices, right.data, start, dense
+    )
+    return dense
+
+
+@serial_kernel
+def _add_dense_rows(
+    left_indptr: np.ndarray,
+    left_indices: np.ndarray,
+    left_data: np.ndarray,
+    right_indptr: np.ndarray,
+    right_indices: np.ndarray,
+    right_data: np.ndarray,
+    start: int,
+    dense: np.ndarray,
+) -> None:
+    """`dense[i] += left[start + i] @ right` for every row i of `dense` (CSR arrays; for each
+    stored entry of the left row in order, the right row it names in order, as scipy's
+    `csr_matmat` sums)."""
+    for i in range(dense.shape[0]):
+        row = dense[i]
+        for p in range(left_indptr[start + i], left_indptr[start + i + 1]):
+            feature = left_indices[p]
+            weight = left_data[p]
+            for q in range(right_indptr[feature], right_indptr[feature + 1]):
+                row[right_indices[q]] += weight * right_data[q]
 
 
 def topk_matrix(values: np.ndarray, ids: np.ndarray, num_cols: int) -> sp.csr_matrix:

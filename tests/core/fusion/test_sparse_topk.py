@@ -76,6 +76,26 @@ def test_topk_product_keeps_the_k_largest_products():
         np.testing.assert_allclose(found[row].data, exact[row, ids], rtol=1e-6)
 
 
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_dense_product_has_the_bits_of_scipys_product(index_dtype):
+    rng = np.random.default_rng(7)
+    dense_left = rng.random((40, 300)) * (rng.random((40, 300)) < 0.2)
+    dense_left[5] = 0.0  # an empty row
+    dense_right = rng.normal(size=(300, 90)) * (rng.random((300, 90)) < 0.1)  # signs mixed
+    left = sp.csr_matrix(dense_left, dtype=np.float32)
+    right = sp.csr_matrix(dense_right, dtype=np.float32)
+    for matrix in (left, right):
+        matrix.indptr = matrix.indptr.astype(index_dtype)
+        matrix.indices = matrix.indices.astype(index_dtype)
+    got = sparse_topk.dense_product(left, right, 3, 31)
+    expected = np.asarray((left[3:31] @ right).toarray(), dtype=np.float32)
+    assert got.dtype == np.float32 and got.shape == (28, 90)
+    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+    wide = left.astype(np.float64)  # other dtypes: scipy's product, cast to float32
+    expected = np.asarray((wide @ right).toarray(), dtype=np.float32)
+    assert np.array_equal(sparse_topk.dense_product(wide, right, 0, 40), expected)
+
+
 def test_fuse_topk_with_ties_and_short_rows():
     rng = np.random.default_rng(3)
     num_rows, num_labels, width, k = 9, 30, 4, 6
