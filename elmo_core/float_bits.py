@@ -36,23 +36,25 @@ from numba.extending import intrinsic
 MASK32 = 0xFFFFFFFF
 
 
+def _compiled(fn: Callable[..., None], parallel: bool) -> Callable[..., None]:
+    """``fn`` compiled by numba without the GIL, cached on disk where a cache directory is
+    writable."""
+    try:
+        return njit(parallel=parallel, cache=True, nogil=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(parallel=parallel, nogil=True)(fn)
+
+
 def kernel(fn: Callable[..., None]) -> Callable[..., None]:
     """``fn`` compiled by numba, parallel (``prange``), cached on disk where a cache directory is
     writable, without the GIL."""
-    try:
-        return njit(parallel=True, cache=True, nogil=True)(fn)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(parallel=True, nogil=True)(fn)
+    return _compiled(fn, parallel=True)
 
 
 def serial_kernel(fn: Callable[..., None]) -> Callable[..., None]:
     """``fn`` compiled by numba on the calling thread only (no ``prange``: safe in a process
-    forked after numba's thread pool started), cached on disk where a cache directory is
-    writable, without the GIL."""
-    try:
-        return njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(nogil=True)(fn)
+    forked after numba's thread pool started), cached like ``kernel``, without the GIL."""
+    return _compiled(fn, parallel=False)
 
 
 def use_torch_threads() -> None:

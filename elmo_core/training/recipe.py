@@ -821,13 +821,13 @@ class Recipe:
         fitted featurizers and priors it also writes do not change during the run."""
         encoder, head = self.encoder, self.head
         merged = isinstance(encoder, MemberEncoders)
-        if isinstance(encoder, MemberEncoders):  # new tensors the training never changes: no copy
+        if isinstance(encoder, MemberEncoders):
             assert isinstance(head, MemberHeads)
             encoder, head = encoder.merged(), head.merged()
         assert not isinstance(encoder, MemberEncoders) and isinstance(head, XMCHead)
-        if merged:
+        if merged:  # new tensors the training never changes: not copied again
             tensors = artifact_tensors(encoder, head)
-        else:
+        else:  # the training's own tensors: copied into the writer's buffers
             tensors = self.model_writes.host_copies(artifact_state(encoder, head))
         metrics, telemetry = frozen(self._summary(None)), frozen(self.run.telemetry)
         fusion, label_texts = self.fusion, self.dataset.label_texts
@@ -849,7 +849,7 @@ class Recipe:
         return self.model_dir
 
     def _save_checkpoint(self) -> Path:
-        """Start writing a checkpoint of the run as it is now (`CheckpointWriter`)."""
+        """Start writing a checkpoint of the run as it is now, on the checkpoint writer."""
         return save_run(
             self.ckpt_dir,
             self.config,
