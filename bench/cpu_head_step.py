@@ -6,9 +6,9 @@ across the precisions (fp32, bf16, fp8, fp32, ...), so that the noise of a share
 them alike; prints one JSON row per precision and label count with the median over ``--repeats``.
 ``--rounding`` adds the time of the stochastic rounding alone for the low precisions: for the
 reference backend the upcast of every weight chunk, its random bits and its rounding (fp32
-values, not stored back); for ``cpu-bf16`` its fused update kernel (``cpu_kernels.sgd_round_``)
-on every chunk with a zero update (upcast, bits, rounding and the store; the weights stay as
-they are).
+values, not stored back); for ``cpu-fused`` and ``cpu-bf16`` their fused update kernel
+(``cpu_kernels.sgd_round_``) on every chunk with a zero update (upcast, bits, rounding and the
+store; the weights stay as they are).
 
     python bench/cpu_head_step.py --labels 50000 200000 --dim 512 --batch 128 --repeats 7
     python bench/cpu_head_step.py --labels 50000 --threads 1 --rounding
@@ -40,7 +40,7 @@ def rounding_pass(head: XMCHead, batch: int) -> Callable[[], None]:
     as the CPU step does (the step's rounding, without the products)."""
     weight = head.weight
     chunk = head.backend.default_chunk(weight.shape[0], weight.shape[1], batch, weight)
-    if head.backend.name == "cpu-bf16":
+    if head.backend.name in ("cpu-fused", "cpu-bf16"):
         from elmo_core.head import cpu_kernels
 
         zero = torch.zeros(min(chunk, weight.shape[0]), weight.shape[1], dtype=torch.bfloat16)
@@ -80,7 +80,8 @@ def main() -> None:
         "--backends",
         nargs="+",
         default=["reference"],
-        help="head backends of the bf16/fp8 steps (reference, cpu-bf16); fp32 runs the reference",
+        help="head backends of the bf16/fp8 steps (reference, cpu-fused, cpu-bf16); fp32 runs the "
+        "reference",
     )
     args = parser.parse_args()
     if args.threads:

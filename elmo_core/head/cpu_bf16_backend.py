@@ -13,23 +13,23 @@ three products of a low-precision step (``Z = E W^T``, ``dE += G W``, ``G^T E``)
   below the spacing of the bf16/e4m3 grid that ``SR(W + U)`` rounds to, so the rounding stays
   unbiased and the random bits are the reference's (``rounding.random_bits(i, j, seed)``).
 
-The elementwise work around the GEMMs runs in fused numba kernels (``cpu_kernels.py``), each one
-pass over a chunk on every core, with the bits of the torch code they replaced: the e4m3 weights'
-bf16 operand, ``G = bf16(sigmoid(Z) - Y)`` from the bf16 ``Z``, and the update
-``W <- SR(W - lr (G^T E + wd W))`` straight from the stored weights and the bf16 ``G^T E`` into
-the storage type (``rounding.py``'s bits and rules). Kahan rows keep the reference's torch
-rounding (``reference.round_update_``) on ``U`` computed from the same bf16 ``G^T E``.
-The logged loss (``step_logits``) takes the step's bf16 ``Z``. fp32 storage, ``logits`` and
-``topk`` (prediction) keep the reference's fp32 products. The head
-picks this backend on such CPUs for bf16/fp8 storage (``head.select_backend``); the tests compare it
-with an fp64 computation and with the reference's weights.
+The elementwise work around the GEMMs is ``CpuFusedBackend``'s (``cpu_fused_backend.py``):
+fused numba kernels (``cpu_kernels.py``), each one pass over a chunk on every core, with the bits
+of the torch code they replaced: here the e4m3 weights' bf16 operand, ``G = bf16(sigmoid(Z) - Y)``
+from the bf16 ``Z`` (by tables), and the update ``W <- SR(W - lr (G^T E + wd W))`` straight from
+the stored weights and the bf16 ``G^T E`` into the storage type (``rounding.py``'s bits and
+rules). Kahan rows keep the reference's torch rounding (``reference.round_update_``) on ``U``
+computed from the same bf16 ``G^T E``. The logged loss (``step_logits``) takes the step's bf16
+``Z``. fp32 storage, ``logits`` and ``topk`` (prediction) keep the reference's fp32 products. The
+head picks this backend on such CPUs for bf16/fp8 storage (``head.select_backend``); the tests
+compare it with an fp64 computation and with the reference's weights.
 """
 
 from __future__ import annotations
 
 import torch
 
-from elmo_core.head.reference import ReferenceBackend, round_update_, upcast
+from elmo_core.head.cpu_fused_backend import CpuFusedBackend
 
 
 def native_bf16_cpu() -> bool:
@@ -37,10 +37,9 @@ def native_bf16_cpu() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-class CpuBf16Backend(ReferenceBackend):
-    """``ReferenceBackend`` with the low-precision step's products in oneDNN bf16 GEMMs and its
-    elementwise passes in fused numba kernels (its step, with these hooks; fp32 storage keeps the
-    reference's). ``cpu_kernels`` (numba) is imported at the first low-precision step."""
+class CpuBf16Backend(CpuFusedBackend):
+    """``CpuFusedBackend`` with the low-precision step's products in oneDNN bf16 GEMMs: bf16
+    operands, hence a bf16 ``Z``, ``G`` and ``G^T E`` (fp32 storage keeps the reference's)."""
 
     name = "cpu-bf16"
 
@@ -56,7 +55,7 @@ class CpuBf16Backend(ReferenceBackend):
             return w_c
         from elmo_core.head import cpu_kernels
 
-        return cpu_kernels.e4m3_to_bf16(w_c)
+        return cpu_kernels.e4m3_to(w_c, torch.bfloat16)
 
     def gradient(
         self, z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, weight: torch.Tensor
@@ -67,56 +66,3 @@ class CpuBf16Backend(ReferenceBackend):
         from elmo_core.head import cpu_kernels
 
         return cpu_kernels.bce_gradient_(z, rows, cols)
-
-    def column_peaks(self, g: torch.Tensor) -> torch.Tensor:
-        """Each column's largest ``|G|`` (bf16 ``G``: the fused ``cpu_kernels.column_peaks``)."""
-        if g.dtype != torch.bfloat16:
-            return super().column_peaks(g)
-        from elmo_core.head import cpu_kernels
-
-        return cpu_kernels.column_peaks(g)
-
-    def apply_update(
-        self,
-        w_c: torch.Tensor,
-        w_op: torch.Tensor,
-        g: torch.Tensor,
-        e: torch.Tensor,
-        lr: float,
-        weight_decay: float,
-        *,
-        seed: int,
-        row_offset: int,
-        compensation: torch.Tensor | None,
-        kept: torch.Tensor | None = None,
-    ) -> None:
-        """``G^T E`` as a bf16 GEMM, then the fused ``cpu_kernels.sgd_round_`` on the chunk's
-        rows (on its ``kept`` rows only, where given), except its Kahan rows (always the first
-        ``kept`` ones): ``U = -lr (G^T E + weight_decay W)`` in fp32 and ``round_update_`` for
-        those."""
-        if w_c.dtype == torch.float32:
-            super().apply_update(
-                w_c,
-                w_op,
-                g,
-                e,
-                lr,
-                weight_decay,
-                seed=seed,
-                row_offset=row_offset,
-                compensation=compensation,
-                kept=kept,
-            )
-            return
-        from elmo_core.head import cpu_kernels
-
-        product = g.T @ e
-        k = 0 if compensation is None else compensation.shape[0]
-        if k:
-            w32 = upcast(w_c[:k])
-            upd = product[:k].to(torch.float32).mul_(-lr)
-            if weight_decay:
-                upd.add_(w32, alpha=-lr * weight_decay)
-            round_update_(w_c[:k], w32, upd, seed, row_offset, compensation)
-        rows = torch.arange(k, w_c.shape[0]) if kept is None else kept[k:]
-        cpu_kernels.sgd_round_(w_c, product[k:], lr, weight_decay, seed, row_offset, rows)

@@ -1,30 +1,35 @@
-"""Fused numba kernels of the ``cpu-bf16`` backend's low-precision step (``cpu_bf16_backend.py``).
+"""Fused numba kernels of the CPU backends' low-precision step (``cpu_fused_backend.py``: fp32
+GEMMs; ``cpu_bf16_backend.py``: bf16 GEMMs).
 
 Each replaces several torch passes over a chunk's ``B x C`` logits or ``C x d`` weights with one
 pass that uses every core (``prange`` over rows) and gives the same bits:
 
-- ``e4m3_to_bf16``: e4m3 weights as the bf16 operand of the GEMMs (a 256-entry table of torch's
-  own conversions);
+- ``e4m3_to``: e4m3 weights as the bf16 or fp32 operand of the GEMMs (a 256-entry table of
+  torch's own conversions);
 - ``bce_gradient_``: ``G = bf16(sigmoid(Z) - Y)`` in place on the bf16 logits ``Z`` of the bf16
   GEMM, by two 2^16-entry tables (one per label value) computed once with torch's vectorised
   ``sigmoid``, ``- 1`` and ``.to(torch.bfloat16)``: the bits of torch's code on a tensor, except
   that torch computes the last few elements of each thread's range with its scalar ``exp`` (within
   an fp32 ulp of the vectorised one, so a G of those elements near a bf16 rounding boundary may
   round the other way there);
-- ``sgd_round_``: the update of a chunk's weights from ``P = G^T E`` (the bf16 GEMM's result),
-  ``W <- SR(W + U)`` with ``U = -lr (P + wd W)``, in the storage type (e4m3 or bf16). The fp32
-  arithmetic is that of the torch code it replaces: ``u = fl(-lr) * P``, then with weight decay
-  ``u = fma(W, fl(-lr wd), u)`` (what ``u.add_(w, alpha=-lr * wd)`` computes), ``x = u + W``; and
-  ``SR(x)`` draws the bits and applies the rules of ``rounding.py`` (its module docstring), so the
-  stored weights are bit-identical to ``rounding.stochastic_round_`` of the same ``x``, stored as
-  torch converts them. A NaN ``x`` is stored as torch's conversion of a NaN stores it (e4m3:
-  ``0x7F`` with the NaN's sign; bf16: ``0xFFFF``); which NaN an addition of two NaNs propagates
-  may differ from torch's.
+- ``round_gradient_``: the same ``G`` for fp32 logits, in place on ``S = sigmoid(Z)`` (torch's):
+  ``S - 1`` at the positives, then every element rounded to bf16 and kept as fp32, the bits of
+  the reference's ``sigmoid``, ``-= 1``, ``.to(bf16).to(fp32)``;
+- ``column_peaks``: each column's largest ``|G|`` (bf16 or fp32 ``G``);
+- ``sgd_round_``: the update of a chunk's weights from ``P = G^T E`` (the GEMM's bf16 or fp32
+  result), ``W <- SR(W + U)`` with ``U = -lr (P + wd W)``, in the storage type (e4m3 or bf16).
+  The fp32 arithmetic is that of the torch code it replaces: ``u = fl(-lr) * P``, then with
+  weight decay ``u = fma(W, fl(-lr wd), u)`` (what ``u.add_(w, alpha=-lr * wd)`` computes),
+  ``x = u + W``; and ``SR(x)`` draws the bits and applies the rules of ``rounding.py`` (its module
+  docstring), so the stored weights are bit-identical to ``rounding.stochastic_round_`` of the
+  same ``x``, stored as torch converts them. A NaN ``x`` is stored as torch's conversion of a NaN
+  stores it (e4m3: ``0x7F`` with the NaN's sign; bf16: ``0xFFFF``); which NaN an addition of two
+  NaNs propagates may differ from torch's.
 
 The scalar rules (``row_bits``, ``element_bits``, ``sr_bf16``, ``sr_e4m3``, and ``e4m3_f32``,
 which decodes a stored e4m3 byte by its bits as torch does, faster than a table) are numba
 functions of their own, tested against the spec's numpy implementation and torch. Importing this
-module imports numba (about 0.2 s); the backend imports it at its first low-precision step. The
+module imports numba (about 0.2 s); the backends import it at their first low-precision step. The
 first call of each kernel in a fresh environment compiles it (seconds, ``docs/cpu_head.md``),
 later processes load it from numba's cache.
 """
@@ -41,6 +46,7 @@ from elmo_core.float_bits import (
     MASK32,
     bf16_f32,
     bits_f32,
+    f32_bf16,
     f32_bits,
     fma32,
     kernel,
@@ -125,22 +131,22 @@ def _sgd(w: float, p: float, neg_lr: float, neg_lr_wd: float, decay: bool) -> fl
 
 
 @kernel
-def _sgd_round_e4m3(w, rows, p, neg_lr, neg_lr_wd, decay, seed, row0):
+def _sgd_round_e4m3(w, rows, p, shift, neg_lr, neg_lr_wd, decay, seed, row0):
     for k in prange(rows.shape[0]):
         i = rows[k]
         h = row_bits(row0 + i, seed)
         for j in range(w.shape[1]):
-            x = _sgd(e4m3_f32(w[i, j]), bf16_f32(p[k, j]), neg_lr, neg_lr_wd, decay)
+            x = _sgd(e4m3_f32(w[i, j]), bits_f32(int(p[k, j]) << shift), neg_lr, neg_lr_wd, decay)
             w[i, j] = sr_e4m3(x, element_bits(h, j))
 
 
 @kernel
-def _sgd_round_bf16(w, rows, p, neg_lr, neg_lr_wd, decay, seed, row0):
+def _sgd_round_bf16(w, rows, p, shift, neg_lr, neg_lr_wd, decay, seed, row0):
     for k in prange(rows.shape[0]):
         i = rows[k]
         h = row_bits(row0 + i, seed)
         for j in range(w.shape[1]):
-            x = _sgd(bf16_f32(w[i, j]), bf16_f32(p[k, j]), neg_lr, neg_lr_wd, decay)
+            x = _sgd(bf16_f32(w[i, j]), bits_f32(int(p[k, j]) << shift), neg_lr, neg_lr_wd, decay)
             w[i, j] = sr_bf16(x, element_bits(h, j))
 
 
@@ -164,23 +170,32 @@ def _bce_gradient(z, rows, cols, negative, positive):
 
 
 @kernel
-def _column_peaks(g, peaks):
+def _round_gradient(s, rows, cols):
+    for k in range(rows.shape[0]):
+        s[rows[k], cols[k]] -= np.float32(1.0)
+    for i in prange(s.shape[0]):
+        for j in range(s.shape[1]):
+            s[i, j] = bf16_f32(f32_bf16(s[i, j]))
+
+
+@kernel
+def _column_peaks(g, peaks, magnitude_mask):
     parts, cols = peaks.shape
     for t in prange(parts):
         own = peaks[t]
         own[:] = 0
         for i in range(t * g.shape[0] // parts, (t + 1) * g.shape[0] // parts):
             for j in range(cols):
-                magnitude = g[i, j] & 0x7FFF
+                magnitude = g[i, j] & magnitude_mask
                 if magnitude > own[j]:
                     own[j] = magnitude
 
 
 @functools.cache
-def _e4m3_bf16_table() -> np.ndarray:
-    """Each e4m3 byte as a bf16 pattern, by torch's conversion (exact)."""
+def _e4m3_table(dtype: torch.dtype) -> np.ndarray:
+    """Each e4m3 byte as a bf16 or fp32 bit pattern, by torch's conversion (exact)."""
     e4m3 = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn)
-    return e4m3.to(torch.bfloat16).view(torch.uint16).numpy()
+    return _bits(e4m3.to(dtype))
 
 
 @functools.cache
@@ -197,29 +212,33 @@ def _bits(t: torch.Tensor) -> np.ndarray:
     """A contiguous CPU tensor's storage as a numpy array of its unsigned bit patterns (shared)."""
     if not t.is_contiguous():
         raise ValueError("the CPU kernels take contiguous tensors")
-    width = {1: torch.uint8, 2: torch.uint16}[t.element_size()]
+    width = {1: torch.uint8, 2: torch.uint16, 4: torch.uint32}[t.element_size()]
     return t.view(width).numpy()
 
 
-def e4m3_to_bf16(weight: torch.Tensor) -> torch.Tensor:
-    """The e4m3 matrix ``weight`` as a new bf16 matrix (exact: every e4m3 value is a bf16 one)."""
-    out = torch.empty(weight.shape, dtype=torch.bfloat16)
+def e4m3_to(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The e4m3 matrix ``weight`` as a new bf16 or fp32 matrix (exact: every e4m3 value is one of
+    either)."""
+    if dtype not in (torch.bfloat16, torch.float32):
+        raise ValueError(f"e4m3_to converts to bf16 or fp32, got {dtype}")
+    out = torch.empty(weight.shape, dtype=dtype)
     use_torch_threads()
-    _lookup(_bits(weight), _e4m3_bf16_table(), _bits(out))
+    _lookup(_bits(weight), _e4m3_table(dtype), _bits(out))
     return out
 
 
 def column_peaks(g: torch.Tensor) -> torch.Tensor:
-    """Each column's largest ``|G|`` of the bf16 matrix ``g`` (B x C), as bf16: the largest
-    magnitude bits (a bf16's magnitude orders as its bits without the sign; a NaN column stays
-    NaN), each thread taking a band of rows, then the bands' maximum."""
-    if g.dtype != torch.bfloat16:
-        raise ValueError(f"column_peaks takes a bf16 matrix, got {g.dtype}")
+    """Each column's largest ``|G|`` of the bf16 or fp32 matrix ``g`` (B x C), in its dtype: the
+    largest magnitude bits (a float's magnitude orders as its bits without the sign; a NaN column
+    stays NaN), each thread taking a band of rows, then the bands' maximum."""
+    if g.dtype not in (torch.bfloat16, torch.float32):
+        raise ValueError(f"column_peaks takes a bf16 or fp32 matrix, got {g.dtype}")
     use_torch_threads()
     parts = max(1, min(torch.get_num_threads(), g.shape[0]))
-    peaks = np.empty((parts, g.shape[1]), np.uint16)
-    _column_peaks(_bits(g), peaks)
-    return torch.from_numpy(peaks.max(axis=0)).view(torch.bfloat16)
+    bits = _bits(g)
+    peaks = np.empty((parts, g.shape[1]), bits.dtype)
+    _column_peaks(bits, peaks, np.int64((1 << (8 * g.element_size() - 1)) - 1))
+    return torch.from_numpy(peaks.max(axis=0)).view(g.dtype)
 
 
 def bce_gradient_(z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -232,6 +251,17 @@ def bce_gradient_(z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> to
     return z
 
 
+def round_gradient_(s: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``G = bf16(S - Y)`` as fp32 values in place on ``s``, the fp32 ``sigmoid(Z)`` (B x C),
+    ``Y`` 1 at the distinct positive pairs ``(rows, cols)`` (int64, ``cols`` within the chunk).
+    Returns ``s``."""
+    if s.dtype != torch.float32:
+        raise ValueError(f"round_gradient_ takes an fp32 matrix, got {s.dtype}")
+    use_torch_threads()
+    _round_gradient(s.numpy(), rows.numpy(), cols.numpy())
+    return s
+
+
 def sgd_round_(
     weight: torch.Tensor,
     product: torch.Tensor,
@@ -242,13 +272,15 @@ def sgd_round_(
     rows: torch.Tensor | None = None,
 ) -> None:
     """``W <- SR(W + U)`` with ``U = -lr (P + weight_decay W)`` in place on the e4m3 or bf16 rows
-    ``weight`` (C x d), ``product`` the bf16 ``P = G^T E`` (C x d); row ``i`` draws the bits of
-    row ``row_offset + i`` with ``seed`` (see the module docstring). With ``rows`` (distinct int64
-    row ids of ``weight``), ``product`` has one row per id and only those rows change."""
+    ``weight`` (C x d), ``product`` the bf16 or fp32 ``P = G^T E`` (C x d); row ``i`` draws the
+    bits of row ``row_offset + i`` with ``seed`` (see the module docstring). With ``rows``
+    (distinct int64 row ids of ``weight``), ``product`` has one row per id and only those rows
+    change."""
     shape = weight.shape if rows is None else (rows.shape[0], weight.shape[1])
-    if product.dtype != torch.bfloat16 or product.shape != shape:
-        raise ValueError("the product must be a bf16 matrix of the updated rows' shape")
+    if product.dtype not in (torch.bfloat16, torch.float32) or product.shape != shape:
+        raise ValueError("the product must be a bf16 or fp32 matrix of the updated rows' shape")
     args = (
+        np.int64(32 - 8 * product.element_size()),
         np.float32(-lr),
         np.float32(-lr * weight_decay),
         bool(weight_decay),

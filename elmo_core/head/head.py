@@ -23,6 +23,7 @@ from elmo_core.errors import ConfigError
 from elmo_core.head import rounding
 from elmo_core.head.backend import HeadBackend, HeadInputError
 from elmo_core.head.cpu_bf16_backend import CpuBf16Backend, native_bf16_cpu
+from elmo_core.head.cpu_fused_backend import CpuFusedBackend
 from elmo_core.head.reference import (
     ReferenceBackend,
     embedding_operand,
@@ -36,7 +37,8 @@ from elmo_core.precision import (
     valid_below_floor_rate,
 )
 
-BACKENDS = ("auto", "reference", "cpu-bf16", "triton")
+BACKENDS = ("auto", "reference", "cpu-fused", "cpu-bf16", "triton")
+CPU_BACKENDS = {"cpu-fused": CpuFusedBackend, "cpu-bf16": CpuBf16Backend}
 BACKEND_ENV = "ELMO_HEAD_BACKEND"
 DEFAULT_INIT_STD = 0.02
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
@@ -61,17 +63,20 @@ def storage_scale(precision: str, rms: float) -> float:
 
 
 def select_backend(device: torch.device, backend: str | None) -> HeadBackend:
-    """Triton on CUDA when ``triton_kernels`` imports; on a CPU with bf16 instructions the
-    ``cpu-bf16`` backend (bf16 GEMMs in the low-precision step); else the reference. ``backend``
-    (or the environment variable ``ELMO_HEAD_BACKEND``) forces ``"reference"``, ``"cpu-bf16"`` or
+    """Triton on CUDA when ``triton_kernels`` imports; on a CPU the ``cpu-bf16`` backend where it
+    has bf16 instructions (bf16 GEMMs in the low-precision step), else ``cpu-fused`` (fp32 GEMMs,
+    fused elementwise kernels); the reference elsewhere. ``backend`` (or the environment variable
+    ``ELMO_HEAD_BACKEND``) forces ``"reference"``, ``"cpu-fused"``, ``"cpu-bf16"`` or
     ``"triton"``."""
     choice = backend or os.environ.get(BACKEND_ENV) or "auto"
     if choice not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {choice!r}")
-    if choice == "cpu-bf16" or (choice == "auto" and device.type == "cpu" and native_bf16_cpu()):
+    if choice == "auto" and device.type == "cpu":
+        choice = "cpu-bf16" if native_bf16_cpu() else "cpu-fused"
+    if choice in CPU_BACKENDS:
         if device.type != "cpu":
-            raise ConfigError(f"the cpu-bf16 backend runs on the CPU, got {device}")
-        return CpuBf16Backend()
+            raise ConfigError(f"the {choice} backend runs on the CPU, got {device}")
+        return CPU_BACKENDS[choice]()
     if choice == "reference" or (choice == "auto" and device.type != "cuda"):
         return ReferenceBackend()
     if device.type != "cuda":
@@ -165,8 +170,8 @@ class XMCHead:
         self.backend = select_backend(self.device, backend)
         if gradient_floor and self.backend.name == "triton":
             raise ConfigError(
-                "gradient_floor > 0 is a CPU option (the reference and cpu-bf16 backends); "
-                "the Triton kernels always update every label"
+                "gradient_floor > 0 is a CPU option (the reference and CPU backends); the Triton "
+                "kernels always update every label"
             )
         if not valid_below_floor_rate(below_floor_rate):
             raise ConfigError(

@@ -90,7 +90,7 @@ def _weights(rows: int, cols: int, dtype: torch.dtype, gen: torch.Generator) -> 
 def _torch_update(w, product, lr, wd, seed, row_offset):  # type: ignore[no-untyped-def]
     """The torch code ``sgd_round_`` replaced (CpuBf16Backend before the kernels)."""
     w32 = upcast(w)
-    upd = product.to(torch.float32).mul_(-lr)
+    upd = product.to(torch.float32, copy=True).mul_(-lr)
     if wd:
         upd.add_(w32, alpha=-lr * wd)
     out = torch.empty_like(w)
@@ -98,8 +98,9 @@ def _torch_update(w, product, lr, wd, seed, row_offset):  # type: ignore[no-unty
     return out
 
 
+@pytest.mark.parametrize("product_dtype", [BF16, torch.float32])
 @pytest.mark.parametrize("dtype", [BF16, E4M3])
-def test_sgd_round_equals_the_torch_update_and_rounding(dtype):
+def test_sgd_round_equals_the_torch_update_and_rounding(dtype, product_dtype):
     gen = torch.Generator().manual_seed(3)
     for rows, cols, row_offset, seed, lr, wd in [
         (700, 97, 2**32 - 300, 2**32 - 1, 0.37, 0.0),  # odd widths: torch's scalar tails
@@ -110,9 +111,9 @@ def test_sgd_round_equals_the_torch_update_and_rounding(dtype):
         # the last: 4M weights, so that an fp32 ulp of x (an unfused weight decay, say) shows
         # where it moves a stochastic rounding (probability 2^-16 per bf16 weight)
         w = _weights(rows, cols, dtype, gen)
-        product = (torch.randn(rows, cols, generator=gen) * 4).to(BF16)
+        product = (torch.randn(rows, cols, generator=gen) * 4).to(product_dtype)
         edges = torch.tensor([0.0, -0.0, 3e38, -3e38, 1e-40, float("inf")])[: rows * cols]
-        product.view(-1)[: edges.numel()] = edges.to(BF16)
+        product.view(-1)[: edges.numel()] = edges.to(product_dtype)
         want = _torch_update(w, product, lr, wd, seed, row_offset)
         got = w.clone()
         cpu_kernels.sgd_round_(got, product, lr, wd, seed, row_offset)
@@ -122,8 +123,10 @@ def test_sgd_round_equals_the_torch_update_and_rounding(dtype):
 
 def test_sgd_round_rejects_other_dtypes_and_shapes():
     w = torch.zeros(4, 3, dtype=BF16)
-    with pytest.raises(ValueError, match="bf16 matrix"):
-        cpu_kernels.sgd_round_(w, torch.zeros(4, 3), 0.1, 0.0, 1, 0)
+    with pytest.raises(ValueError, match="bf16 or fp32 matrix"):
+        cpu_kernels.sgd_round_(w, torch.zeros(4, 3, dtype=torch.float16), 0.1, 0.0, 1, 0)
+    with pytest.raises(ValueError, match="bf16 or fp32 matrix"):
+        cpu_kernels.sgd_round_(w, torch.zeros(3, 3), 0.1, 0.0, 1, 0)
     with pytest.raises(ValueError, match="e4m3 or bf16"):
         cpu_kernels.sgd_round_(w.float(), torch.zeros(4, 3, dtype=BF16), 0.1, 0.0, 1, 0)
 
@@ -131,8 +134,14 @@ def test_sgd_round_rejects_other_dtypes_and_shapes():
 def test_e4m3_conversions_equal_torch_for_every_byte():
     every = torch.arange(256, dtype=torch.uint8).view(E4M3).reshape(16, 16)
     assert torch.equal(
-        cpu_kernels.e4m3_to_bf16(every).view(torch.uint16), every.to(BF16).view(torch.uint16)
+        cpu_kernels.e4m3_to(every, BF16).view(torch.uint16), every.to(BF16).view(torch.uint16)
     )
+    assert torch.equal(
+        cpu_kernels.e4m3_to(every, torch.float32).view(torch.int32),
+        every.to(torch.float32).view(torch.int32),
+    )
+    with pytest.raises(ValueError, match="bf16 or fp32"):
+        cpu_kernels.e4m3_to(every, torch.float16)
     a = torch.zeros(256)
     out32, out16, e4m3 = torch.empty(256), torch.empty(256, dtype=torch.int64), torch.empty(256)
     _map_scalars(a.numpy(), np.float32(1.0), a.numpy(), out32.numpy(), out16.numpy(), e4m3.numpy())
@@ -174,6 +183,28 @@ def test_bce_gradient_equals_torch_sigmoid_minus_labels_rounded(shape):
     assert _same_bits(got, want.to(BF16))
 
 
+@pytest.mark.parametrize("shape", [(16, 256), (37, 1001)])
+def test_round_gradient_equals_the_references_rounded_sigmoid_minus_labels(shape):
+    # the reference's G for low-precision storage: torch's sigmoid, -1 at the positives, then
+    # bf16 and back; the kernel rounds torch's sigmoid, so any shape gives the same bits
+    batch, labels = shape
+    gen = torch.Generator().manual_seed(labels)
+    z = torch.randn(batch, labels, generator=gen) * 8
+    z.view(-1)[:7] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 90, -90])
+    rows = torch.randint(0, batch, (3 * batch,), generator=gen)
+    cols = torch.randint(0, labels, (3 * batch,), generator=gen)
+    rows[:3], cols[:3] = 0, torch.tensor([0, 1, 2])  # positives at the NaN and the infs
+    pos_rows, pos_cols = sorted_positives(rows, cols, batch)
+    want = torch.sigmoid(z)
+    want[pos_rows, pos_cols] -= 1.0
+    want = want.to(BF16).to(torch.float32)
+    got = cpu_kernels.round_gradient_(torch.sigmoid(z), pos_rows, pos_cols)
+    assert got.dtype == torch.float32
+    assert _same_bits(got, want)
+    with pytest.raises(ValueError, match="fp32"):
+        cpu_kernels.round_gradient_(z.to(BF16), pos_rows, pos_cols)
+
+
 def test_kernels_keep_torch_thread_count_and_follow_it():
     # numba's OpenMP layer sets the calling thread's OpenMP thread count (torch's) when it starts
     # its pool: a fresh process, so that the pool starts here
@@ -182,7 +213,7 @@ def test_kernels_keep_torch_thread_count_and_follow_it():
         "torch.set_num_threads(1)\n"
         "from elmo_core.head import cpu_kernels\n"
         "w = torch.zeros(64, 8, dtype=torch.float8_e4m3fn)\n"
-        "cpu_kernels.e4m3_to_bf16(w)\n"
+        "cpu_kernels.e4m3_to(w, torch.bfloat16)\n"
         "print(torch.get_num_threads(), numba.get_num_threads())\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

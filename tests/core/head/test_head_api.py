@@ -72,7 +72,7 @@ def test_topk_returns_label_ids_under_the_kahan_permutation():
     assert ids.tolist() == [[3, L - 1]] and scores.tolist() == [[2.0, 1.0]]
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpu-bf16"])
+@pytest.mark.parametrize("backend", ["reference", "cpu-fused", "cpu-bf16"])
 @pytest.mark.parametrize("precision", ["fp8", "bf16", "fp32"])
 def test_loss_is_the_summed_bce_over_all_labels_per_row(precision, backend):
     """Against fp64: exact to 1e-5 with fp32 products; the bf16 CPU backend's low-precision
@@ -84,7 +84,7 @@ def test_loss_is_the_summed_bce_over_all_labels_per_row(precision, backend):
     y[rows, cols] = 1.0
     z = _full_logits(head, emb)
     ref = float(torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="sum")) / B
-    if backend == "reference" or precision == "fp32":
+    if backend != "cpu-bf16" or precision == "fp32":
         tolerance = 1e-5 * ref
     else:
         tolerance = 2.0**-8 * float((z.abs() * (torch.sigmoid(z) - y).abs()).sum()) / B
@@ -151,15 +151,18 @@ def test_load_state_dict_rejects_a_mismatched_checkpoint():
         a.load_state_dict({"weight": a.weight})
 
 
-def test_reference_backend_is_chosen_on_cpu_and_triton_needs_cuda(monkeypatch):
+def test_cpu_backends_are_chosen_on_cpu_and_triton_needs_cuda(monkeypatch):
     from elmo_core.head.cpu_bf16_backend import native_bf16_cpu
     from elmo_core.head.head import select_backend
 
-    auto = "cpu-bf16" if native_bf16_cpu() else "reference"
+    auto = "cpu-bf16" if native_bf16_cpu() else "cpu-fused"
     assert XMCHead(10, 4).backend.name == auto
     assert XMCHead(10, 4, backend="cpu-bf16").backend.name == "cpu-bf16"
+    assert XMCHead(10, 4, backend="cpu-fused").backend.name == "cpu-fused"
     with pytest.raises(ConfigError, match="runs on the CPU"):
         select_backend(torch.device("cuda"), "cpu-bf16")
+    with pytest.raises(ConfigError, match="cpu-fused backend runs on the CPU"):
+        select_backend(torch.device("cuda"), "cpu-fused")
     monkeypatch.setenv("ELMO_HEAD_BACKEND", "triton")
     with pytest.raises(ConfigError, match="CUDA"):
         XMCHead(10, 4)
