@@ -20,6 +20,7 @@ from torch import nn
 from elmo_core.config import EncoderConfig, TfidfConfig
 from elmo_core.encoders.bias import append_bias
 from elmo_core.encoders.device import batch_to_device
+from elmo_core.encoders.dropout import EmbeddingDropout
 from elmo_core.text_features.word_tfidf import TfidfFeaturizer, l2_normalize_rows
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -79,7 +80,7 @@ class SparseEncoder(nn.Module):
             assert isinstance(linear, nn.Linear)
             nn.init.zeros_(linear.weight)
             nn.init.zeros_(linear.bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = EmbeddingDropout(dropout)
 
     def tables(self) -> list[torch.Tensor]:
         """The n-gram table, as a list (the parameters the row-sparse optimiser updates)."""

@@ -20,8 +20,9 @@ from itertools import product
 
 import numpy as np
 import scipy.sparse as sp
-import torch
+from numba import prange
 
+from elmo_core.float_bits import kernel, use_torch_threads
 from elmo_core.fusion.fused import PriorScores, head_probabilities
 from elmo_core.fusion.sparse_topk import row_ranking
 
@@ -99,32 +100,62 @@ class AlignedScores:
         whose sum is 0 are dropped (as the sparse sum drops them); value descending, then column
         ascending; -1 where a row has fewer than k entries (as `row_ranking`).
 
-        Each row's entries sit in column order, so the first k of a row ordered by value
-        descending, ties in slot order, are `row_ranking`'s: a `torch.topk` finds each row's k-th
-        value and only the entries at or above it are sorted.
+        Each row's entries sit in column order, so a row's first k by value descending, ties in
+        slot order, are `row_ranking`'s: one pass over each row keeps them (`_fused_ranking`, the
+        rows spread over the cores).
         """
-        prior: np.ndarray = np.zeros(self.head.shape, dtype=np.float32)
-        if self.label_text is not None and label_text_weight > 0:
-            prior = prior + np.float32(label_text_weight) * self.label_text
-        if self.neighbours is not None and neighbour_weight > 0:
-            prior = prior + np.float32(neighbour_weight) * self.neighbours
-        fused = self.head + prior.astype(np.float64)
-        fused[self.padding | (fused == 0)] = -np.inf
         num_rows = self.shape[0]
         ids = np.full((num_rows, k), -1, dtype=np.int64)
         if self.width == 0:
             return ids
-        depth = min(k, self.width)
-        top = torch.topk(torch.from_numpy(fused), depth, dim=1, sorted=False).values
-        kth = top.min(dim=1).values.numpy()
-        rows, slots = np.nonzero((fused >= kth[:, None]) & (fused > -np.inf))
-        values = fused[rows, slots]
-        order = np.lexsort((slots, -values, rows))
-        rows, slots = rows[order], slots[order]
-        rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(num_rows))[rows]
-        keep = rank < k
-        ids[rows[keep], rank[keep]] = self.columns[rows[keep], slots[keep]]
+        zeros = np.zeros((1, 1), dtype=np.float32)
+        label_text = zeros if self.label_text is None else self.label_text
+        neighbours = zeros if self.neighbours is None else self.neighbours
+        use_torch_threads()
+        _fused_ranking(
+            self.head,
+            label_text,
+            neighbours,
+            np.float32(label_text_weight if self.label_text is not None else 0.0),
+            np.float32(neighbour_weight if self.neighbours is not None else 0.0),
+            self.padding,
+            self.columns,
+            np.empty((num_rows, k), dtype=np.float64),
+            ids,
+        )
         return ids
+
+
+@kernel
+def _fused_ranking(head, label_text, neighbours, b, a, padding, columns, best, ids):
+    """Each row's k best entries of `head + float64(b * label_text + a * neighbours)` (the prior
+    summed in float32, a weight 0 leaves its prior out) into `ids`, by insertion: an entry moves
+    ahead of a kept one only when strictly larger, so ties keep slot (column) order; sums of 0
+    are skipped."""
+    k = ids.shape[1]
+    for i in prange(head.shape[0]):
+        kept = 0
+        for s in range(head.shape[1]):
+            if padding[i, s]:
+                continue
+            prior = np.float32(0.0)
+            if b > 0:
+                prior = prior + b * label_text[i, s]
+            if a > 0:
+                prior = prior + a * neighbours[i, s]
+            value = head[i, s] + np.float64(prior)
+            if not (value != 0.0 and value > -np.inf):
+                continue
+            if kept == k and not value > best[i, k - 1]:
+                continue
+            slot = min(kept, k - 1)
+            while slot > 0 and value > best[i, slot - 1]:
+                best[i, slot] = best[i, slot - 1]
+                ids[i, slot] = ids[i, slot - 1]
+                slot -= 1
+            best[i, slot] = value
+            ids[i, slot] = columns[i, s]
+            kept = min(kept + 1, k)
 
 
 def _canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
