@@ -169,8 +169,9 @@ class Recipe:
         self.config = cfg
         for note in notes:
             self.cb.on_log(note)
-        assert cfg.batch_size is not None
+        assert cfg.batch_size is not None and cfg.log_every is not None
         self.batch_size: int = cfg.batch_size
+        self.log_every: int = cfg.log_every
         self.timer = PhaseTimer(self.device, self._record_phase)
         self.splits = select_splits(cfg, self.dataset)
         train = self.splits.train
@@ -580,7 +581,7 @@ class Recipe:
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = cfg.encoder_lr * factor
-        logging_step = run.global_step % cfg.log_every == 0
+        logging_step = run.global_step % self.log_every == 0
         batch = batch_to_device(host.inputs, self.device)
         pair_rows, pair_cols = host.pair_rows, host.pair_cols
         with self.memory.phase("encoder_forward", logging_step):

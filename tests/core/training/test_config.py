@@ -9,6 +9,7 @@ import pytest
 
 from elmo_core.config import (
     CPU_GRADIENT_FLOOR,
+    CPU_LOG_EVERY,
     CPU_MEMBERS,
     default_gradient_floor,
     default_members,
@@ -72,7 +73,7 @@ def test_members_need_a_plain_sparse_encoder():
         parse_config({"members": 0})
 
 
-def test_device_defaults_two_members_and_a_gradient_floor_on_the_cpu_only():
+def test_device_defaults_two_members_a_gradient_floor_and_rarer_loss_logs_on_the_cpu_only():
     tfidf = TrainConfig().encoder
     assert default_members("cpu", tfidf) == CPU_MEMBERS == 2
     assert default_members("cuda", tfidf) == 1
@@ -84,15 +85,18 @@ def test_device_defaults_two_members_and_a_gradient_floor_on_the_cpu_only():
     assert head.gradient_floor is None and head.below_floor_rate == 1 / 16
     cpu, notes = TrainConfig().for_device("cpu")
     assert (cpu.batch_size, cpu.members, cpu.head.gradient_floor) == (256, 2, CPU_GRADIENT_FLOOR)
+    assert cpu.log_every == CPU_LOG_EVERY == 200
     assert notes == [
         "batch size 256 (cpu default)",
         "members 2 (cpu default)",
         "head gradient floor 0.01 (cpu default)",
+        "loss logged every 200 steps (cpu default)",
     ]
     cuda, _ = TrainConfig().for_device("cuda")
     assert (cuda.batch_size, cuda.members, cuda.head.gradient_floor) == (128, 1, 0.0)
-    set_, notes = parse_config({"batch_size": 64, "members": 1}).for_device("cpu")
-    assert (set_.batch_size, set_.members) == (64, 1) and len(notes) == 1
+    assert cuda.log_every == 50
+    set_, notes = parse_config({"batch_size": 64, "members": 1, "log_every": 7}).for_device("cpu")
+    assert (set_.batch_size, set_.members, set_.log_every) == (64, 1, 7) and len(notes) == 1
     assert parse_config({"head": {"below_floor_rate": 0}}).head.below_floor_rate == 0
     with pytest.raises(ConfigError, match=r"head\.below_floor_rate.*power of two"):
         parse_config({"head": {"below_floor_rate": 0.1}})
