@@ -92,6 +92,7 @@ from elmo_core.training.row_sparse_adamw import RowSparseAdamW
 from elmo_core.training.run_state import RunState, restore_run, save_run
 from elmo_core.training.schedule import lr_factor
 from elmo_core.training.telemetry import (
+    TIMED_EVERY,
     MemoryTelemetry,
     PhaseTimer,
     optimizer_state_bytes,
@@ -582,9 +583,10 @@ class Recipe:
             for group in optimizer.param_groups:
                 group["lr"] = cfg.encoder_lr * factor
         logging_step = run.global_step % self.log_every == 0
+        timed = run.global_step % TIMED_EVERY == 0
         batch = batch_to_device(host.inputs, self.device)
         pair_rows, pair_cols = host.pair_rows, host.pair_cols
-        with self.memory.phase("encoder_forward", logging_step):
+        with self.memory.phase("encoder_forward", timed):
             embedding = self.train_forward(batch)
         detached = embedding.detach().float()
         loss = None
@@ -592,14 +594,14 @@ class Recipe:
             loss = self.head.loss(detached, pair_rows, pair_cols)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"non-finite loss {loss}", run.epoch + 1, run.global_step)
-        with self.memory.phase("head_step", logging_step):
+        with self.memory.phase("head_step", timed):
             grad = self.head.step(detached, pair_rows, pair_cols, sched.head_lr * factor)
-        with self.memory.phase("encoder_backward", logging_step):
+        with self.memory.phase("encoder_backward", timed):
             if self.graphs is None:
                 embedding.backward(grad.to(embedding.dtype))
             else:  # writes each parameter's gradient into its .grad
                 self.graphs.backward(grad)
-        with self.memory.phase("optimizer_step", logging_step):
+        with self.memory.phase("optimizer_step", timed):
             for optimizer in self.optimizers.values():
                 optimizer.step()
                 if self.graphs is None:  # the graphs' buffers stay (and are overwritten)

@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 
 STEP_PHASES = ("encoder_forward", "head_step", "encoder_backward", "optimizer_step")
+TIMED_EVERY = 50
+"""Steps between the steps whose phases are timed (a timing synchronises a CUDA device)."""
 
 
 def utc_now() -> str:
