@@ -67,6 +67,10 @@ def test_fp8_run_reports_and_writes_everything(mini_dataset, tmp_path, small_con
         "encoder_backward",
         "optimizer_step",
     }
+    # steps' phases are timed every TIMED_EVERY (50) steps whatever log_every (4 here): step 0
+    epochs = [r for r in rec.telemetry if r["kind"] == "epoch"]
+    assert [e["phases"]["head_step"]["timed_steps"] for e in epochs] == [1, 0]
+    assert sum(p.loss is not None for p in rec.progress) == 4  # steps 0, 4, 8, 12
     telemetry = json.loads((tmp_path / "telemetry.json").read_text())
     assert len(telemetry["epochs"]) == 2 and telemetry["static"]["kind"] == "static"
     assert [r["phase"] for r in telemetry["phases"]] == names
