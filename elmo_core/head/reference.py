@@ -1,4 +1,4 @@
-"""The head's maths in plain PyTorch: the oracle of the tests and the path CI trains with.
+"""The head's maths in plain PyTorch: the oracle of the tests, and what the CPU backends build on.
 
 One chunk of ``C`` weight rows at a time (DESIGN.md section 1; exact semantics in ``backend.py``):
 
@@ -14,8 +14,8 @@ accumulation" is computed as an fp32 product of the bf16-rounded values (exact o
 which is what the tensor cores compute too.
 
 ``ReferenceBackend.step`` runs this loop; the chunk's operands, ``G`` and the update are hooks
-(``weight_operand``, ``gradient``, ``apply_update``) that ``CpuBf16Backend`` overrides with bf16
-GEMMs and fused CPU kernels.
+(``weight_operand``, ``gradient``, ``column_peaks``, ``apply_update``) that the CPU backends
+override with fused kernels (``CpuFusedBackend``) and bf16 GEMMs (``CpuBf16Backend``).
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ class ReferenceBackend:
             )
         return grad
 
-    # The step's operands, G and the update, one hook each (``CpuBf16Backend`` overrides them).
+    # The step's operands, G and the update, one hook each (the CPU backends override them).
 
     def embedding_operand(self, embedding: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """``E`` as the step's products take it (``embedding_operand``: bf16 values in fp32)."""
