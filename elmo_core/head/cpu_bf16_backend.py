@@ -42,20 +42,7 @@ class CpuBf16Backend(CpuFusedBackend):
     operands, hence a bf16 ``Z``, ``G`` and ``G^T E`` (fp32 storage keeps the reference's)."""
 
     name = "cpu-bf16"
-
-    def embedding_operand(self, embedding: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """``E`` rounded to bf16, kept in bf16 for the GEMMs."""
-        if weight.dtype == torch.float32:
-            return embedding
-        return embedding.to(torch.bfloat16)
-
-    def weight_operand(self, w_c: torch.Tensor) -> torch.Tensor:
-        """A chunk's weights in bf16 (exact) for the GEMMs; fp32 storage as it is."""
-        if w_c.dtype != torch.float8_e4m3fn:
-            return w_c
-        from elmo_core.head import cpu_kernels
-
-        return cpu_kernels.e4m3_to(w_c, torch.bfloat16)
+    gemm_dtype = torch.bfloat16
 
     def gradient(
         self, z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, weight: torch.Tensor

@@ -36,14 +36,23 @@ class CpuFusedBackend(ReferenceBackend):
     at the first low-precision step."""
 
     name = "cpu-fused"
+    gemm_dtype = torch.float32
+    """The dtype of the low-precision step's GEMM operands (the values are bf16's either way)."""
+
+    def embedding_operand(self, embedding: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``E`` rounded to bf16, in ``gemm_dtype``; fp32 storage takes it as it is."""
+        if weight.dtype == torch.float32:
+            return embedding
+        return embedding.to(torch.bfloat16).to(self.gemm_dtype)
 
     def weight_operand(self, w_c: torch.Tensor) -> torch.Tensor:
-        """A chunk's weights in fp32 (exact; e4m3 by the fused ``e4m3_to``)."""
-        if w_c.dtype != torch.float8_e4m3fn:
-            return upcast(w_c)
-        from elmo_core.head import cpu_kernels
+        """A chunk's weights in ``gemm_dtype`` (exact; e4m3 by the fused ``e4m3_to``); fp32
+        storage as it is."""
+        if w_c.dtype == torch.float8_e4m3fn:
+            from elmo_core.head import cpu_kernels
 
-        return cpu_kernels.e4m3_to(w_c, torch.float32)
+            return cpu_kernels.e4m3_to(w_c, self.gemm_dtype)
+        return w_c if w_c.dtype == torch.float32 else w_c.to(self.gemm_dtype)
 
     def gradient(
         self, z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, weight: torch.Tensor
