@@ -1,6 +1,6 @@
 """The CPU evaluation's fp32 product `E W^T` and the head's top-k: torch's `@` (MKL sgemm) against
-`reference.matmul_nt` (oneDNN's fp32 matmul, what `ReferenceBackend.logits` uses where torch has
-it), with numpy's `@` (its OpenBLAS) for context.
+`reference.matmul_nt` (oneDNN's fp32 matmul, what `ReferenceBackend.logits` and the fp32 products
+of a training step's logits use where torch has it), with numpy's `@` (its OpenBLAS) for context.
 
 Random operands of the evaluation's shape (an evaluation batch of `--batch` embeddings of width
 `--dim` against `--labels` fp32 weight rows, as the predictor's fp32 copy of the head holds them);
@@ -9,6 +9,9 @@ alike. Prints one JSON row per way with the median seconds and GFLOP/s, then the
 `ReferenceBackend.topk` (k 100, the head's CPU chunk) with `@` and with `matmul_nt`.
 
     python bench/cpu_fp32_matmul.py --labels 20359 --dim 1026 --batch 512 --repeats 7
+
+A screened training step's logits (one member at wordnet-taxonomy's shape: about 3,800 scored
+labels of width 513, batch 256): `--labels 3800 --dim 513 --batch 256`.
 """
 
 from __future__ import annotations

@@ -66,8 +66,9 @@ def matmul_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     (torch's `mkldnn._linear_pointwise`, fp32 accumulation, torch's own thread pool) where this
     torch has it: on the 2-core AMD EPYC VMs the product of 512 embeddings by 20,359 x 1,026
     weights ran at 2.2x (with AVX-512) and 1.6x (AVX2 only) the rate of the MKL sgemm that ``@``
-    calls (`bench/cpu_fp32_matmul.py`; docs/benchmarks.md). Elsewhere, and for any other
-    operands, ``@``."""
+    calls, and a screened training step's logits (256 embeddings by 3,800 x 513 weights, one
+    member at wordnet-taxonomy's shape) at 1.9x on the AVX2 one (`bench/cpu_fp32_matmul.py`;
+    docs/benchmarks.md). Elsewhere, and for any other operands, ``@``."""
     if (
         _ONEDNN_LINEAR is not None
         and a.device.type == "cpu"
@@ -244,7 +245,7 @@ class ReferenceBackend:
     def step_logits(self, weight: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """The step's logits: the step's operands and product (here `logits`), in fp32."""
         w_op = self.weight_operand(weight)
-        return (self.embedding_operand(embedding, weight) @ w_op.T).float()
+        return matmul_nt(self.embedding_operand(embedding, weight), w_op).float()
 
     def step(
         self,
@@ -295,7 +296,7 @@ class ReferenceBackend:
                     scored, drawn_scored, certain = picked_rows
                     chunk_cols = torch.searchsorted(scored, chunk_cols)
             w_op = self.weight_operand(w_c if scored is None else w_c.index_select(0, scored))
-            g = self.gradient(e @ w_op.T, chunk_rows, chunk_cols, weight)
+            g = self.gradient(matmul_nt(e, w_op), chunk_rows, chunk_cols, weight)
             kept = None
             if gradient_floor:
                 peaks = self.column_peaks(g)
