@@ -4,14 +4,19 @@ of a training step's logits use where torch has it), with numpy's `@` (its OpenB
 
 Random operands of the evaluation's shape (an evaluation batch of `--batch` embeddings of width
 `--dim` against `--labels` fp32 weight rows, as the predictor's fp32 copy of the head holds them);
-the ways are timed interleaved, `--repeats` rounds, so that the noise of a shared machine hits them
-alike. Prints one JSON row per way with the median seconds and GFLOP/s, then the same for the whole
-`ReferenceBackend.topk` (k 100, the head's CPU chunk) with `@` and with `matmul_nt`.
+the torch ways are timed interleaved, `--repeats` rounds, so that the noise of a shared machine
+hits them alike, and numpy's way last (its OpenBLAS threads keep spinning after each call, which
+slowed the torch products timed between its calls by up to 1.8x on the 2-core VM). Prints one
+JSON row per way with the median seconds and GFLOP/s, the same for the whole
+`ReferenceBackend.topk` (k 100, the head's CPU chunk) with `@` and with `matmul_nt`, then numpy's.
 
     python bench/cpu_fp32_matmul.py --labels 20359 --dim 1026 --batch 512 --repeats 7
 
 A screened training step's logits (one member at wordnet-taxonomy's shape: about 3,800 scored
-labels of width 513, batch 256): `--labels 3800 --dim 513 --batch 256`.
+labels of width 513, batch 256): `--labels 3800 --dim 513 --batch 256`. A step scores another
+number of rows each time, and oneDNN builds a kernel for each shape it has not seen: the rows
+`"what": "fresh rows"` time each way on the first `--labels - i` rows, a count no call used
+before (`--repeats` of them per way, interleaved).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 
 import numpy as np
 import torch
@@ -48,6 +54,22 @@ def interleaved(ways: dict[str, Callable[[], object]], repeats: int) -> dict[str
     for _ in range(repeats):
         for name, run in ways.items():
             times[name].append(timed(run))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def fresh_rows(e: torch.Tensor, w: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median seconds of `@` and `matmul_nt` over `repeats` calls each, every call on a row count
+    of `w` that no call used before (interleaved: `@`, then `matmul_nt`, one fewer row each)."""
+    ways: dict[str, Callable[[int], torch.Tensor]] = {
+        "torch @ (MKL sgemm)": lambda n: e @ w[:n].T,
+        "matmul_nt (oneDNN)": lambda n: matmul_nt(e, w[:n]),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    rows = w.shape[0]
+    for _ in range(repeats):
+        for name, product in ways.items():
+            rows -= 1
+            times[name].append(timed(partial(product, rows)))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -86,11 +108,7 @@ def main() -> None:
         "repeats": args.repeats,
     }
     products = interleaved(
-        {
-            "torch @ (MKL sgemm)": lambda: e @ w.T,
-            "matmul_nt (oneDNN)": lambda: matmul_nt(e, w),
-            "numpy @ (OpenBLAS)": lambda: np.matmul(e.numpy(), w.numpy().T),
-        },
+        {"torch @ (MKL sgemm)": lambda: e @ w.T, "matmul_nt (oneDNN)": lambda: matmul_nt(e, w)},
         args.repeats,
     )
     for way, secs in products.items():
@@ -98,6 +116,8 @@ def main() -> None:
             {**base, "what": "product", "way": way, "s": secs, "gflops": flops / secs / 1e9},
             args.json,
         )
+    for way, secs in fresh_rows(e, w, args.repeats).items():
+        emit({**base, "what": "fresh rows", "way": way, "s": secs}, args.json)
     chunk = reference.memory_chunk(args.labels, args.dim, args.batch, torch.device("cpu"), False)
     topks = interleaved(
         {
@@ -112,6 +132,17 @@ def main() -> None:
         emit(
             {**base, "what": "topk", "k": args.k, "chunk": chunk, "way": way, "s": secs}, args.json
         )
+    secs = interleaved({"numpy": lambda: np.matmul(e.numpy(), w.numpy().T)}, args.repeats)["numpy"]
+    emit(
+        {
+            **base,
+            "what": "product",
+            "way": "numpy @ (OpenBLAS)",
+            "s": secs,
+            "gflops": flops / secs / 1e9,
+        },
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def matmul_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     torch has it: on the 2-core AMD EPYC VMs the product of 512 embeddings by 20,359 x 1,026
     weights ran at 2.2x (with AVX-512) and 1.6x (AVX2 only) the rate of the MKL sgemm that ``@``
     calls, and a screened training step's logits (256 embeddings by 3,800 x 513 weights, one
-    member at wordnet-taxonomy's shape) at 1.9x on the AVX2 one (`bench/cpu_fp32_matmul.py`;
+    member at wordnet-taxonomy's shape) at 1.4x on the AVX2 one (`bench/cpu_fp32_matmul.py`;
     docs/benchmarks.md). Elsewhere, and for any other operands, ``@``."""
     if (
         _ONEDNN_LINEAR is not None
