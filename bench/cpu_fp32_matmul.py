@@ -14,9 +14,8 @@ JSON row per way with the median seconds and GFLOP/s, the same for the whole
 
 A screened training step's logits (one member at wordnet-taxonomy's shape: about 3,800 scored
 labels of width 513, batch 256): `--labels 3800 --dim 513 --batch 256`. A step scores another
-number of rows each time, and oneDNN builds a kernel for each shape it has not seen: the rows
-`"what": "fresh rows"` time each way on the first `--labels - i` rows, a count no call used
-before (`--repeats` of them per way, interleaved).
+number of rows each time: the rows `"what": "fresh rows"` time each way on the first
+`--labels - i` rows, a count no call used before (`--repeats` of them per way, interleaved).
 """
 
 from __future__ import annotations
@@ -57,23 +56,28 @@ def interleaved(ways: dict[str, Callable[[], object]], repeats: int) -> dict[str
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+Product = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+TORCH_PRODUCTS: dict[str, Product] = {
+    "torch @ (MKL sgemm)": lambda a, b: a @ b.T,
+    "matmul_nt (oneDNN)": matmul_nt,
+}
+"""The two torch ways to compute `a @ b.T` that every measurement compares."""
+
+
 def fresh_rows(e: torch.Tensor, w: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median seconds of `@` and `matmul_nt` over `repeats` calls each, every call on a row count
-    of `w` that no call used before (interleaved: `@`, then `matmul_nt`, one fewer row each)."""
-    ways: dict[str, Callable[[int], torch.Tensor]] = {
-        "torch @ (MKL sgemm)": lambda n: e @ w[:n].T,
-        "matmul_nt (oneDNN)": lambda n: matmul_nt(e, w[:n]),
-    }
-    times: dict[str, list[float]] = {name: [] for name in ways}
+    """Median seconds of each of `TORCH_PRODUCTS` over `repeats` calls each, every call on a row
+    count of `w` that no call used before (interleaved, one fewer row each call)."""
+    times: dict[str, list[float]] = {name: [] for name in TORCH_PRODUCTS}
     rows = w.shape[0]
     for _ in range(repeats):
-        for name, product in ways.items():
+        for name, product in TORCH_PRODUCTS.items():
             rows -= 1
-            times[name].append(timed(partial(product, rows)))
+            times[name].append(timed(partial(product, e, w[:rows])))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def topk_with(product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable:
+def topk_with(product: Product) -> Callable:
     """`ReferenceBackend.topk` with its logits' product replaced by `product` (a @ b.T)."""
 
     class Backend(ReferenceBackend):
@@ -107,24 +111,23 @@ def main() -> None:
         "batch": args.batch,
         "repeats": args.repeats,
     }
+
+    def emit_product(way: str, secs: float) -> None:
+        row = {**base, "what": "product", "way": way, "s": secs, "gflops": flops / secs / 1e9}
+        emit(row, args.json)
+
     products = interleaved(
-        {"torch @ (MKL sgemm)": lambda: e @ w.T, "matmul_nt (oneDNN)": lambda: matmul_nt(e, w)},
-        args.repeats,
+        {name: partial(product, e, w) for name, product in TORCH_PRODUCTS.items()}, args.repeats
     )
     for way, secs in products.items():
-        emit(
-            {**base, "what": "product", "way": way, "s": secs, "gflops": flops / secs / 1e9},
-            args.json,
-        )
+        emit_product(way, secs)
     for way, secs in fresh_rows(e, w, args.repeats).items():
         emit({**base, "what": "fresh rows", "way": way, "s": secs}, args.json)
     chunk = reference.memory_chunk(args.labels, args.dim, args.batch, torch.device("cpu"), False)
     topks = interleaved(
         {
-            "torch @ (MKL sgemm)": lambda: topk_with(lambda a, b: a @ b.T)(
-                w, e, args.k, chunk_size=chunk
-            ),
-            "matmul_nt (oneDNN)": lambda: topk_with(matmul_nt)(w, e, args.k, chunk_size=chunk),
+            name: partial(topk_with(product), w, e, args.k, chunk_size=chunk)
+            for name, product in TORCH_PRODUCTS.items()
         },
         args.repeats,
     )
@@ -132,17 +135,8 @@ def main() -> None:
         emit(
             {**base, "what": "topk", "k": args.k, "chunk": chunk, "way": way, "s": secs}, args.json
         )
-    secs = interleaved({"numpy": lambda: np.matmul(e.numpy(), w.numpy().T)}, args.repeats)["numpy"]
-    emit(
-        {
-            **base,
-            "what": "product",
-            "way": "numpy @ (OpenBLAS)",
-            "s": secs,
-            "gflops": flops / secs / 1e9,
-        },
-        args.json,
-    )
+    numpy = interleaved({"numpy": lambda: np.matmul(e.numpy(), w.numpy().T)}, args.repeats)
+    emit_product("numpy @ (OpenBLAS)", numpy["numpy"])
 
 
 if __name__ == "__main__":
