@@ -436,6 +436,15 @@ class TrainConfig(_Section):
         "logits averaged; saved and served as one model this many times as wide. None: 2 on "
         "the CPU for a sparse encoder without mlp_layers, else 1 (docs/training.md, Members).",
     )
+    member_lanes: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_MEMBERS,
+        strict=True,
+        description="CPU only: members stepped at once, each lane a thread on threads / lanes "
+        "cores. None: one lane per member while each keeps a core; 1: one member after another "
+        "on every core (docs/training.md, Members).",
+    )
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"

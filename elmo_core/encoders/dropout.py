@@ -6,7 +6,9 @@ against 1.3 ms): at wordnet-taxonomy's shape with two members it took 7 ms of ea
 step. `EmbeddingDropout` keeps an element where a uniform draw in [0, 1) is at least `p`
 (probability 1 - p, up to 2^-24) and multiplies by the mask divided by 1 - p in the input's dtype,
 as `nn.Dropout`'s CPU kernel does; on other devices it is `nn.Dropout`'s own kernel. It draws
-from torch's default generator, so `torch.manual_seed` fixes its masks.
+from `generator` where one is set (members stepped on threads of their own each draw from their
+own, `elmo_core.encoders.members`), else from torch's default generator, so `torch.manual_seed`
+fixes its masks.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class EmbeddingDropout(nn.Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {p}")
         self.p = float(p)
+        self.generator: torch.Generator | None = None
+        """The CPU masks' generator (None: torch's default one)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`x` with each element zeroed with probability `p`, the others scaled by 1 / (1 - p)."""
@@ -31,7 +35,8 @@ class EmbeddingDropout(nn.Module):
             return x
         if x.device.type != "cpu":
             return functional.dropout(x, self.p, training=True)
-        mask = (torch.rand(x.shape) >= self.p).to(x.dtype).div_(1.0 - self.p)
+        draws = torch.rand(x.shape, generator=self.generator)
+        mask = (draws >= self.p).to(x.dtype).div_(1.0 - self.p)
         return x * mask
 
     def extra_repr(self) -> str:

@@ -8,7 +8,10 @@ artifact is an ordinary `SparseEncoder` + `XMCHead` and predicting costs what a 
 wide costs (docs/training.md, "Members").
 
 The embedding of `MemberEncoders` is laid out as the merged encoder's: member m's d columns at
-m x d, then the M bias columns (member m's at M x d + m).
+m x d, then the M bias columns (member m's at M x d + m). Each member's CPU dropout masks come
+from a generator of its own (`generators`, seeded per member), so the masks, hence the model, do
+not depend on the order in which the members run (`elmo_core.training.member_lanes` steps them
+on threads of their own).
 """
 
 from __future__ import annotations
@@ -27,12 +30,17 @@ from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 class MemberEncoders(nn.Module):
     """M sparse encoders of the same featurizer, trained side by side (see the module doc)."""
 
-    def __init__(self, config: EncoderConfig, first: SparseEncoder, count: int) -> None:
+    def __init__(
+        self, config: EncoderConfig, first: SparseEncoder, count: int, seeds: list[int]
+    ) -> None:
         """`first` is the run's encoder (its featurizer, table and options); M - 1 more members
-        are drawn like it. Needs a sparse encoder without MLP layers (`TrainConfig` checks)."""
+        are drawn like it; `seeds[m]` seeds member m's dropout masks. Needs a sparse encoder
+        without MLP layers (`TrainConfig` checks)."""
         super().__init__()
         if count < 2 or first.blocks:
             raise ValueError("members need at least 2 sparse encoders without MLP layers")
+        if len(seeds) != count:
+            raise ValueError(f"members need one dropout seed each: {count} members, {len(seeds)}")
         self.config = config
         self.bias_feature = first.bias_feature
         self.width = first.width
@@ -49,6 +57,13 @@ class MemberEncoders(nn.Module):
         )
         self.bias_columns = self.count if self.bias_feature else 0
         self.dim = self.count * self.width + self.bias_columns
+        self._generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        for member, generator in zip(self._members(), self._generators, strict=True):
+            member.dropout.generator = generator
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """Each member's dropout generator by name (`member{m}`), for checkpoints."""
+        return {f"member{m}": generator for m, generator in enumerate(self._generators)}
 
     @property
     def featurizer(self) -> TfidfFeaturizer | None:
@@ -69,6 +84,10 @@ class MemberEncoders(nn.Module):
     def tables(self) -> list[torch.Tensor]:
         """Each member's n-gram table (the parameters the row-sparse optimiser updates)."""
         return [table for member in self._members() for table in member.tables()]
+
+    def member(self, m: int) -> SparseEncoder:
+        """Member m's encoder (its B x d output is its block of `forward`, before the bias)."""
+        return self._members()[m]
 
     def _members(self) -> list[SparseEncoder]:
         return [member for member in self.members if isinstance(member, SparseEncoder)]

@@ -45,6 +45,20 @@ class MemberHeads:
             grad[:, columns] = head.step(embedding[:, columns], rows, cols, lr)
         return grad
 
+    def member_step(
+        self,
+        member: int,
+        embedding: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        lr: float,
+    ) -> torch.Tensor:
+        """Member `member`'s `XMCHead.step` on its own columns of the embedding (`embedding` is
+        just those, in its order); its gradient. Members step on threads of their own this way
+        (`elmo_core.training.member_lanes`), each touching only its own head."""
+        self._merged = None
+        return self.heads[member].step(embedding, rows, cols, lr)
+
     @torch.no_grad()
     def loss(self, embedding: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> float:
         """The members' mean `XMCHead.loss` (each on its own logits: what each one trains on)."""

@@ -20,6 +20,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from elmo_core.errors import ElmoError
 POINTER = "latest.json"
 TENSORS = "tensors.safetensors"
 STATE = "state.json"
+GENERATOR_PREFIX = "rng.generator."
 
 
 class CheckpointError(ElmoError):
@@ -128,9 +130,14 @@ def restore_optimizer_state(
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
-    """The torch (CPU and CUDA), numpy and Python RNG states as (tensors, JSON)."""
+def rng_state(
+    generators: Mapping[str, torch.Generator] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """The torch (CPU and CUDA), numpy and Python RNG states, and those of the run's own torch
+    `generators` by name (`rng.generator.{name}`), as (tensors, JSON)."""
     tensors = {"rng.torch": torch.get_rng_state()}
+    for name, generator in (generators or {}).items():
+        tensors[f"{GENERATOR_PREFIX}{name}"] = generator.get_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for index, value in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{index}"] = value
@@ -143,9 +150,17 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
     }
 
 
-def restore_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Inverse of `rng_state`."""
+def restore_rng_state(
+    tensors: dict[str, torch.Tensor],
+    meta: dict,
+    generators: Mapping[str, torch.Generator] | None = None,
+) -> None:
+    """Inverse of `rng_state`; a generator the checkpoint lacks keeps its state."""
     torch.set_rng_state(tensors["rng.torch"])
+    for name, generator in (generators or {}).items():
+        state = tensors.get(f"{GENERATOR_PREFIX}{name}")
+        if state is not None:
+            generator.set_state(state)
     cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([tensors[k] for k in cuda])

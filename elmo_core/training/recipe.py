@@ -45,6 +45,7 @@ from elmo_core.encoders import (
     cast_encoder,
     enable_float8,
 )
+from elmo_core.encoders.bias import append_bias
 from elmo_core.encoders.device import batch_to_device, pin_batch
 from elmo_core.errors import ConfigError
 from elmo_core.fusion import FusedScorer
@@ -88,6 +89,7 @@ from elmo_core.training.graphed_encoder import (
     GraphedEncoderStep,
     padded_widths,
 )
+from elmo_core.training.member_lanes import MemberLanes, lane_count
 from elmo_core.training.row_sparse_adamw import RowSparseAdamW
 from elmo_core.training.run_state import RunState, restore_run, save_run
 from elmo_core.training.schedule import lr_factor
@@ -107,7 +109,8 @@ PRIORS = "priors"
 PREFETCH = 4
 """Training batches prepared ahead of the GPU."""
 MEMBER_SEED_STRIDE = 1_000_003
-"""Member m's head rounds with the seed `seed + m x MEMBER_SEED_STRIDE` (member 0: the run's)."""
+"""Member m's head rounds, and its CPU dropout draws, with the seed `seed + m x MEMBER_SEED_STRIDE`
+(member 0: the run's)."""
 
 
 def train(
@@ -155,6 +158,7 @@ class Recipe:
         self.priors_beside: PriorsBesideTraining | None = None
         self.checkpoints = BackgroundWriter("checkpoint-writer")
         self.model_writes = BackgroundWriter("model-writer")
+        self.lanes: MemberLanes | None = None
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -189,7 +193,8 @@ class Recipe:
             assert cfg.members is not None
             if cfg.members > 1:
                 assert isinstance(encoder, SparseEncoder)
-                self.encoder = MemberEncoders(cfg.encoder, encoder, cfg.members)
+                seeds = [cfg.seed + m * MEMBER_SEED_STRIDE for m in range(cfg.members)]
+                self.encoder = MemberEncoders(cfg.encoder, encoder, cfg.members, seeds)
                 self.cb.on_log(f"{cfg.members} members, saved merged into one model")
             self.cb.on_log(f"encoder {cfg.encoder.name}: {self.encoder.dim} dims")
             self.train_inputs = self.encoder.featurize(
@@ -246,6 +251,7 @@ class Recipe:
             self.cb.on_log("the encoder trains through CUDA graphs (one per batch shape)")
         self.optimizers = self._build_optimizers()
         self.head = self._build_head()
+        self.lanes = self._member_lanes()
         self.steps_per_epoch = math.ceil(self.fit_split.num_points / self.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.memory = MemoryTelemetry(self.device)
@@ -290,6 +296,7 @@ class Recipe:
         if self.priors_beside is not None:
             self.priors_beside.cancel()
             self.priors_beside = None
+        self._close_lanes()
         try:
             self.model_writes.wait()
         finally:
@@ -413,6 +420,32 @@ class Recipe:
             )
         return optimizers
 
+    def _member_lanes(self) -> MemberLanes | None:
+        """Threads that step the members side by side (`member_lanes.py`): on the CPU, for
+        members of a sparse encoder whose tables the row-sparse optimiser alone updates, when
+        `member_lanes` (None: one per member while each keeps a core) asks for more than one."""
+        cfg, encoder = self.config, self.encoder
+        if not (
+            self.device.type == "cpu"
+            and isinstance(encoder, MemberEncoders)
+            and isinstance(self.head, MemberHeads)
+            and set(self.optimizers) == {"rows"}
+        ):
+            return None
+        threads = torch.get_num_threads()
+        lanes = lane_count(encoder.count, threads, cfg.member_lanes)
+        if lanes < 2:
+            return None
+        per_lane = max(1, threads // lanes)
+        count = encoder.count
+        self.cb.on_log(f"{count} members stepped on {lanes} lanes, {per_lane} thread(s) each")
+        return MemberLanes(lanes, per_lane)
+
+    def _close_lanes(self) -> None:
+        if self.lanes is not None:
+            self.lanes.close()
+            self.lanes = None
+
     def _record_phase(self, record: dict) -> None:
         """Keep a phase record in the run's telemetry, report it, and log its cost."""
         self.run.telemetry.setdefault("phases", []).append(record)
@@ -509,6 +542,7 @@ class Recipe:
             self.cb.on_phase("training")
             self._train_epoch()
             self._end_epoch()
+        self._close_lanes()
         return self._finish()
 
     def _train_epoch(self) -> None:
@@ -586,16 +620,35 @@ class Recipe:
         timed = run.global_step % TIMED_EVERY == 0
         batch = batch_to_device(host.inputs, self.device)
         pair_rows, pair_cols = host.pair_rows, host.pair_cols
+        step = self._serial_step if self.lanes is None else self._lane_steps
+        loss = step(batch, pair_rows, pair_cols, sched.head_lr * factor, logging_step, timed)
+        if logging_step and not math.isfinite(loss):
+            raise TrainingDiverged(f"non-finite loss {loss}", run.epoch + 1, run.global_step)
+        if run.telemetry["static"] is None:
+            optimizers = list(self.optimizers.values())
+            record = static_record(self.device, self.head.state_dict(), self.encoder, optimizers[0])
+            record["optimizer_states"] = sum(optimizer_state_bytes(o) for o in optimizers)
+            run.telemetry["static"] = record
+            self.cb.on_telemetry(record)
+        return loss if logging_step else None
+
+    def _serial_step(
+        self,
+        batch: dict[str, torch.Tensor],
+        pair_rows: torch.Tensor,
+        pair_cols: torch.Tensor,
+        lr: float,
+        logging_step: bool,
+        timed: bool,
+    ) -> float:
+        """The step of the whole encoder and head on every thread (members one after another);
+        returns the pre-step loss on logging steps (NaN on the others)."""
         with self.memory.phase("encoder_forward", timed):
             embedding = self.train_forward(batch)
         detached = embedding.detach().float()
-        loss = None
-        if logging_step:
-            loss = self.head.loss(detached, pair_rows, pair_cols)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"non-finite loss {loss}", run.epoch + 1, run.global_step)
+        loss = self.head.loss(detached, pair_rows, pair_cols) if logging_step else math.nan
         with self.memory.phase("head_step", timed):
-            grad = self.head.step(detached, pair_rows, pair_cols, sched.head_lr * factor)
+            grad = self.head.step(detached, pair_rows, pair_cols, lr)
         with self.memory.phase("encoder_backward", timed):
             if self.graphs is None:
                 embedding.backward(grad.to(embedding.dtype))
@@ -606,13 +659,43 @@ class Recipe:
                 optimizer.step()
                 if self.graphs is None:  # the graphs' buffers stay (and are overwritten)
                     optimizer.zero_grad(set_to_none=True)
-        if run.telemetry["static"] is None:
-            optimizers = list(self.optimizers.values())
-            record = static_record(self.device, self.head.state_dict(), self.encoder, optimizers[0])
-            record["optimizer_states"] = sum(optimizer_state_bytes(o) for o in optimizers)
-            run.telemetry["static"] = record
-            self.cb.on_telemetry(record)
         return loss
+
+    def _lane_steps(
+        self,
+        batch: dict[str, torch.Tensor],
+        pair_rows: torch.Tensor,
+        pair_cols: torch.Tensor,
+        lr: float,
+        logging_step: bool,
+        timed: bool,
+    ) -> float:
+        """Every member's step on the lanes (`member_lanes.py`); the members' mean pre-step
+        loss on logging steps (NaN on the others), as `MemberHeads.loss`. The phase timings
+        are member 0's (the lanes run at once)."""
+        assert self.lanes is not None
+        encoder, heads = self.encoder, self.head
+        assert isinstance(encoder, MemberEncoders) and isinstance(heads, MemberHeads)
+        optimizer = self.optimizers["rows"]
+        assert isinstance(optimizer, RowSparseAdamW)
+
+        def member_step(m: int) -> float:
+            member = encoder.member(m)
+            timed_here = timed and m == 0
+            with self.memory.phase("encoder_forward", timed_here):
+                out = member(batch)
+            embedding = append_bias(out.detach().float(), encoder.bias_feature)
+            loss = heads.heads[m].loss(embedding, pair_rows, pair_cols) if logging_step else 0.0
+            with self.memory.phase("head_step", timed_here):
+                grad = heads.member_step(m, embedding, pair_rows, pair_cols, lr)
+            with self.memory.phase("encoder_backward", timed_here):
+                out.backward(grad[:, : encoder.width].to(out.dtype))
+            with self.memory.phase("optimizer_step", timed_here):
+                optimizer.step_parameters(member.tables())
+            return loss
+
+        losses = self.lanes.map(member_step, encoder.count)
+        return sum(losses) / len(losses) if logging_step else math.nan
 
     def _check_finite(self) -> None:
         """Raise `TrainingDiverged` naming the first encoder or head tensor with a NaN/Inf."""

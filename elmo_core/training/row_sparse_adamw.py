@@ -91,6 +91,18 @@ class RowSparseAdamW(torch.optim.Optimizer):
                     self._update(p, p.grad, group)
         return loss
 
+    @torch.no_grad()
+    def step_parameters(self, params: Iterable[Tensor]) -> None:
+        """`step` for `params` only (parameters of this optimiser), then their gradients are
+        dropped: one member's tables on that member's thread (`training.member_lanes`), while
+        another thread steps the other members' (each row's state belongs to one table)."""
+        wanted = {id(p) for p in params}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if id(p) in wanted and p.grad is not None:
+                    self._update(p, p.grad, group)
+                    p.grad = None
+
     def _update(self, p: Tensor, grad: Tensor, group: dict) -> None:
         if p.device.type == "cpu" and p.dtype in FUSED_DTYPES:
             self._update_fused(p, grad, group)

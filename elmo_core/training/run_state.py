@@ -19,6 +19,7 @@ import torch
 from pydantic import ValidationError
 
 from elmo_core.config import TrainConfig
+from elmo_core.encoders import MemberEncoders
 from elmo_core.head import TrainingHead
 from elmo_core.training.background_writes import BackgroundWriter, frozen
 from elmo_core.training.checkpoint import (
@@ -103,7 +104,7 @@ def save_run(
         optim_tensors, optim_meta[name] = split_optimizer_state(optimizer)
         prefix = OPTIMIZER_PREFIXES[name]
         tensors.update({f"{prefix}{k}": v for k, v in optim_tensors.items()})
-    rng_tensors, rng_meta = rng_state()
+    rng_tensors, rng_meta = rng_state(dropout_generators(encoder))
     tensors.update(rng_tensors)
     state = {
         "config": config.model_dump(mode="json"),
@@ -153,8 +154,13 @@ def restore_run(
         prefix = OPTIMIZER_PREFIXES[name]
         own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         restore_optimizer_state(optimizer, own, saved_optimizers[name])
-    restore_rng_state(tensors, state["rng"])
+    restore_rng_state(tensors, state["rng"], dropout_generators(encoder))
     return RunState.from_json(state), checkpoint
+
+
+def dropout_generators(encoder: torch.nn.Module) -> dict[str, torch.Generator]:
+    """The encoder's own dropout generators by name (members have one each; others none)."""
+    return encoder.generators() if isinstance(encoder, MemberEncoders) else {}
 
 
 def _with_defaults(saved: dict) -> dict:

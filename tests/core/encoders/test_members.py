@@ -20,7 +20,7 @@ def _members(count: int = 2, **encoder) -> tuple[MemberEncoders, EncoderConfig]:
     config = EncoderConfig(dim=6, dropout=0.5, **encoder)
     featurizer = TfidfFeaturizer(min_df=1).fit(TEXTS)
     first = build_sparse_encoder(config, featurizer.num_features, featurizer)
-    return MemberEncoders(config, first, count).double(), config
+    return MemberEncoders(config, first, count, list(range(count))).double(), config
 
 
 def _embed(encoder, rows=(0, 1, 2, 3)) -> torch.Tensor:
@@ -49,6 +49,17 @@ def test_members_start_apart_and_draw_their_own_dropout():
     out = _embed(members)
     dropped = [(out[:, members.member_columns(m)[:-1]] == 0) for m in (0, 1)]
     assert not torch.equal(dropped[0], dropped[1])
+
+
+def test_each_member_draws_its_dropout_from_its_own_seeded_generator():
+    members, _ = _members()  # dropout seeds 0 and 1
+    members.train()
+    torch.manual_seed(123)  # torch's default generator plays no part
+    out = _embed(members)
+    for m in (0, 1):
+        draws = torch.rand((4, 6), generator=torch.Generator().manual_seed(m))
+        assert torch.equal(out[:, members.member_columns(m)[:-1]] == 0, draws < 0.5)
+    assert sorted(members.generators()) == ["member0", "member1"]
 
 
 def test_the_merged_encoder_saves_and_loads_to_the_same_embeddings(tmp_path):

@@ -59,7 +59,7 @@ def test_label_text_init_gives_each_member_its_own_embedding(mini_dataset, small
     config = small_config(members=2, head={"init_from_label_texts": 0.5}, precision="fp32")
     texts = mini_dataset.label_texts[:40]
     encoder = MemberEncoders(
-        EncoderConfig(dim=8), build_encoder(EncoderConfig(dim=8), texts, None), 2
+        EncoderConfig(dim=8), build_encoder(EncoderConfig(dim=8), texts, None), 2, [0, 1]
     )
     columns = [encoder.member_columns(m) for m in (0, 1)]
     heads = [XMCHead(40, 9, precision="fp32", init_std=0.0, device="cpu") for _ in columns]
@@ -73,3 +73,28 @@ def test_label_text_init_gives_each_member_its_own_embedding(mini_dataset, small
         expected = embedded[:, cols].float() * 0.5
         expected[:, -1] = 0.0  # each member's bias column starts at 0
         torch.testing.assert_close(head.dequantized(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_members_on_lanes_train_the_model_of_members_one_after_another(
+    mini_dataset, tmp_path, small_config
+):
+    """Two lanes of one thread each against the members stepped in turn on one thread: the same
+    kernels on the same thread counts, so the same bits (dropout masks, rounding, optimiser)."""
+    threads = torch.get_num_threads()
+    runs = {}
+    try:
+        for lanes in (1, 2):
+            logs = Logs()
+            config = small_config(
+                members=2, epochs=2, threads=lanes, member_lanes=lanes, eval={"patience": 0}
+            )
+            result = train(config, mini_dataset, tmp_path / f"lanes-{lanes}", logs)
+            runs[lanes] = (load_model(result.model_dir), result, logs.lines)
+    finally:
+        torch.set_num_threads(threads)
+    assert "2 members stepped on 2 lanes, 1 thread(s) each" in runs[2][2]
+    assert not any("stepped on" in line for line in runs[1][2])
+    (serial, serial_run, _), (laned, laned_run, _) = runs[1], runs[2]
+    assert torch.equal(serial.head.weight.view(torch.uint8), laned.head.weight.view(torch.uint8))
+    assert torch.equal(serial.encoder.embedding.weight, laned.encoder.embedding.weight)
+    assert serial_run.history == laned_run.history and serial_run.metrics == laned_run.metrics
