@@ -80,6 +80,20 @@ class HostBatch:
     pair_cols: torch.Tensor
 
 
+@dataclass(frozen=True)
+class StepInputs:
+    """One step's inputs on the training device and how it runs: the encoder's batch, the
+    positive (batch row, label id) pairs, the head's learning rate, and whether the step reports
+    its loss and times its phases."""
+
+    batch: dict[str, torch.Tensor]
+    pair_rows: torch.Tensor
+    pair_cols: torch.Tensor
+    head_lr: float
+    logging_step: bool
+    timed: bool
+
+
 def prefetch(
     make: Callable[[int], T], steps: Iterable[int], depth: int
 ) -> Generator[T, None, None]:

@@ -71,6 +71,7 @@ from elmo_core.training.background_priors import PriorsBesideTraining
 from elmo_core.training.background_writes import BackgroundWriter, frozen
 from elmo_core.training.batches import (
     HostBatch,
+    StepInputs,
     batch_pairs,
     epoch_batches,
     prefetch,
@@ -619,9 +620,10 @@ class Recipe:
         logging_step = run.global_step % self.log_every == 0
         timed = run.global_step % TIMED_EVERY == 0
         batch = batch_to_device(host.inputs, self.device)
-        pair_rows, pair_cols = host.pair_rows, host.pair_cols
-        step = self._serial_step if self.lanes is None else self._lane_steps
-        loss = step(batch, pair_rows, pair_cols, sched.head_lr * factor, logging_step, timed)
+        step = StepInputs(
+            batch, host.pair_rows, host.pair_cols, sched.head_lr * factor, logging_step, timed
+        )
+        loss = self._serial_step(step) if self.lanes is None else self._lane_steps(step)
         if logging_step and not math.isfinite(loss):
             raise TrainingDiverged(f"non-finite loss {loss}", run.epoch + 1, run.global_step)
         if run.telemetry["static"] is None:
@@ -632,44 +634,29 @@ class Recipe:
             self.cb.on_telemetry(record)
         return loss if logging_step else None
 
-    def _serial_step(
-        self,
-        batch: dict[str, torch.Tensor],
-        pair_rows: torch.Tensor,
-        pair_cols: torch.Tensor,
-        lr: float,
-        logging_step: bool,
-        timed: bool,
-    ) -> float:
+    def _serial_step(self, step: StepInputs) -> float:
         """The step of the whole encoder and head on every thread (members one after another);
         returns the pre-step loss on logging steps (NaN on the others)."""
-        with self.memory.phase("encoder_forward", timed):
-            embedding = self.train_forward(batch)
+        with self.memory.phase("encoder_forward", step.timed):
+            embedding = self.train_forward(step.batch)
         detached = embedding.detach().float()
-        loss = self.head.loss(detached, pair_rows, pair_cols) if logging_step else math.nan
-        with self.memory.phase("head_step", timed):
-            grad = self.head.step(detached, pair_rows, pair_cols, lr)
-        with self.memory.phase("encoder_backward", timed):
+        rows, cols = step.pair_rows, step.pair_cols
+        loss = self.head.loss(detached, rows, cols) if step.logging_step else math.nan
+        with self.memory.phase("head_step", step.timed):
+            grad = self.head.step(detached, rows, cols, step.head_lr)
+        with self.memory.phase("encoder_backward", step.timed):
             if self.graphs is None:
                 embedding.backward(grad.to(embedding.dtype))
             else:  # writes each parameter's gradient into its .grad
                 self.graphs.backward(grad)
-        with self.memory.phase("optimizer_step", timed):
+        with self.memory.phase("optimizer_step", step.timed):
             for optimizer in self.optimizers.values():
                 optimizer.step()
                 if self.graphs is None:  # the graphs' buffers stay (and are overwritten)
                     optimizer.zero_grad(set_to_none=True)
         return loss
 
-    def _lane_steps(
-        self,
-        batch: dict[str, torch.Tensor],
-        pair_rows: torch.Tensor,
-        pair_cols: torch.Tensor,
-        lr: float,
-        logging_step: bool,
-        timed: bool,
-    ) -> float:
+    def _lane_steps(self, step: StepInputs) -> float:
         """Every member's step on the lanes (`member_lanes.py`); the members' mean pre-step
         loss on logging steps (NaN on the others), as `MemberHeads.loss`. The phase timings
         are member 0's (the lanes run at once)."""
@@ -678,16 +665,17 @@ class Recipe:
         assert isinstance(encoder, MemberEncoders) and isinstance(heads, MemberHeads)
         optimizer = self.optimizers["rows"]
         assert isinstance(optimizer, RowSparseAdamW)
+        rows, cols = step.pair_rows, step.pair_cols
 
         def member_step(m: int) -> float:
             member = encoder.member(m)
-            timed_here = timed and m == 0
+            timed_here = step.timed and m == 0
             with self.memory.phase("encoder_forward", timed_here):
-                out = member(batch)
+                out = member(step.batch)
             embedding = append_bias(out.detach().float(), encoder.bias_feature)
-            loss = heads.heads[m].loss(embedding, pair_rows, pair_cols) if logging_step else 0.0
+            loss = heads.heads[m].loss(embedding, rows, cols) if step.logging_step else 0.0
             with self.memory.phase("head_step", timed_here):
-                grad = heads.member_step(m, embedding, pair_rows, pair_cols, lr)
+                grad = heads.member_step(m, embedding, rows, cols, step.head_lr)
             with self.memory.phase("encoder_backward", timed_here):
                 out.backward(grad[:, : encoder.width].to(out.dtype))
             with self.memory.phase("optimizer_step", timed_here):
@@ -695,7 +683,7 @@ class Recipe:
             return loss
 
         losses = self.lanes.map(member_step, encoder.count)
-        return sum(losses) / len(losses) if logging_step else math.nan
+        return sum(losses) / len(losses) if step.logging_step else math.nan
 
     def _check_finite(self) -> None:
         """Raise `TrainingDiverged` naming the first encoder or head tensor with a NaN/Inf."""

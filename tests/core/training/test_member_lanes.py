@@ -1,0 +1,62 @@
+"""`MemberLanes`: each lane runs on its own thread counts, the caller's stay as they were, results
+come back in member order and an error is raised once every member's call has ended."""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import pytest
+import torch
+
+from elmo_core.training.member_lanes import MemberLanes, lane_count
+
+
+def test_lane_count_is_one_per_member_while_each_keeps_a_thread():
+    assert lane_count(members=2, threads=2, requested=None) == 2
+    assert lane_count(members=2, threads=16, requested=None) == 2
+    assert lane_count(members=3, threads=2, requested=None) == 2
+    assert lane_count(members=2, threads=1, requested=None) == 1
+    assert lane_count(members=2, threads=16, requested=1) == 1
+    assert lane_count(members=2, threads=16, requested=4) == 2
+
+
+def test_lanes_run_on_their_own_thread_counts_and_leave_the_callers():
+    caller = torch.get_num_threads()
+    lanes = MemberLanes(2, 1)
+    try:
+        seen = lanes.map(lambda m: (m, torch.get_num_threads(), numba.get_num_threads()), 3)
+        assert seen == [(0, 1, 1), (1, 1, 1), (2, 1, 1)]
+        assert torch.get_num_threads() == caller
+        later: list[int] = []
+        thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert later == [caller]  # a thread started afterwards gets the caller's default
+    finally:
+        lanes.close()
+
+
+def test_an_error_is_raised_after_every_member_has_ended():
+    finished = threading.Event()
+    started = threading.Barrier(2)
+
+    def step(m: int) -> int:
+        started.wait(timeout=30)  # both members are running at once
+        if m == 0:
+            raise ValueError("member 0 failed")
+        finished.set()
+        return m
+
+    lanes = MemberLanes(2, 1)
+    try:
+        with pytest.raises(ValueError, match="member 0 failed"):
+            lanes.map(step, 2)
+        assert finished.is_set()
+    finally:
+        lanes.close()
+
+
+def test_lanes_need_two_lanes_of_a_thread_or_more():
+    with pytest.raises(ValueError, match="2\\+ lanes of 1\\+ threads"):
+        MemberLanes(1, 4)
