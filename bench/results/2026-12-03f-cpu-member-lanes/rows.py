@@ -21,11 +21,21 @@ RUNS = {
     "new-2": ("04570e8", "examples/wordnet-taxonomy", "", "interleaved A/B, members on lanes"),
     "wn-seed1": ("04570e8", "examples/wordnet-taxonomy", " --seed 1", "members on lanes"),
     "wn-seed2": ("04570e8", "examples/wordnet-taxonomy", " --seed 2", "members on lanes"),
+    "wn-seed3": ("4466816", "examples/wordnet-taxonomy", " --seed 3", "members on lanes"),
+    "wn-seed4": ("4466816", "examples/wordnet-taxonomy", " --seed 4", "members on lanes"),
     "deb-new": ("04570e8", "../shared/datasets/debian-deps", "", "members on lanes"),
     "deb-fp32": ("04570e8", "../shared/datasets/debian-deps", " --precision fp32", "fp32 head"),
     "mini-new": ("04570e8", "examples/debian-deps-mini", "", "members on lanes"),
     "wn-m1": ("04570e8", "examples/wordnet-taxonomy", " --members 1", "one member"),
 }
+for mode, lanes in (("auto", "null"), ("serial", "1")):
+    RUNS[f"s100k-{mode}"] = (
+        "4466816",
+        "/tmp/s100k",
+        f" --config cfg-s100k-{mode}.json",
+        f"2 epochs, member_lanes {lanes}; synthetic (elmo data synth /tmp/s100k --shape "
+        "amazon-670k --scale 0.2 --seed 0): time only",
+    )
 for i in (1, 2, 3):
     for mode, lanes in (("serial", "1"), ("auto", "null")):
         RUNS[f"ep3-{mode}-{i}"] = (
@@ -98,7 +108,7 @@ def bonsai_row(name: str) -> dict:
 
 def main() -> None:
     """Append the rows."""
-    rows = json.loads(ROWS.read_text())
+    rows = [row for row in json.loads(ROWS.read_text()) if row.get("raw", "").find(str(HERE)) < 0]
     for name, spec in RUNS.items():
         rows.append(run_row(name, *spec, machine=MACHINE))
     for i in (1, 2):
@@ -126,7 +136,7 @@ def main() -> None:
                     "raw": f"{folder}/{name}-telemetry.json",
                 }
             )
-    for i in range(1, 6):
+    for i in range(1, 8):
         rows.append(bonsai_row(f"bonsai-{i}"))
     ROWS.write_text(json.dumps(rows, indent=1) + "\n")
 
