@@ -27,6 +27,8 @@ RUNS = {
     "deb-fp32": ("04570e8", "../shared/datasets/debian-deps", " --precision fp32", "fp32 head"),
     "mini-new": ("04570e8", "examples/debian-deps-mini", "", "members on lanes"),
     "wn-m1": ("04570e8", "examples/wordnet-taxonomy", " --members 1", "one member"),
+    "ep12-seed0": ("c2f640a", "examples/wordnet-taxonomy", " --epochs 12 --seed 0", "12 epochs"),
+    "ep12-seed1": ("c2f640a", "examples/wordnet-taxonomy", " --epochs 12 --seed 1", "12 epochs"),
 }
 for mode, lanes in (("auto", "null"), ("serial", "1")):
     RUNS[f"s100k-{mode}"] = (
