@@ -39,10 +39,9 @@ class MemberHeads:
     ) -> torch.Tensor:
         """Each member's `XMCHead.step` on its columns; the embedding's gradient (B x dim fp32)
         gathers the members' gradients in their columns."""
-        self._merged = None
         grad = torch.empty(embedding.shape[0], self.dim, device=self.device)
-        for head, columns in zip(self.heads, self.columns, strict=True):
-            grad[:, columns] = head.step(embedding[:, columns], rows, cols, lr)
+        for member, columns in enumerate(self.columns):
+            grad[:, columns] = self.member_step(member, embedding[:, columns], rows, cols, lr)
         return grad
 
     def member_step(

@@ -61,7 +61,7 @@ class MemberLanes:
     def _start_lane(self) -> None:
         """A lane's own torch/oneDNN/MKL and numba thread counts (per-thread settings)."""
         torch.set_num_threads(self.threads_per_lane)
-        use_torch_threads()  # also fixes this thread's count before the caller's reset above
+        use_torch_threads()  # fixes this thread's count before __init__ resets the default
 
     def map(self, step: Callable[[int], T], members: int) -> list[T]:
         """`step(m)` for every member m on the lanes; the results in member order (the first

@@ -114,6 +114,11 @@ MEMBER_SEED_STRIDE = 1_000_003
 (member 0: the run's)."""
 
 
+def member_seeds(seed: int, count: int) -> list[int]:
+    """The seeds of `count` members of a run seeded `seed` (`MEMBER_SEED_STRIDE` apart)."""
+    return [seed + m * MEMBER_SEED_STRIDE for m in range(count)]
+
+
 def train(
     config: TrainConfig,
     dataset: XMCDataset,
@@ -194,7 +199,7 @@ class Recipe:
             assert cfg.members is not None
             if cfg.members > 1:
                 assert isinstance(encoder, SparseEncoder)
-                seeds = [cfg.seed + m * MEMBER_SEED_STRIDE for m in range(cfg.members)]
+                seeds = member_seeds(cfg.seed, cfg.members)
                 self.encoder = MemberEncoders(cfg.encoder, encoder, cfg.members, seeds)
                 self.cb.on_log(f"{cfg.members} members, saved merged into one model")
             self.cb.on_log(f"encoder {cfg.encoder.name}: {self.encoder.dim} dims")
@@ -388,7 +393,7 @@ class Recipe:
         if not isinstance(self.encoder, MemberEncoders):
             return head(self.encoder.dim, cfg.seed)
         columns = [self.encoder.member_columns(m) for m in range(self.encoder.count)]
-        seeds = [cfg.seed + m * MEMBER_SEED_STRIDE for m in range(len(columns))]
+        seeds = member_seeds(cfg.seed, len(columns))
         heads = [head(len(cols), seed) for cols, seed in zip(columns, seeds, strict=True)]
         return MemberHeads(heads, columns, self.encoder.dim)
 
