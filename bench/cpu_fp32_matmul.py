@@ -16,6 +16,12 @@ A screened training step's logits (one member at wordnet-taxonomy's shape: about
 labels of width 513, batch 256): `--labels 3800 --dim 513 --batch 256`. A step scores another
 number of rows each time: the rows `"what": "fresh rows"` time each way on the first
 `--labels - i` rows, a count no call used before (`--repeats` of them per way, interleaved).
+
+`--update` times the step's other fp32 product instead, the update's `G^T E` (`G`: `--batch` x
+`--labels`, `E`: `--batch` x `--dim`): MKL's product of the transposed view against
+`reference.matmul_tn` (oneDNN on transposed copies). A lane steps its member on one thread:
+
+    python bench/cpu_fp32_matmul.py --update --labels 2400 --dim 513 --batch 256 --threads 1
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import torch
 from rows import emit
 
 from elmo_core.head import reference
-from elmo_core.head.reference import ReferenceBackend, matmul_nt
+from elmo_core.head.reference import ReferenceBackend, matmul_nt, matmul_tn
 
 
 def timed(run: Callable[[], object]) -> float:
@@ -63,6 +69,12 @@ TORCH_PRODUCTS: dict[str, Product] = {
     "matmul_nt (oneDNN)": matmul_nt,
 }
 """The two torch ways to compute `a @ b.T` that every measurement compares."""
+
+UPDATE_PRODUCTS: dict[str, Product] = {
+    "torch a.T @ b (MKL sgemm)": lambda a, b: a.T @ b,
+    "matmul_tn (oneDNN)": matmul_tn,
+}
+"""The two torch ways to compute the update's `G^T E` that `--update` compares."""
 
 
 def fresh_rows(e: torch.Tensor, w: torch.Tensor, repeats: int) -> dict[str, float]:
@@ -95,7 +107,11 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", default=None, help="append the rows to this JSON-lines file")
+    parser.add_argument("--update", action="store_true", help="time G^T E instead (see above)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
     e = torch.randn(args.batch, args.dim, generator=gen)
     w = torch.randn(args.labels, args.dim, generator=gen)
@@ -112,10 +128,17 @@ def main() -> None:
         "repeats": args.repeats,
     }
 
-    def emit_product(way: str, secs: float) -> None:
-        row = {**base, "what": "product", "way": way, "s": secs, "gflops": flops / secs / 1e9}
+    def emit_product(way: str, secs: float, what: str = "product") -> None:
+        row = {**base, "what": what, "way": way, "s": secs, "gflops": flops / secs / 1e9}
         emit(row, args.json)
 
+    if args.update:
+        g = torch.randn(args.batch, args.labels, generator=gen)
+        e = torch.randn(args.batch, args.dim, generator=gen)
+        ways = {name: partial(product, g, e) for name, product in UPDATE_PRODUCTS.items()}
+        for way, secs in interleaved(ways, args.repeats).items():
+            emit_product(way, secs, "update product")
+        return
     products = interleaved(
         {name: partial(product, e, w) for name, product in TORCH_PRODUCTS.items()}, args.repeats
     )

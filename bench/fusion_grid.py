@@ -1,12 +1,14 @@
-"""Choose the fusion settings on a validation slice: one trained model, every (k, power, a, b).
+"""Choose the fusion settings on a validation slice: one trained model, every (k, power, T, a, b).
 
 The model must come from a run with `data.validation_fraction` > 0 and `eval.split` "validation"
 (its config says which slice); the priors do not depend on the head, so each is computed once per
 neighbour count k (every vote power from the same search) and the grid costs one fusion per
-cell. One line per (k, power): the P@1 of the votes alone and the best (a, b) pair's metrics.
+cell. One line per (k, power, head temperature T): the P@1 of the votes alone and the best (a, b)
+pair's metrics.
 
     python bench/fusion_grid.py --model RUN/model --data DIR [--device cuda] [--json OUT.json] \
-        [--weights 0 0.25 0.5 1 2 4] [--neighbours 25 50 100] [--powers 1 2 3]
+        [--weights 0 0.25 0.5 1 2 4] [--neighbours 25 50 100] [--powers 1 2 3] \
+        [--temperatures 1 2]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0, 2.0, 4.0])
     parser.add_argument("--neighbours", type=int, nargs="+", default=[25, 50, 100, 200])
     parser.add_argument("--powers", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0])
     args = parser.parse_args()
 
     model = load_model(args.model, args.device)
@@ -77,18 +80,19 @@ def main() -> None:
     propensities = split_propensities(train.labels, config.eval)
     truth = split_truth(val, config.eval, propensities)
     rows = []
-    for (n, power), vote in votes.items():
+    for ((n, power), vote), t in itertools.product(votes.items(), args.temperatures):
         alone = score_ids(row_ranking(vote, k)[0], truth, config.eval)["P@1"]
         cells = []
         for a, b in itertools.product(args.weights, args.weights):
-            _, top = fuse_topk(logits, ids, a * vote + b * cosine, 1.0 + a + b, k)
+            prior = a * vote + b * cosine
+            _, top = fuse_topk(logits, ids, prior, 1.0 + a + b, k, temperature=t)
             m = score_ids(top, truth, config.eval)
-            cells.append({"neighbours": n, "power": power, "a": a, "b": b, **m})
+            cells.append({"neighbours": n, "power": power, "temperature": t, "a": a, "b": b, **m})
         rows += cells
         cell = max(cells, key=lambda r: r["P@1"])
-        print(f"k={n:3d} power={power:g}  votes alone P@1 {alone:.2f}  best a={cell['a']:g} "
-              f"b={cell['b']:g}  P@1 {cell['P@1']:.2f}  P@5 {cell['P@5']:.2f}  "
-              f"PSP@5 {cell['PSP@5']:.2f}")  # fmt: skip
+        print(f"k={n:3d} power={power:g} T={t:g}  votes alone P@1 {alone:.2f}  "
+              f"best a={cell['a']:g} b={cell['b']:g}  P@1 {cell['P@1']:.2f}  "
+              f"P@5 {cell['P@5']:.2f}  PSP@5 {cell['PSP@5']:.2f}")  # fmt: skip
     best = max(rows, key=lambda r: r["P@1"])
     print(f"best by P@1: {best}")
     if args.json:

@@ -32,6 +32,8 @@ DEFAULT_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 """The fusion weights fitted on the validation slice are chosen from these (per prior)."""
 DEFAULT_VOTE_POWERS = (1.0, 2.0, 3.0)
 """The neighbour vote powers chosen from on the validation slice (docs/training.md)."""
+DEFAULT_HEAD_TEMPERATURES = (1.0, 1.5, 2.0)
+"""The head temperatures fitted with the fusion weights on the validation slice."""
 DEFAULT_PATIENCE = 3
 """Epochs without a better validation score after which training stops (docs/training.md)."""
 
@@ -265,8 +267,9 @@ class FusionConfig(_Section):
     """Score fusion (`elmo_core.fusion`): the head's probability plus two text priors fitted on
     the train split, `(p + a * neighbour vote + b * label-text cosine) / (1 + a + b)`.
 
-    Needs raw texts; a weight of 0 turns its prior off (both 0: the head alone). With
-    `fit_weights` (default) a and b of the priors that are on are fitted on the validation slice.
+    Needs raw texts; a weight of 0 turns its prior off (both 0: the head alone). p is the sigmoid
+    of the head's logit divided by `head_temperature`. With `fit_weights` (default) a and b of the
+    priors that are on, and the temperature, are fitted on the validation slice.
     """
 
     label_text_weight: float = Field(
@@ -298,11 +301,12 @@ class FusionConfig(_Section):
     min_df: int = Field(2, ge=1, description="Keep character n-grams in >= this many texts.")
     fit_weights: bool = Field(
         True,
-        description="Fit a and b on the validation slice at each epoch's evaluation (every pair "
-        "of `weight_grid`, the best by eval.select_metric; ties: the smaller a + b, then the "
-        "smaller a); the weights above then only say which priors exist (0: off, never fitted "
-        "back on). Without a validation slice, or with eval.split test, the weights above are "
-        "used as they are.",
+        description="Fit a, b and the head temperature on the validation slice at each epoch's "
+        "evaluation (every temperature of `temperature_grid` with every pair of `weight_grid`, "
+        "the best by eval.select_metric; ties: the earlier temperature, then the smaller a + b, "
+        "then the smaller a); the weights above then only say which priors exist (0: off, never "
+        "fitted back on). Without a validation slice, or with eval.split test, the weights and "
+        "`head_temperature` above are used as they are.",
     )
     fit_min_points: int = Field(
         1000,
@@ -316,6 +320,18 @@ class FusionConfig(_Section):
     weight_grid: list[float] = Field(
         default_factory=lambda: list(DEFAULT_WEIGHT_GRID),
         description="The values each fitted weight (a, b) is chosen from.",
+    )
+    head_temperature: float = Field(
+        1.0,
+        gt=0.0,
+        le=100.0,
+        description="T in p = sigmoid(logit / T) when the weights are not fitted (larger: the "
+        "head's probabilities are softer, so the priors reorder more of its candidates).",
+    )
+    temperature_grid: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_HEAD_TEMPERATURES),
+        description="The head temperatures fitted with a and b (every temperature x every pair; "
+        "ties: the earlier temperature in this order, then the pair order of `fit_weights`).",
     )
     fit_beside_training: bool | None = Field(
         None,
@@ -333,6 +349,15 @@ class FusionConfig(_Section):
                 f"weight_grid must hold 1 to 64 weights in [0, 100], got {list(value)}"
             )
         return sorted(set(value))
+
+    @field_validator("temperature_grid")
+    @classmethod
+    def _temperature_grid(cls, value: list[float]) -> list[float]:
+        if not value or len(value) > 16 or any(not 0.0 < t <= 100.0 for t in value):
+            raise ValueError(
+                f"temperature_grid must hold 1 to 16 temperatures in (0, 100], got {list(value)}"
+            )
+        return list(dict.fromkeys(float(t) for t in value))
 
     @field_validator("vote_power_grid")
     @classmethod

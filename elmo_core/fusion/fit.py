@@ -1,15 +1,17 @@
-"""Fitting the fusion weights (a, b) and the neighbour vote power on a validation slice, never on
-a test split.
+"""Fitting the fusion weights (a, b), the head temperature T and the neighbour vote power on a
+validation slice, never on a test split.
 
 The head's candidates (logits and ids, ranked once) and each prior's unweighted scores
-(`PriorScores`, searched once) are fixed; every (a, b) of a small grid only re-fuses them, and the
-pair with the best metric wins. Ties go to the smaller a + b, then the smaller a, so the choice is
-deterministic and leans towards the head (and the cheaper model).
+(`PriorScores`, searched once) are fixed; every (T, a, b) of a small grid only re-fuses them, and
+the best by the metric wins. Ties go to the earlier temperature of the grid, then the smaller
+a + b, then the smaller a, so the choice is deterministic and leans towards the head (and the
+cheaper model).
 
 The three score matrices are aligned once on the union of their entries (`AlignedScores`, padded
-to N x the longest row), so a pair costs one weighted sum of three arrays and one partial ranking
-of each row, and ranks exactly as `fuse_topk` of `PriorScores.weighted` does (what the saved
-model computes when it serves).
+to N x the longest row; the head's probabilities once per temperature), so a pair costs one
+weighted sum of three arrays and one partial ranking of each row, and ranks exactly as
+`fuse_topk` of `PriorScores.weighted` does at that temperature (what the saved model computes when
+it serves).
 """
 
 from __future__ import annotations
@@ -29,29 +31,26 @@ from elmo_core.fusion.sparse_topk import row_ranking
 
 @dataclass(frozen=True)
 class WeightFit:
-    """The chosen weights, the metrics of their fused ranking, and how many pairs were tried."""
+    """The chosen weights and head temperature, the metrics of their fused ranking, and how many
+    (temperature, pair) combinations were tried."""
 
     neighbour_weight: float
     label_text_weight: float
+    head_temperature: float
     metrics: dict[str, float]
     pairs: int
 
 
 class AlignedScores:
-    """The head's probabilities and each prior's scores on one shared sparsity pattern (the
-    union of their entries, canonical CSR), zeros where a matrix has no entry."""
+    """The head's probabilities (at each temperature asked for) and each prior's scores on one
+    shared sparsity pattern (the union of their entries, canonical CSR), zeros where a matrix has
+    no entry."""
 
     def __init__(self, logits: np.ndarray, ids: np.ndarray, priors: PriorScores) -> None:
-        num_rows, width = ids.shape
+        num_rows = ids.shape[0]
         shape = (num_rows, priors.shape[1])
-        head = sp.csr_matrix(
-            (
-                head_probabilities(logits).ravel(),
-                ids.ravel(),
-                np.arange(0, num_rows * width + 1, width),
-            ),
-            shape=shape,
-        )
+        self._logits, self._ids = logits, ids
+        head = self._head_matrix(1.0, shape)
         parts = [head] + [m for m in (priors.neighbours, priors.label_text) if m is not None]
         parts = [_canonical(m) for m in parts]
         union = sp.csr_matrix(shape, dtype=np.float32)
@@ -69,9 +68,31 @@ class AlignedScores:
         self._slots = np.arange(len(self.indices)) - np.repeat(self.indptr[:-1], lengths)
         self.columns = self._padded(self.indices.astype(np.int64), -1)
         self.padding = self._padded(np.zeros(len(self.indices), dtype=bool), True)
-        self.head = self._padded(self._aligned(head, keys), 0.0)
+        self._union_keys = keys
+        self._heads = {1.0: self._padded(self._aligned(head, keys), 0.0)}
         self.neighbours = self._padded_or_none(priors.neighbours, keys)
         self.label_text = self._padded_or_none(priors.label_text, keys)
+
+    def _head_matrix(self, temperature: float, shape: tuple[int, int]) -> sp.csr_matrix:
+        """The head's candidates as CSR of their probabilities at `temperature` (as `fuse_topk`
+        builds them)."""
+        num_rows, width = self._ids.shape
+        return sp.csr_matrix(
+            (
+                head_probabilities(self._logits, temperature).ravel(),
+                self._ids.ravel(),
+                np.arange(0, num_rows * width + 1, width),
+            ),
+            shape=shape,
+        )
+
+    def head(self, temperature: float = 1.0) -> np.ndarray:
+        """The head's probabilities at `temperature` on the union's padded layout (computed once
+        per temperature)."""
+        if temperature not in self._heads:
+            matrix = self._head_matrix(temperature, self.shape)
+            self._heads[temperature] = self._padded(self._aligned(matrix, self._union_keys), 0.0)
+        return self._heads[temperature]
 
     @staticmethod
     def _keys(matrix: sp.csr_matrix) -> np.ndarray:
@@ -94,8 +115,11 @@ class AlignedScores:
     def _padded_or_none(self, matrix: sp.csr_matrix | None, keys: np.ndarray) -> np.ndarray | None:
         return None if matrix is None else self._padded(self._aligned(matrix, keys), 0.0)
 
-    def ranking(self, neighbour_weight: float, label_text_weight: float, k: int) -> np.ndarray:
-        """The label ids (N x k) of `fuse_topk(logits, ids, priors.weighted(a, b), ...)`: the
+    def ranking(
+        self, neighbour_weight: float, label_text_weight: float, k: int, temperature: float = 1.0
+    ) -> np.ndarray:
+        """The label ids (N x k) of `fuse_topk(logits, ids, priors.weighted(a, b), ...,
+        temperature=temperature)`: the
         priors summed in float32 as `weighted` sums them, added to the head in float64; entries
         whose sum is 0 are dropped (as the sparse sum drops them); value descending, then column
         ascending; -1 where a row has fewer than k entries (as `row_ranking`).
@@ -113,7 +137,7 @@ class AlignedScores:
         neighbours = zeros if self.neighbours is None else self.neighbours
         use_torch_threads()
         _fused_ranking(
-            self.head,
+            self.head(temperature),
             label_text,
             neighbours,
             np.float32(label_text_weight if self.label_text is not None else 0.0),
@@ -187,22 +211,29 @@ def fit_weights(
     k: int,
     score: Callable[[np.ndarray], dict[str, float]],
     metric: str,
+    temperatures: Sequence[float] = (1.0,),
 ) -> WeightFit:
-    """The (a, b) of `grid` whose fused top-k ranking scores best by `metric`.
+    """The head temperature of `temperatures` and the (a, b) of `grid` whose fused top-k ranking
+    scores best by `metric`.
 
     `logits`/`ids`: the head's candidates of each row (N x C, as `fuse_topk` takes them);
     `priors`: the rows' unweighted priors; `score` maps a ranking (N x k label ids) to its
-    metrics. Ties keep the first pair in `weight_pairs` order.
+    metrics. Ties keep the earlier temperature of `temperatures`, then the first pair in
+    `weight_pairs` order.
     """
+    if not temperatures:
+        raise ValueError("no head temperature to choose from")
     pairs = weight_pairs(grid, priors.neighbours is not None, priors.label_text is not None)
+    tried = len(pairs) * len(temperatures)
     aligned = AlignedScores(logits, ids, priors)
     best: WeightFit | None = None
-    for a, b in pairs:
-        metrics = score(aligned.ranking(a, b, k))
-        if metric not in metrics:
-            raise KeyError(f"metric {metric!r} is not one of {sorted(metrics)}")
-        if best is None or metrics[metric] > best.metrics[metric]:
-            best = WeightFit(a, b, metrics, len(pairs))
+    for temperature in temperatures:
+        for a, b in pairs:
+            metrics = score(aligned.ranking(a, b, k, temperature))
+            if metric not in metrics:
+                raise KeyError(f"metric {metric!r} is not one of {sorted(metrics)}")
+            if best is None or metrics[metric] > best.metrics[metric]:
+                best = WeightFit(a, b, float(temperature), metrics, tried)
     assert best is not None
     return best
 

@@ -1,6 +1,7 @@
 """`FusedScorer`: final score = (p + a * neighbour vote + b * label-text cosine) / (1 + a + b).
 
-p is the head's sigmoid probability for the labels among its `candidates` best (0 for the others);
+p is the head's probability `sigmoid(logit / T)` (T: the head temperature, 1 unless fitted) for
+the labels among its `candidates` best (0 for the others);
 the priors add the labels they rank. Every term lies in [0, 1], so the fused score does too. The
 priors of a text do not depend on the head, so evaluation computes them once per split and fuses
 them with each epoch's head scores.
@@ -75,12 +76,16 @@ class FusedScorer:
         label_text_weight: float,
         neighbour_weight: float,
         candidates: int,
+        head_temperature: float = 1.0,
     ) -> None:
+        if not head_temperature > 0:
+            raise ValueError(f"the head temperature must be positive, got {head_temperature}")
         self.label_text = label_text
         self.neighbours = neighbours
         self.label_text_weight = float(label_text_weight) if label_text is not None else 0.0
         self.neighbour_weight = float(neighbour_weight) if neighbours is not None else 0.0
         self.candidates = int(candidates)
+        self.head_temperature = float(head_temperature)
 
     @classmethod
     def fit(
@@ -94,6 +99,7 @@ class FusedScorer:
         neighbours: int,
         vote_power: float = 1.0,
         candidates: int,
+        head_temperature: float = 1.0,
         char_ngrams: tuple[int, int],
         min_df: int,
         word_featurizer: TfidfFeaturizer | None = None,
@@ -125,6 +131,7 @@ class FusedScorer:
             label_text_weight=label_text_weight,
             neighbour_weight=neighbour_weight,
             candidates=candidates,
+            head_temperature=head_temperature,
         )
 
     @property
@@ -217,16 +224,32 @@ class FusedScorer:
             votes_by_power={p: votes[p] for p in vote_powers} if vote_powers else None,
         )
 
-    def with_weights(self, neighbour_weight: float, label_text_weight: float) -> FusedScorer:
-        """A scorer sharing these priors with other weights; a prior whose new weight is 0 is
-        left out, so a saved model neither stores nor computes it."""
+    def with_weights(
+        self,
+        neighbour_weight: float,
+        label_text_weight: float,
+        head_temperature: float | None = None,
+    ) -> FusedScorer:
+        """A scorer sharing these priors with other weights (and head temperature; None: this
+        one's); a prior whose new weight is 0 is left out, so a saved model neither stores nor
+        computes it."""
+        if head_temperature is None:
+            head_temperature = self.head_temperature
         return FusedScorer(
             label_text=self.label_text if label_text_weight > 0 else None,
             neighbours=self.neighbours if neighbour_weight > 0 else None,
             label_text_weight=label_text_weight,
             neighbour_weight=neighbour_weight,
             candidates=self.candidates,
+            head_temperature=head_temperature,
         )
+
+    def fuse_topk(
+        self, logits: np.ndarray, ids: np.ndarray, priors: sp.csr_matrix, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`fuse_topk` of the head's candidates with `priors` (from `priors`) at this scorer's
+        scale and head temperature: the served ranking."""
+        return fuse_topk(logits, ids, priors, self.scale, k, temperature=self.head_temperature)
 
     def save(self, directory: Path, encoder_featurizer: TfidfFeaturizer | None = None) -> None:
         """Write `fusion.json` and `fusion.safetensors` into a model directory. The neighbour
@@ -237,6 +260,7 @@ class FusedScorer:
             "label_text_weight": self.label_text_weight,
             "neighbour_weight": self.neighbour_weight,
             "candidates": self.candidates,
+            "head_temperature": self.head_temperature,
             "label_text": None,
             "neighbours": None,
         }
@@ -254,7 +278,8 @@ class FusedScorer:
         cls, directory: Path, encoder_featurizer: TfidfFeaturizer | None = None
     ) -> FusedScorer | None:
         """Read a model directory's fusion files (JSON + safetensors); None when it has none.
-        `encoder_featurizer`: the encoder's TF-IDF, for a neighbour prior saved as sharing it."""
+        `encoder_featurizer`: the encoder's TF-IDF, for a neighbour prior saved as sharing it.
+        A model saved before the head temperature existed scores with T = 1, as it did."""
         meta_path = Path(directory) / FUSION_JSON
         if not meta_path.exists():
             return None
@@ -270,6 +295,7 @@ class FusedScorer:
             label_text_weight=float(meta["label_text_weight"]),
             neighbour_weight=float(meta["neighbour_weight"]),
             candidates=int(meta["candidates"]),
+            head_temperature=float(meta.get("head_temperature", 1.0)),
         )
 
 
@@ -290,9 +316,9 @@ def prior_budget_s(num_texts: int) -> float:
     return max(PRIOR_MIN_BUDGET_S, PRIOR_BUDGET_S_PER_TEXT * num_texts)
 
 
-def head_probabilities(logits: np.ndarray) -> np.ndarray:
-    """The head's sigmoid probabilities of raw logits, in float64."""
-    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+def head_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """The head's probabilities `sigmoid(logits / temperature)` of raw logits, in float64."""
+    return 1.0 / (1.0 + np.exp(-(logits.astype(np.float64) / temperature)))
 
 
 def fuse_topk(
@@ -302,30 +328,33 @@ def fuse_topk(
     scale: float,
     k: int,
     workers: int | None = None,
+    temperature: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fused scores (N x k float32) and label ids (N x k int64) of every row, best first.
 
-    `logits`/`ids` are the head's raw scores of its candidates (N x C); `priors` the weighted
-    priors of the same rows (N x L); `scale` the sum of the weights. Ties rank the lower label
+    `logits`/`ids` are the head's raw scores of its candidates (N x C), turned into
+    `head_probabilities` at `temperature`; `priors` the weighted priors of the same rows
+    (N x L); `scale` the sum of the weights. Ties rank the lower label
     id first. A row with fewer than k candidates in all pads with id -1 and score 0. Blocks of
     `FUSE_ROWS` rows run on `workers` forked processes (None: every core; one block runs here).
     """
     num_chunks = -(-ids.shape[0] // FUSE_ROWS)
     if num_chunks == 0:
         return np.zeros((0, k), dtype=np.float32), np.zeros((0, k), dtype=np.int64)
-    parts = map_chunks(_fuse_task, (logits, ids, priors, scale, k), num_chunks, workers)
+    job = (logits, ids, priors, scale, k, temperature)
+    parts = map_chunks(_fuse_task, job, num_chunks, workers)
     return np.concatenate([v for v, _ in parts]), np.concatenate([i for _, i in parts])
 
 
 def _fuse_task(
-    job: tuple[np.ndarray, np.ndarray, sp.csr_matrix, float, int], chunk: int
+    job: tuple[np.ndarray, np.ndarray, sp.csr_matrix, float, int, float], chunk: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """`fuse_topk` of the `chunk`-th block of `FUSE_ROWS` rows (a `map_chunks` task)."""
-    logits, ids, priors, scale, k = job
+    logits, ids, priors, scale, k, temperature = job
     rows = slice(chunk * FUSE_ROWS, (chunk + 1) * FUSE_ROWS)
     block_ids = ids[rows]
     num_rows, width = block_ids.shape
-    probs = head_probabilities(logits[rows])
+    probs = head_probabilities(logits[rows], temperature)
     head = sp.csr_matrix(
         (probs.ravel(), block_ids.ravel(), np.arange(0, num_rows * width + 1, width)),
         shape=(num_rows, priors.shape[1]),

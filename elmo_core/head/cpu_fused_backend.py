@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from elmo_core.head.reference import ReferenceBackend, round_update_, upcast
+from elmo_core.head.reference import ReferenceBackend, matmul_tn, round_update_, upcast
 
 
 class CpuFusedBackend(ReferenceBackend):
@@ -104,7 +104,7 @@ class CpuFusedBackend(ReferenceBackend):
             return
         from elmo_core.head import cpu_kernels
 
-        product = g.T @ e
+        product = matmul_tn(g, e)
         k = 0 if compensation is None else compensation.shape[0]
         if k:
             w32 = upcast(w_c[:k])

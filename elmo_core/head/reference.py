@@ -69,14 +69,31 @@ def matmul_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     calls, and a screened training step's logits (256 embeddings by 3,800 x 513 weights, one
     member at wordnet-taxonomy's shape) at 1.4x on the AVX2 one (`bench/cpu_fp32_matmul.py`;
     docs/benchmarks.md). Elsewhere, and for any other operands, ``@``."""
-    if (
+    if _onednn_operands(a, b):
+        return _ONEDNN_LINEAR(a, b, None, "none", [], "")
+    return a @ b.T
+
+
+def matmul_tn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a.T @ b`` (the step's ``G^T E``). Two fp32 CPU operands outside autograd go through
+    ``matmul_nt`` of the transposed copies: on the AVX2-only 2-core VM, one thread, ``G^T E`` of
+    a screened step at wordnet-taxonomy's shape (G 256 x 2,400, E 256 x 513) took 11.8 ms this way
+    (the copy of ``G^T`` ~1 ms of it) against 18-21 ms for MKL's product of the transposed view
+    (`bench/cpu_fp32_matmul.py --update`; docs/benchmarks.md). Elsewhere, and for an empty sum
+    (no rows: oneDNN has no primitive for it), ``a.T @ b``."""
+    if a.shape[0] and _onednn_operands(a, b):
+        return _ONEDNN_LINEAR(a.T.contiguous(), b.T.contiguous(), None, "none", [], "")
+    return a.T @ b
+
+
+def _onednn_operands(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether a product of ``a`` and ``b`` takes oneDNN's fp32 linear (see ``matmul_nt``)."""
+    return (
         _ONEDNN_LINEAR is not None
         and a.device.type == "cpu"
         and a.dtype == b.dtype == torch.float32
         and not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))
-    ):
-        return _ONEDNN_LINEAR(a, b, None, "none", [], "")
-    return a @ b.T
+    )
 
 
 def _onednn_linear() -> Callable[..., torch.Tensor] | None:

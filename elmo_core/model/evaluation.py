@@ -19,7 +19,7 @@ from elmo_core.config import EvalConfig
 from elmo_core.data import XMCSplit
 from elmo_core.encoders import TrainingEncoder
 from elmo_core.errors import ConfigError
-from elmo_core.fusion import FusedScorer, PriorScores, WeightFit, fit_weights, fuse_topk
+from elmo_core.fusion import FusedScorer, PriorScores, WeightFit, fit_weights
 from elmo_core.head import TrainingHead
 from elmo_core.metrics import RankingTruth, evaluate_ranking, jain_propensities, prepare_truth
 from elmo_core.model.scoring import predict_topk, text_priors
@@ -95,7 +95,7 @@ def evaluate_split(
     clock.lap("head top-k")
     head_metrics = score_ids(ids[:, :depth], truth, config)
     clock.lap("head metrics")
-    _, fused_ids = fuse_topk(logits, ids, priors, fusion.scale, depth)
+    _, fused_ids = fusion.fuse_topk(logits, ids, priors, depth)
     clock.lap("fusion")
     metrics = score_ids(fused_ids, truth, config)
     clock.lap("metrics")
@@ -133,14 +133,16 @@ def evaluate_split_fitting_weights(
     device: torch.device,
     priors: PriorScores,
     grid: Sequence[float],
+    temperatures: Sequence[float] = (1.0,),
     prepared: object | None = None,
 ) -> tuple[dict[str, float], WeightFit]:
     """Fit the fusion weights on `split` (a validation slice, never a test split) and return
     the metrics of the chosen pair, as `evaluate_split` names them, with the fit.
 
-    The head ranks the split once; each (a, b) of `grid` over the priors `fusion` has only
-    re-fuses those candidates with `priors` (each prior's unweighted scores of the split), and
-    the best by `config.select_metric` wins (`elmo_core.fusion.fit`).
+    The head ranks the split once; each head temperature of `temperatures` with each (a, b) of
+    `grid` over the priors `fusion` has only re-fuses those candidates with `priors` (each prior's
+    unweighted scores of the split), and the best by `config.select_metric` wins
+    (`elmo_core.fusion.fit`).
     """
     if prepared is None:
         prepared = encoder.featurize(split.texts, split.features)
@@ -162,6 +164,7 @@ def evaluate_split_fitting_weights(
         depth,
         lambda fused_ids: score_ids(fused_ids, truth, config),
         config.select_metric,
+        temperatures,
     )
     head_keys = {f"head {key}": value for key, value in head_metrics.items()}
     return {**fit.metrics, **head_keys}, fit

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from elmo_core.encoders import MemberEncoders, SparseEncoder, TrainingEncoder
-from elmo_core.fusion import FusedScorer, fuse_topk, head_probabilities
+from elmo_core.fusion import FusedScorer, head_probabilities
 from elmo_core.head import TrainingHead
 from elmo_core.text_features import TfidfFeaturizer
 
@@ -136,4 +136,4 @@ def rank_topk(
     k = min(int(k), head.num_labels)
     width = max(k, fusion.candidates)
     logits, ids = predict_topk(encoder, head, prepared, num_rows, width, batch_size, device)
-    return fuse_topk(logits, ids, priors, fusion.scale, k)
+    return fusion.fuse_topk(logits, ids, priors, k)

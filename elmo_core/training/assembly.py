@@ -69,6 +69,7 @@ def fit_priors(
         neighbours=cfg.neighbours,
         vote_power=1.0 if cfg.vote_power is None else cfg.vote_power,
         candidates=cfg.candidates,
+        head_temperature=cfg.head_temperature,
         char_ngrams=cfg.char_ngrams,
         min_df=cfg.min_df,
         word_featurizer=shared_word_featurizer(encoder),

@@ -513,7 +513,9 @@ class Recipe:
         if self.fits_weights and rows and self.prior_fusion is not None:
             weights = rows[-1]["fusion"]
             self.fusion = self.prior_fusion.with_weights(
-                weights["neighbour_weight"], weights["label_text_weight"]
+                weights["neighbour_weight"],
+                weights["label_text_weight"],
+                weights.get("head_temperature", 1.0),
             )
 
     def _wants_graphs(self) -> bool:
@@ -785,17 +787,19 @@ class Recipe:
             device=self.device,
             priors=self.eval_prior_scores,
             grid=self.config.fusion.weight_grid,
+            temperatures=self.config.fusion.temperature_grid,
             prepared=self.eval_inputs,
         )
-        a, b = fit.neighbour_weight, fit.label_text_weight
-        self.fusion = self.prior_fusion.with_weights(a, b)
+        a, b, t = fit.neighbour_weight, fit.label_text_weight, fit.head_temperature
+        self.fusion = self.prior_fusion.with_weights(a, b, t)
         key = self.config.eval.select_metric
         self.cb.on_log(
             f"epoch {self.run.epoch + 1}: fusion weights fitted on validation: neighbour {a:g}, "
-            f"label text {b:g} ({key} {metrics[key]:.2f}, head alone {metrics['head ' + key]:.2f};"
-            f" {fit.pairs} pairs in {time.perf_counter() - started:.1f} s)"
+            f"label text {b:g}, head temperature {t:g} ({key} {metrics[key]:.2f}, head alone "
+            f"{metrics['head ' + key]:.2f}; {fit.pairs} combinations in "
+            f"{time.perf_counter() - started:.1f} s)"
         )
-        return metrics, {"neighbour_weight": a, "label_text_weight": b}
+        return metrics, {"neighbour_weight": a, "label_text_weight": b, "head_temperature": t}
 
     def _finish(self) -> TrainResult:
         """Save the last epoch when nothing was selected, then report the saved model once on
@@ -886,6 +890,7 @@ class Recipe:
         return {
             "neighbour_weight": self.prior_fusion.neighbour_weight,
             "label_text_weight": self.prior_fusion.label_text_weight,
+            "head_temperature": self.prior_fusion.head_temperature,
             **power,
             "fitted_on": None,
         }

@@ -1,6 +1,6 @@
-"""Fusion weights fitted on the validation slice: the grid search on constructed priors (an
-informative one and noise, ties), the priors re-weighted exactly as `priors` weights them, and a
-trained model that stores, serves and reports the fitted weights."""
+"""Fusion weights and head temperature fitted on the validation slice: the grid search on
+constructed priors (an informative one and noise, ties), the priors re-weighted exactly as `priors`
+weights them, and a trained model that stores, serves and reports the fitted weights."""
 
 from __future__ import annotations
 
@@ -115,11 +115,59 @@ def test_each_pair_ranks_as_fuse_topk_with_ties_zeros_and_short_rows():
 
     priors = PriorScores((rows, labels), neighbours=prior(), label_text=prior())
     aligned = AlignedScores(logits, ids, priors)
-    shortest = min(np.count_nonzero(row) for row in aligned.head)
+    shortest = min(np.count_nonzero(row) for row in aligned.head())
     assert shortest < k  # some row has fewer than k entries
     for a, b in [*weight_pairs(GRID, True, True), (2.0, 0.5)]:
         _, expected = fuse_topk(logits, ids, priors.weighted(a, b), 1.0 + a + b, k)
         assert np.array_equal(aligned.ranking(a, b, k), expected), (a, b)
+
+
+def test_each_temperature_ranks_exactly_as_fuse_topk_at_that_temperature():
+    """The head's probabilities at each temperature, aligned once per temperature, rank as the
+    served `fuse_topk(..., temperature=T)` does, in any order of temperatures and pairs."""
+    rng = np.random.default_rng(7)
+    rows, labels, width, k = 70, 150, 10, 6
+    ids = np.stack([rng.choice(labels, width, replace=False) for _ in range(rows)])
+    logits = (3.0 * rng.normal(size=(rows, width))).astype(np.float32)
+    dense = rng.random((2, rows, labels)) * (rng.random((2, rows, labels)) < 0.06)
+    priors = PriorScores(
+        (rows, labels),
+        neighbours=sp.csr_matrix(dense[0].astype(np.float32)),
+        label_text=sp.csr_matrix(dense[1].astype(np.float32)),
+    )
+    aligned = AlignedScores(logits, ids, priors)
+    for t, a, b in [(2.0, 0.5, 0.25), (1.0, 0.5, 0.25), (0.5, 1.0, 1.0), (3.0, 0.25, 4.0)]:
+        weighted = priors.weighted(a, b)
+        _, expected = fuse_topk(logits, ids, weighted, 1.0 + a + b, k, temperature=t)
+        assert np.array_equal(aligned.ranking(a, b, k, t), expected), (t, a, b)
+    _, at_one = fuse_topk(logits, ids, priors.weighted(0.0, 0.0), 1.0, k)
+    _, at_two = fuse_topk(logits, ids, priors.weighted(0.0, 0.0), 1.0, k, temperature=2.0)
+    assert np.array_equal(at_one, at_two)  # the head alone keeps its order at any temperature
+
+
+def test_the_temperature_that_lets_the_prior_decide_wins_ties_to_the_earlier():
+    """The head ranks a wrong label (logit 2) above the true one (logit 1); the prior gives the
+    true label 0.12. At T = 1 the head's gap is sigmoid(2) - sigmoid(1) = 0.150, so a = 2 is
+    needed; at T = 4 it is sigmoid(0.5) - sigmoid(0.25) = 0.060, so a = 1 suffices."""
+    rows, labels = 20, 10
+    ids = np.tile(np.array([[0, 1]]), (rows, 1))
+    logits = np.tile(np.array([[2.0, 1.0]], dtype=np.float32), (rows, 1))
+    truth = sp.csr_matrix(np.tile(np.eye(labels, dtype=np.float32)[1], (rows, 1)))
+    prior = sp.csr_matrix(np.tile(0.12 * np.eye(labels, dtype=np.float32)[1], (rows, 1)))
+    priors = PriorScores((rows, labels), neighbours=prior, label_text=None)
+    score = _score(truth)
+    # T = 1: 0.12 a > 0.150 needs a = 2
+    fit = fit_weights(logits, ids, priors, [0.0, 1.0, 2.0], 1, score, "P@1", (1.0,))
+    assert fit.metrics["P@1"] == 100.0 and fit.neighbour_weight == 2.0
+    assert fit.head_temperature == 1.0 and fit.pairs == 3
+    # both temperatures reach P@1 100 (T = 4 with a smaller a): the earlier temperature wins
+    fit = fit_weights(logits, ids, priors, [0.0, 1.0, 2.0], 1, score, "P@1", (1.0, 4.0))
+    assert fit.metrics["P@1"] == 100.0 and fit.pairs == 6
+    assert (fit.head_temperature, fit.neighbour_weight) == (1.0, 2.0)  # T = 1 came first
+    fit = fit_weights(logits, ids, priors, [0.0, 1.0], 1, score, "P@1", (1.0, 4.0))
+    assert (fit.head_temperature, fit.neighbour_weight) == (4.0, 1.0)  # only T = 4 can
+    with pytest.raises(ValueError, match="no head temperature"):
+        fit_weights(logits, ids, priors, [1.0], 1, score, "P@1", ())
 
 
 def test_a_prior_that_is_off_stays_at_zero():
@@ -185,10 +233,16 @@ def test_the_vote_power_whose_votes_alone_rank_best_wins_ties_to_the_smaller():
         {"fusion": {"weight_grid": [-1.0, 1.0]}},
         {"fusion": {"weight_grid": [0.0, 101.0]}},
         {"fusion": {"fit_weights": "sometimes"}},
+        {"fusion": {"temperature_grid": []}},
+        {"fusion": {"temperature_grid": [0.0, 1.0]}},
+        {"fusion": {"temperature_grid": [1.0, 101.0]}},
+        {"fusion": {"head_temperature": 0}},
+        {"fusion": {"head_temperature": -1.0}},
     ],
 )
 def test_bad_fit_settings_are_refused(raw):
-    with pytest.raises(ConfigError, match=r"fusion\.(weight_grid|fit_weights|vote_power)"):
+    pattern = r"fusion\.(weight_grid|fit_weights|vote_power|temperature_grid|head_temperature)"
+    with pytest.raises(ConfigError, match=pattern):
         parse_config(raw)
 
 
@@ -198,6 +252,12 @@ def test_fit_defaults():
     default = parse_config({}).fusion
     assert default.fit_weights is True and default.weight_grid == GRID
     assert default.vote_power is None and default.vote_power_grid == [1.0, 2.0, 3.0]
+    assert default.head_temperature == 1.0 and default.temperature_grid == [1.0, 1.5, 2.0]
+    # the grid keeps its order (the tie-break order), without repeats
+    assert parse_config({"fusion": {"temperature_grid": [2, 1, 2]}}).fusion.temperature_grid == [
+        2.0,
+        1.0,
+    ]
 
 
 # -- a trained model -----------------------------------------------------------------------------
@@ -241,7 +301,8 @@ def fitted(dataset, tmp_path_factory):
 def test_each_epoch_fits_and_the_model_keeps_its_epochs_weights(fitted):
     result, lines = fitted
     assert all(
-        set(row["fusion"]) == {"neighbour_weight", "label_text_weight"} for row in result.history
+        set(row["fusion"]) == {"neighbour_weight", "label_text_weight", "head_temperature"}
+        for row in result.history
     )
     chosen = next(row["fusion"] for row in result.history if row["epoch"] == result.epoch)
     assert result.fusion == {
@@ -255,6 +316,7 @@ def test_each_epoch_fits_and_the_model_keeps_its_epochs_weights(fitted):
     saved = json.loads((result.model_dir / "fusion.json").read_text())
     assert saved["neighbour_weight"] == chosen["neighbour_weight"]
     assert saved["label_text_weight"] == chosen["label_text_weight"]
+    assert saved["head_temperature"] == chosen["head_temperature"] in (1.0, 1.5, 2.0)
     assert (saved["neighbours"] is None) == (chosen["neighbour_weight"] == 0)
     powers = [line for line in lines if line.startswith("neighbour votes: similarity ** ")]
     assert len(powers) == 1 and "chosen on the validation slice" in powers[0]
@@ -274,6 +336,7 @@ def test_served_and_evaluated_with_the_fitted_weights(fitted):
     assert fusion is not None
     assert fusion.neighbour_weight == result.fusion["neighbour_weight"]
     assert fusion.label_text_weight == result.fusion["label_text_weight"]
+    assert fusion.head_temperature == result.fusion["head_temperature"]
     cli = CliRunner().invoke(
         app, ["eval", "--model", str(result.model_dir), "--data", str(MINI), "--json"]
     )
@@ -295,6 +358,7 @@ def test_no_fit_on_the_test_split_or_when_asked_not_to(dataset, tmp_path):
     assert on_test.fusion == {
         "neighbour_weight": 0.5,
         "label_text_weight": 1.0,
+        "head_temperature": 1.0,
         "vote_power": 1.0,
         "fitted_on": None,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -86,16 +88,17 @@ def test_a_neighbour_prior_saved_without_a_power_votes_with_power_one():
     assert abs(loaded.scores(queries) - scorer.scores(queries)).max() == 0
 
 
-def test_fuse_topk_against_a_dense_reference():
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_fuse_topk_against_a_dense_reference(temperature):
     rng = np.random.default_rng(1)
     num_rows, num_labels, width = 6, 50, 8
-    logits = rng.normal(size=(num_rows, width)).astype(np.float32)
+    logits = (3.0 * rng.normal(size=(num_rows, width))).astype(np.float32)
     ids = np.stack([rng.choice(num_labels, width, replace=False) for _ in range(num_rows)])
     priors = sp.csr_matrix(rng.random((num_rows, num_labels)) * (rng.random((6, 50)) < 0.2))
-    scores, top = fuse_topk(logits, ids, priors, 2.0, 5)
+    scores, top = fuse_topk(logits, ids, priors, 2.0, 5, temperature=temperature)
     dense = priors.toarray().astype(np.float64)
     for row in range(num_rows):
-        dense[row, ids[row]] += 1.0 / (1.0 + np.exp(-logits[row].astype(np.float64)))
+        dense[row, ids[row]] += 1.0 / (1.0 + np.exp(-logits[row].astype(np.float64) / temperature))
         order = np.argsort(-dense[row], kind="stable")[:5]
         assert list(top[row]) == list(order)
         np.testing.assert_allclose(scores[row], dense[row, order] / 2.0, rtol=1e-6)
@@ -120,7 +123,17 @@ def test_fused_scorer_saves_and_loads_to_the_same_priors(tmp_path):
     loaded = FusedScorer.load(tmp_path)
     assert abs(loaded.priors(queries, 3) - before).max() == 0
     assert before[2].nnz == 0
+    assert loaded.head_temperature == 1.0
     assert FusedScorer.load(tmp_path / "missing") is None
+    fused.with_weights(0.25, 0.5, 2.0).save(tmp_path)
+    assert FusedScorer.load(tmp_path).head_temperature == 2.0
+    # a model saved before the head temperature existed scores with T = 1, as it did
+    meta = json.loads((tmp_path / "fusion.json").read_text())
+    del meta["head_temperature"]
+    (tmp_path / "fusion.json").write_text(json.dumps(meta))
+    assert FusedScorer.load(tmp_path).head_temperature == 1.0
+    with pytest.raises(ValueError, match="head temperature must be positive"):
+        fused.with_weights(0.25, 0.5, 0.0)
 
 
 def test_a_prior_with_weight_zero_is_not_built():
