@@ -69,8 +69,9 @@ def matmul_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     calls, and a screened training step's logits (256 embeddings by 3,800 x 513 weights, one
     member at wordnet-taxonomy's shape) at 1.4x on the AVX2 one (`bench/cpu_fp32_matmul.py`;
     docs/benchmarks.md). Elsewhere, and for any other operands, ``@``."""
-    if _onednn_operands(a, b):
-        return _ONEDNN_LINEAR(a, b, None, "none", [], "")
+    linear = _onednn_for(a, b)
+    if linear is not None:
+        return linear(a, b, None, "none", [], "")
     return a @ b.T
 
 
@@ -81,19 +82,22 @@ def matmul_tn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     (the copy of ``G^T`` ~1 ms of it) against 18-21 ms for MKL's product of the transposed view
     (`bench/cpu_fp32_matmul.py --update`; docs/benchmarks.md). Elsewhere, and for an empty sum
     (no rows: oneDNN has no primitive for it), ``a.T @ b``."""
-    if a.shape[0] and _onednn_operands(a, b):
-        return _ONEDNN_LINEAR(a.T.contiguous(), b.T.contiguous(), None, "none", [], "")
+    linear = _onednn_for(a, b)
+    if linear is not None and a.shape[0]:
+        return linear(a.T.contiguous(), b.T.contiguous(), None, "none", [], "")
     return a.T @ b
 
 
-def _onednn_operands(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether a product of ``a`` and ``b`` takes oneDNN's fp32 linear (see ``matmul_nt``)."""
-    return (
-        _ONEDNN_LINEAR is not None
-        and a.device.type == "cpu"
+def _onednn_for(a: torch.Tensor, b: torch.Tensor) -> Callable[..., torch.Tensor] | None:
+    """oneDNN's fp32 linear when a product of ``a`` and ``b`` takes it (see ``matmul_nt``), else
+    None."""
+    if (
+        a.device.type == "cpu"
         and a.dtype == b.dtype == torch.float32
         and not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))
-    )
+    ):
+        return _ONEDNN_LINEAR
+    return None
 
 
 def _onednn_linear() -> Callable[..., torch.Tensor] | None:
