@@ -80,8 +80,10 @@ def main() -> None:
     propensities = split_propensities(train.labels, config.eval)
     truth = split_truth(val, config.eval, propensities)
     rows = []
+    alone = {
+        key: score_ids(row_ranking(v, k)[0], truth, config.eval)["P@1"] for key, v in votes.items()
+    }
     for ((n, power), vote), t in itertools.product(votes.items(), args.temperatures):
-        alone = score_ids(row_ranking(vote, k)[0], truth, config.eval)["P@1"]
         cells = []
         for a, b in itertools.product(args.weights, args.weights):
             prior = a * vote + b * cosine
@@ -90,7 +92,7 @@ def main() -> None:
             cells.append({"neighbours": n, "power": power, "temperature": t, "a": a, "b": b, **m})
         rows += cells
         cell = max(cells, key=lambda r: r["P@1"])
-        print(f"k={n:3d} power={power:g} T={t:g}  votes alone P@1 {alone:.2f}  "
+        print(f"k={n:3d} power={power:g} T={t:g}  votes alone P@1 {alone[n, power]:.2f}  "
               f"best a={cell['a']:g} b={cell['b']:g}  P@1 {cell['P@1']:.2f}  "
               f"P@5 {cell['P@5']:.2f}  PSP@5 {cell['PSP@5']:.2f}")  # fmt: skip
     best = max(rows, key=lambda r: r["P@1"])

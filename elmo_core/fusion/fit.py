@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from numba import prange
 
 from elmo_core.float_bits import kernel, use_torch_threads
-from elmo_core.fusion.fused import PriorScores, head_probabilities
+from elmo_core.fusion.fused import PriorScores, head_candidates
 from elmo_core.fusion.sparse_topk import row_ranking
 
 
@@ -50,7 +50,7 @@ class AlignedScores:
         num_rows = ids.shape[0]
         shape = (num_rows, priors.shape[1])
         self._logits, self._ids = logits, ids
-        head = self._head_matrix(1.0, shape)
+        head = head_candidates(logits, ids, shape[1])
         parts = [head] + [m for m in (priors.neighbours, priors.label_text) if m is not None]
         parts = [_canonical(m) for m in parts]
         union = sp.csr_matrix(shape, dtype=np.float32)
@@ -73,24 +73,11 @@ class AlignedScores:
         self.neighbours = self._padded_or_none(priors.neighbours, keys)
         self.label_text = self._padded_or_none(priors.label_text, keys)
 
-    def _head_matrix(self, temperature: float, shape: tuple[int, int]) -> sp.csr_matrix:
-        """The head's candidates as CSR of their probabilities at `temperature` (as `fuse_topk`
-        builds them)."""
-        num_rows, width = self._ids.shape
-        return sp.csr_matrix(
-            (
-                head_probabilities(self._logits, temperature).ravel(),
-                self._ids.ravel(),
-                np.arange(0, num_rows * width + 1, width),
-            ),
-            shape=shape,
-        )
-
     def head(self, temperature: float = 1.0) -> np.ndarray:
         """The head's probabilities at `temperature` on the union's padded layout (computed once
-        per temperature)."""
+        per temperature, as `fuse_topk` computes them)."""
         if temperature not in self._heads:
-            matrix = self._head_matrix(temperature, self.shape)
+            matrix = head_candidates(self._logits, self._ids, self.shape[1], temperature)
             self._heads[temperature] = self._padded(self._aligned(matrix, self._union_keys), 0.0)
         return self._heads[temperature]
 

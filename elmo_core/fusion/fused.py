@@ -321,6 +321,22 @@ def head_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarr
     return 1.0 / (1.0 + np.exp(-(logits.astype(np.float64) / temperature)))
 
 
+def head_candidates(
+    logits: np.ndarray, ids: np.ndarray, num_labels: int, temperature: float = 1.0
+) -> sp.csr_matrix:
+    """The head's candidates (N x C logits and label ids) as an N x `num_labels` CSR of their
+    `head_probabilities` at `temperature`: the head's term of the fused score."""
+    num_rows, width = ids.shape
+    return sp.csr_matrix(
+        (
+            head_probabilities(logits, temperature).ravel(),
+            ids.ravel(),
+            np.arange(0, num_rows * width + 1, width),
+        ),
+        shape=(num_rows, num_labels),
+    )
+
+
 def fuse_topk(
     logits: np.ndarray,
     ids: np.ndarray,
@@ -352,12 +368,6 @@ def _fuse_task(
     """`fuse_topk` of the `chunk`-th block of `FUSE_ROWS` rows (a `map_chunks` task)."""
     logits, ids, priors, scale, k, temperature = job
     rows = slice(chunk * FUSE_ROWS, (chunk + 1) * FUSE_ROWS)
-    block_ids = ids[rows]
-    num_rows, width = block_ids.shape
-    probs = head_probabilities(logits[rows], temperature)
-    head = sp.csr_matrix(
-        (probs.ravel(), block_ids.ravel(), np.arange(0, num_rows * width + 1, width)),
-        shape=(num_rows, priors.shape[1]),
-    )
+    head = head_candidates(logits[rows], ids[rows], priors.shape[1], temperature)
     out_ids, values = row_ranking((head + priors[rows]).tocsr(), k)
     return (values / scale).astype(np.float32), out_ids

@@ -77,11 +77,11 @@ def matmul_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def matmul_tn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a.T @ b`` (the step's ``G^T E``). Two fp32 CPU operands outside autograd go through
-    ``matmul_nt`` of the transposed copies: on the AVX2-only 2-core VM, one thread, ``G^T E`` of
-    a screened step at wordnet-taxonomy's shape (G 256 x 2,400, E 256 x 513) took 11.8 ms this way
-    (the copy of ``G^T`` ~1 ms of it) against 18-21 ms for MKL's product of the transposed view
-    (`bench/cpu_fp32_matmul.py --update`; docs/benchmarks.md). Elsewhere, and for an empty sum
-    (no rows: oneDNN has no primitive for it), ``a.T @ b``."""
+    oneDNN's fp32 matmul of the transposed copies: on the AVX2-only 2-core VM, one thread,
+    ``G^T E`` of a screened step at wordnet-taxonomy's shape (G 256 x 2,400, E 256 x 513) took
+    13.8 ms this way against 17.1 ms for MKL's product of the transposed view, about the same at
+    3,800 columns (`bench/cpu_fp32_matmul.py --update`; docs/benchmarks.md, fourteenth pass).
+    Elsewhere, and for an empty sum (no rows: oneDNN has no primitive for it), ``a.T @ b``."""
     linear = _onednn_for(a, b)
     if linear is not None and a.shape[0]:
         return linear(a.T.contiguous(), b.T.contiguous(), None, "none", [], "")
