@@ -12,7 +12,15 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from elmo_core.data.vocabulary import DatasetFormat, EmptyRowsPolicy
 from elmo_core.errors import ConfigError
@@ -34,6 +42,11 @@ DEFAULT_VOTE_POWERS = (1.0, 2.0, 3.0)
 """The neighbour vote powers chosen from on the validation slice (docs/training.md)."""
 DEFAULT_HEAD_TEMPERATURES = (1.0, 1.5, 2.0)
 """The head temperatures fitted with the fusion weights on the validation slice."""
+DEFAULT_LINEAR_WEIGHT_GRID = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
+"""The linear prior's fitted weight c is chosen from these (docs/training.md, "Linear prior")."""
+DEFAULT_LINEAR_MAX_COST = 6_000_000_000
+"""`FusionConfig.linear_max_cost`: labels x train n-gram entries (docs/training.md, "Linear
+prior")."""
 DEFAULT_PATIENCE = 3
 """Epochs without a better validation score after which training stops (docs/training.md)."""
 
@@ -264,12 +277,13 @@ class ScheduleConfig(_Section):
 
 
 class FusionConfig(_Section):
-    """Score fusion (`elmo_core.fusion`): the head's probability plus two text priors fitted on
-    the train split, `(p + a * neighbour vote + b * label-text cosine) / (1 + a + b)`.
+    """Score fusion (`elmo_core.fusion`): the head's probability plus three text priors fitted on
+    the train split, `(p + a * neighbour vote + b * label-text cosine + c * linear score) /
+    (1 + a + b + c)`.
 
-    Needs raw texts; a weight of 0 turns its prior off (both 0: the head alone). p is the sigmoid
-    of the head's logit divided by `head_temperature`. With `fit_weights` (default) a and b of the
-    priors that are on, and the temperature, are fitted on the validation slice.
+    Needs raw texts; a weight of 0 turns its prior off (all 0: the head alone). p is the sigmoid
+    of the head's logit divided by `head_temperature`. With `fit_weights` (default) a, b and c of
+    the priors that are on, and the temperature, are fitted on the validation slice.
     """
 
     label_text_weight: float = Field(
@@ -277,6 +291,36 @@ class FusionConfig(_Section):
     )
     neighbour_weight: float = Field(
         1.0, ge=0.0, le=100.0, description="a: labels of the nearest train points (TF-IDF)."
+    )
+    linear_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=100.0,
+        description="c: a one-vs-rest linear SVM per label on the character n-gram TF-IDF, "
+        "scored sigmoid(2 x margin); fitted only when it is cheap (`linear_max_cost`).",
+    )
+    linear_c: float = Field(
+        0.5, gt=0.0, le=100.0, description="The linear prior's SVM C (smaller: more L2)."
+    )
+    linear_min_points: int = Field(
+        5,
+        ge=1,
+        le=BIG,
+        strict=True,
+        description="SVMs only for labels with at least this many train points (rarer labels "
+        "are left to the neighbour and label-text priors; they would cost an SVM each for a "
+        "model of one or two points).",
+    )
+    linear_max_cost: int = Field(
+        DEFAULT_LINEAR_MAX_COST,
+        ge=0,
+        le=10**15,
+        strict=True,
+        description="Fit the linear prior only when the labels it fits (`linear_min_points`) "
+        "x the train texts' stored n-gram entries is at most this (its fit grows with both; the "
+        "default admits a few thousand labels over short texts, about a minute on 2 cores). It "
+        "is fitted only where the fusion weights are fitted on a validation slice "
+        "(`fit_weights`, `fit_min_points`): its weight has no validated fixed value.",
     )
     neighbours: int = Field(
         50, ge=1, le=1000, strict=True, description="Train points in the neighbour vote."
@@ -302,9 +346,10 @@ class FusionConfig(_Section):
     fit_weights: bool = Field(
         True,
         description="Fit a, b and the head temperature on the validation slice at each epoch's "
-        "evaluation (every temperature of `temperature_grid` with every pair of `weight_grid`, "
-        "the best by eval.select_metric; ties: the earlier temperature, then the smaller a + b, "
-        "then the smaller a); the weights above then only say which priors exist (0: off, never "
+        "evaluation (every temperature of `temperature_grid` with every (a, b, c) of "
+        "`weight_grid`, the best by eval.select_metric; ties: the earlier temperature, then the "
+        "smaller a + b + c, then the smaller a, then b); the weights above then only say which "
+        "priors exist (0: off, never "
         "fitted back on). Without a validation slice, or with eval.split test, the weights and "
         "`head_temperature` above are used as they are.",
     )
@@ -319,7 +364,12 @@ class FusionConfig(_Section):
     )
     weight_grid: list[float] = Field(
         default_factory=lambda: list(DEFAULT_WEIGHT_GRID),
-        description="The values each fitted weight (a, b) is chosen from.",
+        description="The values the fitted weights a and b are chosen from.",
+    )
+    linear_weight_grid: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_LINEAR_WEIGHT_GRID),
+        description="The values the fitted weight c is chosen from (up to 16: where the linear "
+        "prior is fitted it may rank far better than a head of a few epochs).",
     )
     head_temperature: float = Field(
         1.0,
@@ -330,8 +380,9 @@ class FusionConfig(_Section):
     )
     temperature_grid: list[float] = Field(
         default_factory=lambda: list(DEFAULT_HEAD_TEMPERATURES),
-        description="The head temperatures fitted with a and b (every temperature x every pair; "
-        "ties: the earlier temperature in this order, then the pair order of `fit_weights`).",
+        description="The head temperatures fitted with a, b and c (every temperature x every "
+        "(a, b, c); ties: the earlier temperature in this order, then the weights order of "
+        "`fit_weights`).",
     )
     fit_beside_training: bool | None = Field(
         None,
@@ -341,12 +392,12 @@ class FusionConfig(_Section):
         "them, so the priors are fitted first.",
     )
 
-    @field_validator("weight_grid")
+    @field_validator("weight_grid", "linear_weight_grid")
     @classmethod
-    def _weight_grid(cls, value: list[float]) -> list[float]:
+    def _weight_grid(cls, value: list[float], info: ValidationInfo) -> list[float]:
         if not value or len(value) > 64 or any(not 0.0 <= w <= 100.0 for w in value):
             raise ValueError(
-                f"weight_grid must hold 1 to 64 weights in [0, 100], got {list(value)}"
+                f"{info.field_name} must hold 1 to 64 weights in [0, 100], got {list(value)}"
             )
         return sorted(set(value))
 
@@ -379,7 +430,7 @@ class FusionConfig(_Section):
     @property
     def active(self) -> bool:
         """True when at least one prior has a positive weight."""
-        return self.label_text_weight > 0 or self.neighbour_weight > 0
+        return self.label_text_weight > 0 or self.neighbour_weight > 0 or self.linear_weight > 0
 
 
 class EvalConfig(_Section):

@@ -1,15 +1,15 @@
-"""Fitting the fusion weights (a, b), the head temperature T and the neighbour vote power on a
+"""Fitting the fusion weights (a, b, c), the head temperature T and the neighbour vote power on a
 validation slice, never on a test split.
 
 The head's candidates (logits and ids, ranked once) and each prior's unweighted scores
-(`PriorScores`, searched once) are fixed; every (T, a, b) of a small grid only re-fuses them, and
-the best by the metric wins. Ties go to the earlier temperature of the grid, then the smaller
-a + b, then the smaller a, so the choice is deterministic and leans towards the head (and the
-cheaper model).
+(`PriorScores`, searched once) are fixed; every (T, a, b, c) of a small grid only re-fuses them,
+and the best by the metric wins. Ties go to the earlier temperature of the grid, then the smaller
+a + b + c, then the smaller a, then the smaller b, so the choice is deterministic and leans
+towards the head (and the cheaper model).
 
-The three score matrices are aligned once on the union of their entries (`AlignedScores`, padded
-to N x the longest row; the head's probabilities once per temperature), so a pair costs one
-weighted sum of three arrays and one partial ranking of each row, and ranks exactly as
+The score matrices are aligned once on the union of their entries (`AlignedScores`, padded
+to N x the longest row; the head's probabilities once per temperature), so a combination costs one
+weighted sum of the arrays and one partial ranking of each row, and ranks exactly as
 `fuse_topk` of `PriorScores.weighted` does at that temperature (what the saved model computes when
 it serves).
 """
@@ -32,13 +32,14 @@ from elmo_core.fusion.sparse_topk import row_ranking
 @dataclass(frozen=True)
 class WeightFit:
     """The chosen weights and head temperature, the metrics of their fused ranking, and how many
-    (temperature, pair) combinations were tried."""
+    (temperature, weights) combinations were tried."""
 
     neighbour_weight: float
     label_text_weight: float
     head_temperature: float
     metrics: dict[str, float]
-    pairs: int
+    combinations: int
+    linear_weight: float = 0.0
 
 
 class AlignedScores:
@@ -51,7 +52,8 @@ class AlignedScores:
         shape = (num_rows, priors.shape[1])
         self._logits, self._ids = logits, ids
         head = head_candidates(logits, ids, shape[1])
-        parts = [head] + [m for m in (priors.neighbours, priors.label_text) if m is not None]
+        priors_on = (priors.neighbours, priors.label_text, priors.linear)
+        parts = [head] + [m for m in priors_on if m is not None]
         parts = [_canonical(m) for m in parts]
         union = sp.csr_matrix(shape, dtype=np.float32)
         for part in parts:
@@ -72,6 +74,7 @@ class AlignedScores:
         self._heads = {1.0: self._padded(self._aligned(head, keys), 0.0)}
         self.neighbours = self._padded_or_none(priors.neighbours, keys)
         self.label_text = self._padded_or_none(priors.label_text, keys)
+        self.linear = self._padded_or_none(priors.linear, keys)
 
     def head(self, temperature: float = 1.0) -> np.ndarray:
         """The head's probabilities at `temperature` on the union's padded layout (computed once
@@ -103,9 +106,14 @@ class AlignedScores:
         return None if matrix is None else self._padded(self._aligned(matrix, keys), 0.0)
 
     def ranking(
-        self, neighbour_weight: float, label_text_weight: float, k: int, temperature: float = 1.0
+        self,
+        neighbour_weight: float,
+        label_text_weight: float,
+        k: int,
+        temperature: float = 1.0,
+        linear_weight: float = 0.0,
     ) -> np.ndarray:
-        """The label ids (N x k) of `fuse_topk(logits, ids, priors.weighted(a, b), ...,
+        """The label ids (N x k) of `fuse_topk(logits, ids, priors.weighted(a, b, c), ...,
         temperature=temperature)`: the
         priors summed in float32 as `weighted` sums them, added to the head in float64; entries
         whose sum is 0 are dropped (as the sparse sum drops them); value descending, then column
@@ -122,13 +130,16 @@ class AlignedScores:
         zeros = np.zeros((1, 1), dtype=np.float32)
         label_text = zeros if self.label_text is None else self.label_text
         neighbours = zeros if self.neighbours is None else self.neighbours
+        linear = zeros if self.linear is None else self.linear
         use_torch_threads()
         _fused_ranking(
             self.head(temperature),
             label_text,
             neighbours,
+            linear,
             np.float32(label_text_weight if self.label_text is not None else 0.0),
             np.float32(neighbour_weight if self.neighbours is not None else 0.0),
+            np.float32(linear_weight if self.linear is not None else 0.0),
             self.padding,
             self.columns,
             np.empty((num_rows, k), dtype=np.float64),
@@ -138,9 +149,10 @@ class AlignedScores:
 
 
 @kernel
-def _fused_ranking(head, label_text, neighbours, b, a, padding, columns, best, ids):
-    """Each row's k best entries of `head + float64(b * label_text + a * neighbours)` (the prior
-    summed in float32, a weight 0 leaves its prior out) into `ids`, by insertion: an entry moves
+def _fused_ranking(head, label_text, neighbours, linear, b, a, c, padding, columns, best, ids):
+    """Each row's k best entries of `head + float64(b * label_text + a * neighbours + c *
+    linear)` (the priors summed in float32 in the order `PriorScores.weighted` sums them, a
+    weight 0 leaves its prior out) into `ids`, by insertion: an entry moves
     ahead of a kept one only when strictly larger, so ties keep slot (column) order; sums of 0
     are skipped."""
     k = ids.shape[1]
@@ -154,6 +166,8 @@ def _fused_ranking(head, label_text, neighbours, b, a, padding, columns, best, i
                 prior = prior + b * label_text[i, s]
             if a > 0:
                 prior = prior + a * neighbours[i, s]
+            if c > 0:
+                prior = prior + c * linear[i, s]
             value = head[i, s] + np.float64(prior)
             if not (value != 0.0 and value > -np.inf):
                 continue
@@ -179,15 +193,22 @@ def _canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return matrix
 
 
-def weight_pairs(
-    grid: Sequence[float], has_neighbours: bool, has_label_text: bool
-) -> list[tuple[float, float]]:
-    """The (a, b) pairs to try, in tie-break order (smaller a + b first, then smaller a); a prior
-    that is off keeps weight 0."""
-    a_values = sorted(set(grid)) if has_neighbours else [0.0]
-    b_values = sorted(set(grid)) if has_label_text else [0.0]
-    pairs = [(float(a), float(b)) for a, b in product(a_values, b_values)]
-    return sorted(pairs, key=lambda pair: (pair[0] + pair[1], pair[0]))
+def weight_triples(
+    grid: Sequence[float],
+    has_neighbours: bool,
+    has_label_text: bool,
+    has_linear: bool = False,
+    linear_grid: Sequence[float] | None = None,
+) -> list[tuple[float, float, float]]:
+    """The (a, b, c) weights to try, a and b from `grid`, c from `linear_grid` (None: `grid`),
+    in tie-break order (smaller a + b + c first, then smaller a, then smaller b); a prior that
+    is off keeps weight 0."""
+    values = sorted(set(grid))
+    a_values = values if has_neighbours else [0.0]
+    b_values = values if has_label_text else [0.0]
+    c_values = sorted(set(values if linear_grid is None else linear_grid)) if has_linear else [0.0]
+    triples = [(float(a), float(b), float(c)) for a, b, c in product(a_values, b_values, c_values)]
+    return sorted(triples, key=lambda t: (t[0] + t[1] + t[2], t[0], t[1]))
 
 
 def fit_weights(
@@ -199,28 +220,35 @@ def fit_weights(
     score: Callable[[np.ndarray], dict[str, float]],
     metric: str,
     temperatures: Sequence[float] = (1.0,),
+    linear_grid: Sequence[float] | None = None,
 ) -> WeightFit:
-    """The head temperature of `temperatures` and the (a, b) of `grid` whose fused top-k ranking
-    scores best by `metric`.
+    """The head temperature of `temperatures` and the (a, b) of `grid` with the c of
+    `linear_grid` (None: `grid`) whose fused top-k ranking scores best by `metric`.
 
     `logits`/`ids`: the head's candidates of each row (N x C, as `fuse_topk` takes them);
     `priors`: the rows' unweighted priors; `score` maps a ranking (N x k label ids) to its
-    metrics. Ties keep the earlier temperature of `temperatures`, then the first pair in
-    `weight_pairs` order.
+    metrics. Ties keep the earlier temperature of `temperatures`, then the first weights in
+    `weight_triples` order.
     """
     if not temperatures:
         raise ValueError("no head temperature to choose from")
-    pairs = weight_pairs(grid, priors.neighbours is not None, priors.label_text is not None)
-    tried = len(pairs) * len(temperatures)
+    triples = weight_triples(
+        grid,
+        priors.neighbours is not None,
+        priors.label_text is not None,
+        priors.linear is not None,
+        linear_grid,
+    )
+    tried = len(triples) * len(temperatures)
     aligned = AlignedScores(logits, ids, priors)
     best: WeightFit | None = None
     for temperature in temperatures:
-        for a, b in pairs:
-            metrics = score(aligned.ranking(a, b, k, temperature))
+        for a, b, c in triples:
+            metrics = score(aligned.ranking(a, b, k, temperature, c))
             if metric not in metrics:
                 raise KeyError(f"metric {metric!r} is not one of {sorted(metrics)}")
             if best is None or metrics[metric] > best.metrics[metric]:
-                best = WeightFit(a, b, float(temperature), metrics, tried)
+                best = WeightFit(a, b, float(temperature), metrics, tried, c)
     assert best is not None
     return best
 

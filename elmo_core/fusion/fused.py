@@ -1,4 +1,5 @@
-"""`FusedScorer`: final score = (p + a * neighbour vote + b * label-text cosine) / (1 + a + b).
+"""`FusedScorer`: final score = (p + a * neighbour vote + b * label-text cosine + c * linear
+score) / (1 + a + b + c).
 
 p is the head's probability `sigmoid(logit / T)` (T: the head temperature, 1 unless fitted) for
 the labels among its `candidates` best (0 for the others);
@@ -20,10 +21,12 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from elmo_core.fusion.label_text import LabelTextScorer
+from elmo_core.fusion.linear import LinearScorer, fit_within_cost
 from elmo_core.fusion.neighbours import NeighbourScorer
 from elmo_core.fusion.similarity import SearchOptions
 from elmo_core.fusion.sparse_topk import row_ranking
 from elmo_core.parallel import map_chunks
+from elmo_core.text_features.char_tfidf import CharTfidf
 from elmo_core.text_features.word_tfidf import TfidfFeaturizer
 
 PRIOR_MIN_BUDGET_S = 30.0
@@ -53,15 +56,21 @@ class PriorScores:
     votes_by_power: dict[float, sp.csr_matrix] | None = None
     """The neighbour votes with each vote power `prior_scores` was asked for (`neighbours`: those
     of the prior's own power), to choose the power; None when none was asked for."""
+    linear: sp.csr_matrix | None = None
 
-    def weighted(self, neighbour_weight: float, label_text_weight: float) -> sp.csr_matrix:
-        """a x neighbour vote + b x label-text cosine (what `FusedScorer.priors` returns for its
-        weights; a prior with weight 0 or None adds nothing)."""
+    def weighted(
+        self, neighbour_weight: float, label_text_weight: float, linear_weight: float = 0.0
+    ) -> sp.csr_matrix:
+        """a x neighbour vote + b x label-text cosine + c x linear score (what
+        `FusedScorer.priors` returns for its weights; a prior with weight 0 or None adds
+        nothing)."""
         total = sp.csr_matrix(self.shape, dtype=np.float32)
         if self.label_text is not None and label_text_weight > 0:
             total = total + float(label_text_weight) * self.label_text
         if self.neighbours is not None and neighbour_weight > 0:
             total = total + float(neighbour_weight) * self.neighbours
+        if self.linear is not None and linear_weight > 0:
+            total = total + float(linear_weight) * self.linear
         return sp.csr_matrix(total, dtype=np.float32)
 
 
@@ -77,13 +86,17 @@ class FusedScorer:
         neighbour_weight: float,
         candidates: int,
         head_temperature: float = 1.0,
+        linear: LinearScorer | None = None,
+        linear_weight: float = 0.0,
     ) -> None:
         if not head_temperature > 0:
             raise ValueError(f"the head temperature must be positive, got {head_temperature}")
         self.label_text = label_text
         self.neighbours = neighbours
+        self.linear = linear
         self.label_text_weight = float(label_text_weight) if label_text is not None else 0.0
         self.neighbour_weight = float(neighbour_weight) if neighbours is not None else 0.0
+        self.linear_weight = float(linear_weight) if linear is not None else 0.0
         self.candidates = int(candidates)
         self.head_temperature = float(head_temperature)
 
@@ -104,11 +117,22 @@ class FusedScorer:
         min_df: int,
         word_featurizer: TfidfFeaturizer | None = None,
         word_rows: sp.csr_matrix | None = None,
+        linear_weight: float = 0.0,
+        linear_c: float = 1.0,
+        linear_min_points: int = 1,
+        linear_max_cost: int | None = None,
+        workers: int | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> FusedScorer:
         """Build the priors with positive weight from the train split (and the label texts).
 
         `word_featurizer`: a word TF-IDF already fitted on the train texts for the neighbour
         prior (else it fits its own); `word_rows`: the train texts' rows from it, if at hand.
+        The linear prior's SVMs (C = `linear_c`, labels with at least `linear_min_points` train
+        points) are fitted on the character n-grams of the
+        label-text prior (else on its own, of the same lengths and min_df), on `workers`
+        processes (None: every core), when labels x train n-gram entries (`fit_cost`) is at most
+        `linear_max_cost` (None: always); `log` receives that decision.
         """
         label_scorer = None
         if label_text_weight > 0 and label_texts is not None:
@@ -125,6 +149,22 @@ class FusedScorer:
                 featurizer=word_featurizer,
                 train_rows=word_rows,
             )
+        linear_scorer = None
+        if linear_weight > 0:
+            if label_scorer is not None:
+                char = label_scorer.featurizer
+            else:
+                char = CharTfidf(ngram_range=char_ngrams, min_df=min_df).fit(train_texts, workers)
+            linear_scorer = fit_within_cost(
+                char,
+                train_texts,
+                train_labels,
+                c=linear_c,
+                min_points=linear_min_points,
+                max_cost=linear_max_cost,
+                workers=workers,
+                log=log,
+            )
         return cls(
             label_text=label_scorer,
             neighbours=neighbour_scorer,
@@ -132,17 +172,19 @@ class FusedScorer:
             neighbour_weight=neighbour_weight,
             candidates=candidates,
             head_temperature=head_temperature,
+            linear=linear_scorer,
+            linear_weight=linear_weight if linear_scorer is not None else 0.0,
         )
 
     @property
     def active(self) -> bool:
         """True when at least one prior has a positive weight."""
-        return self.label_text_weight > 0 or self.neighbour_weight > 0
+        return self.label_text_weight > 0 or self.neighbour_weight > 0 or self.linear_weight > 0
 
     @property
     def scale(self) -> float:
         """The sum of the weights (the head's is 1): divides the fused score into [0, 1]."""
-        return 1.0 + self.label_text_weight + self.neighbour_weight
+        return 1.0 + self.label_text_weight + self.neighbour_weight + self.linear_weight
 
     def plan_searches(
         self,
@@ -177,7 +219,8 @@ class FusedScorer:
         workers: int | None = None,
         log: Callable[[str], None] | None = None,
     ) -> sp.csr_matrix:
-        """N x L CSR: a x neighbour vote + b x label-text cosine of each text (not yet scaled).
+        """N x L CSR: a x neighbour vote + b x label-text cosine + c x linear score of each text
+        (not yet scaled).
 
         `word_rows`: the texts' rows from the neighbour prior's own TF-IDF featurizer, when the
         caller has them already (the `tfidf` encoder's input is exactly that), to skip redoing it.
@@ -189,7 +232,7 @@ class FusedScorer:
         scores = self.prior_scores(
             texts, num_labels, word_rows, device=device, workers=workers, log=log
         )
-        return scores.weighted(self.neighbour_weight, self.label_text_weight)
+        return scores.weighted(self.neighbour_weight, self.label_text_weight, self.linear_weight)
 
     def prior_scores(
         self,
@@ -217,11 +260,15 @@ class FusedScorer:
             votes = self.neighbours.scores_by_power(
                 texts, powers, word_rows, options, top=self.candidates
             )
+        linear = None
+        if self.linear is not None:
+            linear = self.linear.scores(texts, top=self.candidates, workers=workers)
         return PriorScores(
             shape=(len(texts), num_labels),
             neighbours=None if self.neighbours is None else votes[self.neighbours.power],
             label_text=label_text,
             votes_by_power={p: votes[p] for p in vote_powers} if vote_powers else None,
+            linear=linear,
         )
 
     def with_weights(
@@ -229,6 +276,7 @@ class FusedScorer:
         neighbour_weight: float,
         label_text_weight: float,
         head_temperature: float | None = None,
+        linear_weight: float = 0.0,
     ) -> FusedScorer:
         """A scorer sharing these priors with other weights (and head temperature; None: this
         one's); a prior whose new weight is 0 is left out, so a saved model neither stores nor
@@ -242,6 +290,8 @@ class FusedScorer:
             neighbour_weight=neighbour_weight,
             candidates=self.candidates,
             head_temperature=head_temperature,
+            linear=self.linear if linear_weight > 0 else None,
+            linear_weight=linear_weight,
         )
 
     def fuse_topk(
@@ -263,6 +313,8 @@ class FusedScorer:
             "head_temperature": self.head_temperature,
             "label_text": None,
             "neighbours": None,
+            "linear_weight": self.linear_weight,
+            "linear": None,
         }
         if self.label_text is not None:
             meta["label_text"] = self.label_text.meta()
@@ -270,6 +322,12 @@ class FusedScorer:
         if self.neighbours is not None:
             meta["neighbours"] = self.neighbours.meta(encoder_featurizer)
             tensors.update(self.neighbours.tensors())
+        if self.linear is not None:
+            shared = (
+                self.label_text is not None and self.linear.featurizer is self.label_text.featurizer
+            )
+            meta["linear"] = self.linear.meta(shared)
+            tensors.update(self.linear.tensors(shared))
         save_file(tensors, str(Path(directory) / FUSION_TENSORS))
         (Path(directory) / FUSION_JSON).write_text(json.dumps(meta), encoding="utf-8")
 
@@ -279,16 +337,22 @@ class FusedScorer:
     ) -> FusedScorer | None:
         """Read a model directory's fusion files (JSON + safetensors); None when it has none.
         `encoder_featurizer`: the encoder's TF-IDF, for a neighbour prior saved as sharing it.
-        A model saved before the head temperature existed scores with T = 1, as it did."""
+        A model saved before the head temperature existed scores with T = 1, as it did; one
+        saved before the linear prior existed has none."""
         meta_path = Path(directory) / FUSION_JSON
         if not meta_path.exists():
             return None
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         tensors = load_file(str(Path(directory) / FUSION_TENSORS))
+        label_text = None
+        if meta["label_text"] is not None:
+            label_text = LabelTextScorer.from_state(meta["label_text"], tensors)
+        linear = None
+        if meta.get("linear") is not None:
+            char = None if label_text is None else label_text.featurizer
+            linear = LinearScorer.from_state(meta["linear"], tensors, char)
         return cls(
-            label_text=None
-            if meta["label_text"] is None
-            else LabelTextScorer.from_state(meta["label_text"], tensors),
+            label_text=label_text,
             neighbours=None
             if meta["neighbours"] is None
             else NeighbourScorer.from_state(meta["neighbours"], tensors, encoder_featurizer),
@@ -296,6 +360,8 @@ class FusedScorer:
             neighbour_weight=float(meta["neighbour_weight"]),
             candidates=int(meta["candidates"]),
             head_temperature=float(meta.get("head_temperature", 1.0)),
+            linear=linear,
+            linear_weight=float(meta.get("linear_weight", 0.0)),
         )
 
 

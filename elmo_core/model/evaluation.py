@@ -135,13 +135,15 @@ def evaluate_split_fitting_weights(
     grid: Sequence[float],
     temperatures: Sequence[float] = (1.0,),
     prepared: object | None = None,
+    linear_grid: Sequence[float] | None = None,
 ) -> tuple[dict[str, float], WeightFit]:
     """Fit the fusion weights on `split` (a validation slice, never a test split) and return
-    the metrics of the chosen pair, as `evaluate_split` names them, with the fit.
+    the metrics of the chosen weights, as `evaluate_split` names them, with the fit.
 
     The head ranks the split once; each head temperature of `temperatures` with each (a, b) of
-    `grid` over the priors `fusion` has only re-fuses those candidates with `priors` (each prior's
-    unweighted scores of the split), and the best by `config.select_metric` wins
+    `grid` and c of `linear_grid` over the priors `fusion` has only re-fuses those candidates
+    with `priors` (each prior's unweighted scores of the split), and the best by
+    `config.select_metric` wins
     (`elmo_core.fusion.fit`).
     """
     if prepared is None:
@@ -165,6 +167,7 @@ def evaluate_split_fitting_weights(
         lambda fused_ids: score_ids(fused_ids, truth, config),
         config.select_metric,
         temperatures,
+        linear_grid,
     )
     head_keys = {f"head {key}": value for key, value in head_metrics.items()}
     return {**fit.metrics, **head_keys}, fit

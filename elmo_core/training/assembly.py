@@ -47,9 +47,13 @@ def fit_priors(
     encoder: TrainingEncoder,
     train_inputs: object,
     log: Callable[[str], None],
+    *,
+    linear: bool,
 ) -> FusedScorer | None:
     """The text priors, fitted on the train split (on the CPU); None when fusion is off or has
-    no texts. Their feature caps are planned next (`plan_priors`).
+    no texts. Their feature caps are planned next (`plan_priors`). `linear`: the run fits the
+    fusion weights on a validation slice, so the linear prior may be fitted (its weight has no
+    validated fixed value: without a fit it is off).
 
     `train_inputs` are the encoder's prepared rows of the fit split (train's rows first): with a
     `tfidf` encoder they are the neighbour prior's word rows too, reused rather than redone.
@@ -60,6 +64,8 @@ def fit_priors(
     if train.texts is None:
         log("fusion needs raw texts; this dataset has none: the head ranks alone")
         return None
+    if cfg.linear_weight > 0 and not linear:
+        log("linear prior off: its weight is only fitted on a validation slice, not here")
     fusion = FusedScorer.fit(
         train.texts,
         train.labels,
@@ -74,10 +80,15 @@ def fit_priors(
         min_df=cfg.min_df,
         word_featurizer=shared_word_featurizer(encoder),
         word_rows=_train_word_rows(encoder, train, train_inputs),
+        linear_weight=cfg.linear_weight if linear else 0.0,
+        linear_c=cfg.linear_c,
+        linear_min_points=cfg.linear_min_points,
+        linear_max_cost=cfg.linear_max_cost,
+        log=log,
     )
     log(
         f"fusion: label-text weight {fusion.label_text_weight}, "
-        f"neighbour weight {fusion.neighbour_weight}"
+        f"neighbour weight {fusion.neighbour_weight}, linear weight {fusion.linear_weight}"
     )
     return fusion
 

@@ -225,6 +225,7 @@ class Recipe:
                     self.dataset.label_texts,
                     self.encoder,
                     self.train_inputs,
+                    linear=self._slice_fits_weights()[0],
                 )
             )
             self.cb.on_log("the text priors are fitted beside the first epoch")
@@ -238,6 +239,7 @@ class Recipe:
                     self.encoder,
                     self.train_inputs,
                     self.cb.on_log,
+                    linear=self._slice_fits_weights()[0],
                 )
                 self._prepare_priors(fusion)
         cast_encoder(self.encoder, cfg.precision).to(self.device)
@@ -481,28 +483,40 @@ class Recipe:
                            "the last epoch is the model")  # fmt: skip
         return self.splits.validation
 
-    def _fits_weights(self) -> bool:
-        """Whether each epoch fits the fusion weights: `fusion.fit_weights`, a prior on, and a
-        validation slice to fit them on (never the test split). Logs why not when asked to."""
+    def _slice_fits_weights(self) -> tuple[bool, str]:
+        """Whether the per-epoch evaluation can fit the fusion weights (`fusion.fit_weights` and
+        a validation slice of at least `fusion.fit_min_points`, never the test split), and why
+        not when it cannot."""
         cfg = self.config
-        fusion = self.fusion
-        if not cfg.fusion.fit_weights or fusion is None or not fusion.active:
-            return False
         split = self.eval_split
+        if not cfg.fusion.fit_weights:
+            return False, "fusion.fit_weights is off"
         if cfg.eval.split == "validation" and split is not None:
             if split.num_points >= cfg.fusion.fit_min_points:
-                return True
-            why = (
+                return True, ""
+            return False, (
                 f"the validation slice has {split.num_points:,} points, under "
                 f"fusion.fit_min_points {cfg.fusion.fit_min_points:,}"
             )
-        elif cfg.eval.split == "test":
-            why = "never on the test split"
-        else:
-            why = "no validation slice evaluated after each epoch"
+        if cfg.eval.split == "test":
+            return False, "never on the test split"
+        return False, "no validation slice evaluated after each epoch"
+
+    def _fits_weights(self) -> bool:
+        """Whether each epoch fits the fusion weights: a slice to fit them on
+        (`_slice_fits_weights`) and a prior on. Logs why not."""
+        fusion = self.fusion
+        if fusion is None or not fusion.active:
+            return False
+        fits, why = self._slice_fits_weights()
+        if fits:
+            return True
+        if not self.config.fusion.fit_weights:
+            return False
         self.cb.on_log(
             f"fusion weights not fitted ({why}): neighbour {fusion.neighbour_weight:g}, "
-            f"label text {fusion.label_text_weight:g} as configured"
+            f"label text {fusion.label_text_weight:g}, linear {fusion.linear_weight:g} as "
+            "configured"
         )
         return False
 
@@ -516,6 +530,7 @@ class Recipe:
                 weights["neighbour_weight"],
                 weights["label_text_weight"],
                 weights.get("head_temperature", 1.0),
+                weights.get("linear_weight", 0.0),
             )
 
     def _wants_graphs(self) -> bool:
@@ -787,19 +802,23 @@ class Recipe:
             device=self.device,
             priors=self.eval_prior_scores,
             grid=self.config.fusion.weight_grid,
+            linear_grid=self.config.fusion.linear_weight_grid,
             temperatures=self.config.fusion.temperature_grid,
             prepared=self.eval_inputs,
         )
         a, b, t = fit.neighbour_weight, fit.label_text_weight, fit.head_temperature
-        self.fusion = self.prior_fusion.with_weights(a, b, t)
+        c = fit.linear_weight
+        self.fusion = self.prior_fusion.with_weights(a, b, t, c)
         key = self.config.eval.select_metric
         self.cb.on_log(
             f"epoch {self.run.epoch + 1}: fusion weights fitted on validation: neighbour {a:g}, "
-            f"label text {b:g}, head temperature {t:g} ({key} {metrics[key]:.2f}, head alone "
-            f"{metrics['head ' + key]:.2f}; {fit.pairs} combinations in "
+            f"label text {b:g}, linear {c:g}, head temperature {t:g} ({key} "
+            f"{metrics[key]:.2f}, head alone {metrics['head ' + key]:.2f}; "
+            f"{fit.combinations} combinations in "
             f"{time.perf_counter() - started:.1f} s)"
         )
-        return metrics, {"neighbour_weight": a, "label_text_weight": b, "head_temperature": t}
+        weights = {"neighbour_weight": a, "label_text_weight": b, "head_temperature": t}
+        return metrics, {**weights, "linear_weight": c}
 
     def _finish(self) -> TrainResult:
         """Save the last epoch when nothing was selected, then report the saved model once on
@@ -891,6 +910,7 @@ class Recipe:
             "neighbour_weight": self.prior_fusion.neighbour_weight,
             "label_text_weight": self.prior_fusion.label_text_weight,
             "head_temperature": self.prior_fusion.head_temperature,
+            "linear_weight": self.prior_fusion.linear_weight,
             **power,
             "fitted_on": None,
         }

@@ -17,7 +17,7 @@ from elmo_core.config import parse_config
 from elmo_core.data import load_dataset
 from elmo_core.errors import ConfigError
 from elmo_core.fusion import FusedScorer, PriorScores, fit_vote_power, fit_weights, fuse_topk
-from elmo_core.fusion.fit import AlignedScores, weight_pairs
+from elmo_core.fusion.fit import AlignedScores, weight_triples
 from elmo_core.inference import Predictor
 from elmo_core.metrics import evaluate
 from elmo_core.training import TrainConfig, TrainerCallbacks, train
@@ -58,7 +58,7 @@ def test_the_informative_prior_wins_with_the_smallest_weight_that_suffices():
     # the true label beats the head's 0.95 and the noise's b once a > 0.95 + b: every such pair
     # scores P@1 100; the smallest a + b among them is (1, 0)
     assert (fit.neighbour_weight, fit.label_text_weight) == (1.0, 0.0)
-    assert fit.metrics["P@1"] == 100.0 and fit.pairs == 36
+    assert fit.metrics["P@1"] == 100.0 and fit.combinations == 36
     # swapping the priors' roles swaps the answer
     swapped = PriorScores((ROWS, LABELS), neighbours=noisy, label_text=informative)
     fit = fit_weights(logits, ids, swapped, GRID, 1, _score(labels), "P@1")
@@ -93,11 +93,12 @@ def test_each_pair_ranks_exactly_as_fuse_topk_of_the_weighted_priors():
         matrix.data[::7] = 0.0  # explicit zeros, as a search may leave
         return matrix
 
-    priors = PriorScores((rows, labels), neighbours=prior(), label_text=prior())
+    priors = PriorScores((rows, labels), neighbours=prior(), label_text=prior(), linear=prior())
     aligned = AlignedScores(logits, ids, priors)
-    for a, b in [*weight_pairs(GRID, True, True), (0.0, 0.0), (0.25, 4.0)]:
-        _, expected = fuse_topk(logits, ids, priors.weighted(a, b), 1.0 + a + b, 6)
-        assert np.array_equal(aligned.ranking(a, b, 6), expected), (a, b)
+    extra = [(0.0, 0.0, 0.0), (0.25, 4.0, 0.0), (0.0, 0.5, 2.0)]
+    for a, b, c in [*weight_triples(GRID, True, True, True), *extra]:
+        _, expected = fuse_topk(logits, ids, priors.weighted(a, b, c), 1.0 + a + b + c, 6)
+        assert np.array_equal(aligned.ranking(a, b, 6, 1.0, c), expected), (a, b, c)
 
 
 def test_each_pair_ranks_as_fuse_topk_with_ties_zeros_and_short_rows():
@@ -117,7 +118,7 @@ def test_each_pair_ranks_as_fuse_topk_with_ties_zeros_and_short_rows():
     aligned = AlignedScores(logits, ids, priors)
     shortest = min(np.count_nonzero(row) for row in aligned.head())
     assert shortest < k  # some row has fewer than k entries
-    for a, b in [*weight_pairs(GRID, True, True), (2.0, 0.5)]:
+    for a, b, _ in [*weight_triples(GRID, True, True), (2.0, 0.5, 0.0)]:
         _, expected = fuse_topk(logits, ids, priors.weighted(a, b), 1.0 + a + b, k)
         assert np.array_equal(aligned.ranking(a, b, k), expected), (a, b)
 
@@ -159,10 +160,10 @@ def test_the_temperature_that_lets_the_prior_decide_wins_ties_to_the_earlier():
     # T = 1: 0.12 a > 0.150 needs a = 2
     fit = fit_weights(logits, ids, priors, [0.0, 1.0, 2.0], 1, score, "P@1", (1.0,))
     assert fit.metrics["P@1"] == 100.0 and fit.neighbour_weight == 2.0
-    assert fit.head_temperature == 1.0 and fit.pairs == 3
+    assert fit.head_temperature == 1.0 and fit.combinations == 3
     # both temperatures reach P@1 100 (T = 4 with a smaller a): the earlier temperature wins
     fit = fit_weights(logits, ids, priors, [0.0, 1.0, 2.0], 1, score, "P@1", (1.0, 4.0))
-    assert fit.metrics["P@1"] == 100.0 and fit.pairs == 6
+    assert fit.metrics["P@1"] == 100.0 and fit.combinations == 6
     assert (fit.head_temperature, fit.neighbour_weight) == (1.0, 2.0)  # T = 1 came first
     fit = fit_weights(logits, ids, priors, [0.0, 1.0], 1, score, "P@1", (1.0, 4.0))
     assert (fit.head_temperature, fit.neighbour_weight) == (4.0, 1.0)  # only T = 4 can
@@ -171,13 +172,24 @@ def test_the_temperature_that_lets_the_prior_decide_wins_ties_to_the_earlier():
 
 
 def test_a_prior_that_is_off_stays_at_zero():
-    assert weight_pairs([0.0, 1.0], True, False) == [(0.0, 0.0), (1.0, 0.0)]
-    assert weight_pairs([2.0, 1.0], False, True) == [(0.0, 1.0), (0.0, 2.0)]
-    assert weight_pairs([1.0, 2.0], True, True)[:3] == [(1.0, 1.0), (1.0, 2.0), (2.0, 1.0)]
+    assert weight_triples([0.0, 1.0], True, False) == [(0.0, 0.0, 0.0), (1.0, 0.0, 0.0)]
+    assert weight_triples([2.0, 1.0], False, True) == [(0.0, 1.0, 0.0), (0.0, 2.0, 0.0)]
+    assert weight_triples([1.0, 2.0], True, True)[:3] == [
+        (1.0, 1.0, 0.0),
+        (1.0, 2.0, 0.0),
+        (2.0, 1.0, 0.0),
+    ]
+    assert weight_triples([0.0, 1.0], False, False, True) == [(0.0, 0.0, 0.0), (0.0, 0.0, 1.0)]
+    assert weight_triples([1.0], True, True, True) == [(1.0, 1.0, 1.0)]
+    assert weight_triples([0.0, 1.0], True, True, True)[1:4] == [
+        (0.0, 0.0, 1.0),
+        (0.0, 1.0, 0.0),
+        (1.0, 0.0, 0.0),
+    ]
     logits, ids, informative, _, labels = _case()
     only = PriorScores((ROWS, LABELS), neighbours=None, label_text=informative)
     fit = fit_weights(logits, ids, only, GRID, 1, _score(labels), "P@1")
-    assert fit.neighbour_weight == 0.0 and fit.label_text_weight == 1.0 and fit.pairs == 6
+    assert fit.neighbour_weight == 0.0 and fit.label_text_weight == 1.0 and fit.combinations == 6
     with pytest.raises(KeyError, match="P@7"):
         fit_weights(logits, ids, only, GRID, 1, _score(labels), "P@7")
 
@@ -301,7 +313,8 @@ def fitted(dataset, tmp_path_factory):
 def test_each_epoch_fits_and_the_model_keeps_its_epochs_weights(fitted):
     result, lines = fitted
     assert all(
-        set(row["fusion"]) == {"neighbour_weight", "label_text_weight", "head_temperature"}
+        set(row["fusion"])
+        == {"neighbour_weight", "label_text_weight", "head_temperature", "linear_weight"}
         for row in result.history
     )
     chosen = next(row["fusion"] for row in result.history if row["epoch"] == result.epoch)
@@ -318,6 +331,9 @@ def test_each_epoch_fits_and_the_model_keeps_its_epochs_weights(fitted):
     assert saved["label_text_weight"] == chosen["label_text_weight"]
     assert saved["head_temperature"] == chosen["head_temperature"] in (1.0, 1.5, 2.0)
     assert (saved["neighbours"] is None) == (chosen["neighbour_weight"] == 0)
+    assert saved["linear_weight"] == chosen["linear_weight"]
+    assert (saved["linear"] is None) == (chosen["linear_weight"] == 0)
+    assert sum("linear prior fitted" in line for line in lines) == 1
     powers = [line for line in lines if line.startswith("neighbour votes: similarity ** ")]
     assert len(powers) == 1 and "chosen on the validation slice" in powers[0]
     power = float(powers[0].split("** ")[1].split(",")[0])
@@ -359,10 +375,14 @@ def test_no_fit_on_the_test_split_or_when_asked_not_to(dataset, tmp_path):
         "neighbour_weight": 0.5,
         "label_text_weight": 1.0,
         "head_temperature": 1.0,
+        "linear_weight": 0.0,
         "vote_power": 1.0,
         "fitted_on": None,
     }
     assert any("never on the test split" in line for line in log.lines)
+    # the linear prior has no validated fixed weight: without a fit it is not even fitted
+    assert any("linear prior off: its weight is only fitted" in line for line in log.lines)
+    assert json.loads((on_test.model_dir / "fusion.json").read_text())["linear"] is None
     assert not any(line.startswith("neighbour votes: ") for line in log.lines)
     fixed = train(_config(fit_weights=False, neighbour_weight=0.5), dataset, tmp_path / "fixed")
     assert all("fusion" not in row for row in fixed.history)
@@ -379,6 +399,7 @@ def test_no_fit_on_the_test_split_or_when_asked_not_to(dataset, tmp_path):
     assert all("fusion" not in row for row in small.history)
     assert small.fusion is not None and small.fusion["fitted_on"] is None
     assert any("90 points, under fusion.fit_min_points 91" in line for line in log.lines)
+    assert small.fusion["linear_weight"] == 0.0
 
 
 def test_the_neighbour_prior_never_sees_the_validation_slice(dataset, tmp_path):

@@ -93,8 +93,8 @@ def test_scores_are_sigmoid_of_the_head_logits_without_fusion(trained):
 
 
 def test_fused_scores_follow_the_formula(trained):
-    """score = (p_head + a * vote + b * cosine) / (1 + a + b), p_head 0 outside the head's
-    candidates; checked against the head in fp64 and the two priors computed densely."""
+    """score = (p_head + a * vote + b * cosine + c * svm) / (1 + a + b + c), p_head 0 outside
+    the head's candidates; checked against the head in fp64 and the three priors."""
     dataset, result = trained
     predictor = Predictor.load(result.model_dir)
     fusion = predictor.model.fusion
@@ -110,10 +110,14 @@ def test_fused_scores_follow_the_formula(trained):
     in_head[np.argsort(-probs, kind="stable")[: fusion.candidates]] = True
     cosine = fusion.label_text.scores([text]).toarray()[0]
     vote = fusion.neighbours.scores([text]).toarray()[0]
+    svm = np.zeros_like(cosine)  # no linear prior: this run's weights are not fitted
+    if fusion.linear is not None:
+        svm = fusion.linear.scores([text], top=fusion.candidates).toarray()[0]
     expected = (
         np.where(in_head, probs, 0.0)
         + fusion.neighbour_weight * vote
         + fusion.label_text_weight * cosine
+        + fusion.linear_weight * svm
     ) / fusion.scale
     ids = [item["label_id"] for item in row]
     assert [item["score"] for item in row] == pytest.approx(expected[ids].tolist(), abs=1e-4)
