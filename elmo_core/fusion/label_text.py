@@ -81,13 +81,7 @@ class LabelTextScorer:
 
     def meta(self) -> dict:
         """The JSON half of the state (the arrays are in `tensors`)."""
-        return {
-            "ngram_range": list(self.featurizer.ngram_range),
-            "min_df": self.featurizer.min_df,
-            "max_features": self.featurizer.max_features,
-            "top": self.top,
-            "max_df": self.index.max_df,
-        }
+        return {**self.featurizer.settings(), "top": self.top, "max_df": self.index.max_df}
 
     def tensors(self) -> dict[str, np.ndarray]:
         """The array half of the state, for safetensors."""
@@ -100,13 +94,8 @@ class LabelTextScorer:
     @classmethod
     def from_state(cls, meta: dict, tensors: dict[str, np.ndarray]) -> LabelTextScorer:
         """Rebuild from `meta()` and `tensors()`."""
-        lo, hi = meta["ngram_range"]
-        featurizer = CharTfidf(
-            ngram_range=(int(lo), int(hi)),
-            min_df=int(meta["min_df"]),
-            max_features=int(meta["max_features"]),
-            codes=tensors["label_text.codes"],
-            idf=tensors["label_text.idf"],
+        featurizer = CharTfidf.from_arrays(
+            meta, tensors["label_text.codes"], tensors["label_text.idf"]
         )
         return cls(
             featurizer,

@@ -134,12 +134,9 @@ class LinearScorer:
     def meta(self, shared: bool) -> dict:
         """The JSON half of the state. `shared`: the n-grams are stored by the label-text prior
         (else by `tensors(shared=False)`)."""
-        meta: dict = {"c": self.c, "features": SHARED_FEATURIZER if shared else "own"}
-        if not shared:
-            meta["ngram_range"] = list(self.featurizer.ngram_range)
-            meta["min_df"] = self.featurizer.min_df
-            meta["max_features"] = self.featurizer.max_features
-        return meta
+        if shared:
+            return {"c": self.c, "features": SHARED_FEATURIZER}
+        return {"c": self.c, "features": "own", **self.featurizer.settings()}
 
     def tensors(self, shared: bool) -> dict[str, np.ndarray]:
         """The array half of the state, for safetensors (the n-grams too unless `shared`)."""
@@ -164,14 +161,7 @@ class LinearScorer:
                 raise ValueError("the linear prior shares the label-text prior's n-grams; missing")
             featurizer = label_text
         else:
-            lo, hi = meta["ngram_range"]
-            featurizer = CharTfidf(
-                ngram_range=(int(lo), int(hi)),
-                min_df=int(meta["min_df"]),
-                max_features=int(meta["max_features"]),
-                codes=tensors["linear.codes"],
-                idf=tensors["linear.idf"],
-            )
+            featurizer = CharTfidf.from_arrays(meta, tensors["linear.codes"], tensors["linear.idf"])
         return cls(
             featurizer,
             csr_from_tensors(tensors, "linear.weights"),

@@ -147,6 +147,27 @@ class CharTfidf:
             (values.astype(np.float32), (row, column)), shape=(len(texts), self.num_features)
         )
 
+    def settings(self) -> dict:
+        """The n-gram lengths, min_df and max_features as JSON (a model's meta stores them
+        beside the `codes` and `idf` arrays, which go to safetensors)."""
+        return {
+            "ngram_range": list(self.ngram_range),
+            "min_df": self.min_df,
+            "max_features": self.max_features,
+        }
+
+    @classmethod
+    def from_arrays(cls, settings: dict, codes: np.ndarray, idf: np.ndarray) -> CharTfidf:
+        """Rebuild a fitted featurizer from `settings()` and its `codes` and `idf` arrays."""
+        lo, hi = settings["ngram_range"]
+        return cls(
+            ngram_range=(int(lo), int(hi)),
+            min_df=int(settings["min_df"]),
+            max_features=int(settings["max_features"]),
+            codes=codes,
+            idf=idf,
+        )
+
     def to_json(self) -> dict:
         """The fitted state as a JSON-serialisable dict."""
         return {
