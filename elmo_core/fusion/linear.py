@@ -59,7 +59,10 @@ class LinearScorer:
                 f"{weights.shape[0]} weight rows, {len(bias)} biases, {len(fitted)} fitted flags"
             )
         self.featurizer = featurizer
-        self.weights = sp.csr_matrix(weights, dtype=np.float32)
+        self.by_feature = sp.csr_matrix(sp.csr_matrix(weights, dtype=np.float32).T)
+        """The weights as a feature x label CSR: a text's margins are then one sparse product
+        over its own n-grams' rows (a label x feature matrix would be converted on every call,
+        ~90 ms a text at the debtags proxy's 5M weights against 0.3 ms)."""
         self.bias = np.asarray(bias, dtype=np.float32)
         self.fitted = np.asarray(fitted, dtype=bool)
         self.c = float(c)
@@ -67,7 +70,12 @@ class LinearScorer:
     @property
     def num_labels(self) -> int:
         """Labels of the model (those without a train point are never scored)."""
-        return self.weights.shape[0]
+        return self.by_feature.shape[1]
+
+    @property
+    def weights(self) -> sp.csr_matrix:
+        """The weights as a label x feature CSR (one row per label, as they are saved)."""
+        return sp.csr_matrix(self.by_feature.T)
 
     @classmethod
     def fit(
@@ -126,7 +134,7 @@ class LinearScorer:
 
     def margins(self, rows: sp.csr_matrix) -> np.ndarray:
         """N x L float32 margins `rows @ weights.T + bias` (-inf for labels never fitted)."""
-        values = np.asarray((rows @ self.weights.T).todense(), dtype=np.float32)
+        values = np.asarray((rows @ self.by_feature).todense(), dtype=np.float32)
         values += self.bias
         values[:, ~self.fitted] = -np.inf
         return values
