@@ -75,19 +75,27 @@ def training_row(
 
 
 def h200_tfidf_row(
-    folder: Path, name: str, *, case: str, machine: str, date: str, commit: str, script: str
+    folder: Path,
+    name: str,
+    *,
+    case: str,
+    machine: str,
+    date: str,
+    commit: str,
+    script: str,
+    dataset: str = "debian-deps",
 ) -> dict[str, Any]:
-    """One H200 debian-deps `tfidf` run's row from `h200/NAME-metrics.json` in `folder` (run by
+    """One H200 `tfidf` run's row on `dataset` from `h200/NAME-metrics.json` in `folder` (run by
     `script`; a name ending in `-s1` ran `--seed 1`)."""
     metrics = json.loads((folder / "h200" / f"{name}-metrics.json").read_text())
     test = metrics["metrics"]
     seed = " --seed 1" if name.endswith("-s1") else ""
     return {
         "case": case,
-        "command": "python3 -m elmo_core.cli.main train --data debian-deps --device cuda "
+        "command": f"python3 -m elmo_core.cli.main train --data {dataset} --device cuda "
         f"--encoder tfidf{seed} --out DIR ({script})",
         "commit": commit,
-        "dataset": "debian-deps",
+        "dataset": dataset,
         "date": date,
         "machine": machine,
         "raw": f"{folder}/h200/{name}-metrics.json",

@@ -182,6 +182,14 @@ class FusedScorer:
         return self.label_text_weight > 0 or self.neighbour_weight > 0 or self.linear_weight > 0
 
     @property
+    def shares_char_ngrams(self) -> bool:
+        """True when the linear prior scores the label-text prior's character n-grams (fitted
+        from them, stored once by the label-text prior)."""
+        if self.linear is None or self.label_text is None:
+            return False
+        return self.linear.featurizer is self.label_text.featurizer
+
+    @property
     def scale(self) -> float:
         """The sum of the weights (the head's is 1): divides the fused score into [0, 1]."""
         return 1.0 + self.label_text_weight + self.neighbour_weight + self.linear_weight
@@ -254,15 +262,18 @@ class FusedScorer:
         label_text = None
         votes: dict[float, sp.csr_matrix] = {}
         powers = [] if self.neighbours is None else sorted({self.neighbours.power, *vote_powers})
+        char_rows = None  # the n-grams of both character priors, computed once when shared
+        if self.linear is not None and self.shares_char_ngrams:
+            char_rows = self.linear.featurizer.transform(texts, workers)
         if self.label_text is not None:
-            label_text = self.label_text.scores(texts, options)
+            label_text = self.label_text.scores(texts, options, char_rows)
         if self.neighbours is not None:
             votes = self.neighbours.scores_by_power(
                 texts, powers, word_rows, options, top=self.candidates
             )
         linear = None
         if self.linear is not None:
-            linear = self.linear.scores(texts, top=self.candidates, workers=workers)
+            linear = self.linear.scores(texts, char_rows, top=self.candidates, workers=workers)
         return PriorScores(
             shape=(len(texts), num_labels),
             neighbours=None if self.neighbours is None else votes[self.neighbours.power],
@@ -323,11 +334,8 @@ class FusedScorer:
             meta["neighbours"] = self.neighbours.meta(encoder_featurizer)
             tensors.update(self.neighbours.tensors())
         if self.linear is not None:
-            shared = (
-                self.label_text is not None and self.linear.featurizer is self.label_text.featurizer
-            )
-            meta["linear"] = self.linear.meta(shared)
-            tensors.update(self.linear.tensors(shared))
+            meta["linear"] = self.linear.meta(self.shares_char_ngrams)
+            tensors.update(self.linear.tensors(self.shares_char_ngrams))
         save_file(tensors, str(Path(directory) / FUSION_TENSORS))
         (Path(directory) / FUSION_JSON).write_text(json.dumps(meta), encoding="utf-8")
 

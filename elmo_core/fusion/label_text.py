@@ -62,13 +62,20 @@ class LabelTextScorer:
             rows, options, texts=texts, budget_s=budget_s, name="label-text prior"
         )
 
-    def scores(self, texts: Sequence[str], options: SearchOptions | None = None) -> sp.csr_matrix:
+    def scores(
+        self,
+        texts: Sequence[str],
+        options: SearchOptions | None = None,
+        rows: sp.csr_matrix | None = None,
+    ) -> sp.csr_matrix:
         """N x L CSR of cosines over the features within the model's cap, the `top` largest per
         row; `options` (default: the CPU engine on every core) say where the search runs (see
-        `elmo_core.fusion.similarity`)."""
+        `elmo_core.fusion.similarity`); `rows`: the texts' rows from this scorer's featurizer,
+        when the caller has them."""
         options = options or SearchOptions()
         start = time.perf_counter()
-        rows = self.featurizer.transform(texts, options.workers)
+        if rows is None:
+            rows = self.featurizer.transform(texts, options.workers)
         featurized = time.perf_counter()
         found = self.index.search(rows, self.top, options, "label-text prior")
         if options.log is not None:

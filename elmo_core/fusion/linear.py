@@ -98,17 +98,15 @@ class LinearScorer:
         if not c > 0:
             raise ValueError(f"the SVM's C must be positive, got {c}")
         rows = sp.csr_matrix(train_rows, dtype=np.float64)
-        labels = sp.csc_matrix(train_labels, dtype=np.float32)
-        labels.eliminate_zeros()
+        labels = _label_columns(train_labels)
         fitted = np.diff(labels.indptr) >= max(1, min_points)
-        num_labels = labels.shape[1]
-        num_blocks = -(-num_labels // LABEL_BLOCK)
+        num_blocks = -(-labels.shape[1] // LABEL_BLOCK)
         blocks = map_chunks(_fit_block, (rows, labels, fitted, float(c)), num_blocks, workers)
-        weights = sp.vstack([w for w, _ in blocks], format="csr") if blocks else None
-        if weights is None:
-            weights = sp.csr_matrix((0, rows.shape[1]), dtype=np.float32)
-        bias = np.concatenate([b for _, b in blocks]) if blocks else np.zeros(0, np.float32)
-        return cls(featurizer, weights, bias, fitted, c)
+        if not blocks:
+            empty = sp.csr_matrix((0, rows.shape[1]), dtype=np.float32)
+            return cls(featurizer, empty, np.zeros(0, np.float32), fitted, c)
+        weights = sp.vstack([w for w, _ in blocks], format="csr")
+        return cls(featurizer, weights, np.concatenate([b for _, b in blocks]), fitted, c)
 
     def scores(
         self,
@@ -224,14 +222,20 @@ def fit_cost(
     (estimated from the first `COST_SAMPLE` texts): what fitting the linear prior costs (each
     label's SVM passes over every train row, several times). Cheap, so a run whose prior is off
     pays little."""
-    labels = sp.csc_matrix(train_labels)
-    labels.eliminate_zeros()
-    with_points = int((np.diff(labels.indptr) >= max(1, min_points)).sum())
+    with_points = int((np.diff(_label_columns(train_labels).indptr) >= max(1, min_points)).sum())
     sample = train_texts[:COST_SAMPLE]
     if not sample:
         return 0
     per_text = featurizer.transform(sample, workers).nnz / len(sample)
-    return int(with_points) * round(per_text * len(train_texts))
+    return with_points * round(per_text * len(train_texts))
+
+
+def _label_columns(train_labels: sp.csr_matrix) -> sp.csc_matrix:
+    """The label matrix by label (CSC, explicit zeros dropped): column l's stored rows are
+    label l's train points, what `LinearScorer.fit` and `fit_cost` count."""
+    labels = sp.csc_matrix(train_labels, dtype=np.float32)
+    labels.eliminate_zeros()
+    return labels
 
 
 def _fit_block(

@@ -57,10 +57,7 @@ def main() -> None:
         where = {"machine": H200, "date": DATE, "commit": commit, "script": "h200.sh"}
         case = "gpu-recipe-linear-prior" + ("-first-pass" if sub else "")
         rows.append(h200_tfidf_row(HERE / sub, "deb-s0", case=case, **where))
-        debtags = h200_tfidf_row(HERE / sub, "debtags-s0", case=case, **where)
-        debtags["dataset"] = DEBTAGS
-        debtags["command"] = debtags["command"].replace("debian-deps", DEBTAGS)
-        rows.append(debtags)
+        rows.append(h200_tfidf_row(HERE / sub, "debtags-s0", case=case, dataset=DEBTAGS, **where))
         peers = HERE / sub / "peers.jsonl"
         for line in peers.read_text().splitlines():
             rows.append({**json.loads(line), "raw": str(peers)})
