@@ -472,10 +472,20 @@ class EvalConfig(_Section):
 
 
 class CheckpointConfig(_Section):
-    """When to write a resumable checkpoint (always at the end of each epoch)."""
+    """When to write a resumable checkpoint: at the end of each epoch at least
+    `min_interval_s` after the last one, every `every_steps` steps, and when a job is cancelled."""
 
     every_steps: int = Field(
         0, ge=0, le=BIG, strict=True, description="Also every N steps (0: only each epoch)."
+    )
+    min_interval_s: float = Field(
+        60.0,
+        ge=0.0,
+        le=BIG,
+        description="Skip an epoch's checkpoint while the last one (or the start of training) "
+        "is less than this many seconds old: a crash then costs at most this long plus an "
+        "epoch, and short epochs do not rewrite the whole optimiser state each time (wordnet-"
+        "taxonomy on the CPU: 661 MB, about 2 s of a core, every 7-second epoch). 0: every epoch.",
     )
     keep: bool = Field(
         False,

@@ -53,16 +53,9 @@ def remove_filtered(
     ids = np.asarray(topk_ids, dtype=np.int64)
     if ids.ndim != 2:
         raise ValueError(f"topk_ids must be 2-D (N x k), got shape {ids.shape}")
-    num_rows = ids.shape[0]
-    removed = ids < 0
-    pairs = _as_pairs(filter_pairs)
-    if pairs.shape[0] and ids.size:
-        width = int(max(ids.max(), pairs[:, 1].max())) + 1
-        rows = np.arange(num_rows, dtype=np.int64)[:, None]
-        removed |= np.isin(rows * width + ids, pairs[:, 0] * width + pairs[:, 1])
-    order = np.argsort(removed, axis=1, kind="stable")[:, :k]
+    rows = np.arange(ids.shape[0], dtype=np.int64)
+    order, empty = _kept_order(ids, rows, _as_pairs(filter_pairs), k)
     kept_ids = np.take_along_axis(ids, order, axis=1)
-    empty = np.take_along_axis(removed, order, axis=1)
     kept_ids[empty] = -1
     kept_ids = _pad(kept_ids, k, -1)
     kept_scores = None
@@ -74,6 +67,20 @@ def remove_filtered(
         kept_scores[empty] = -np.inf
         kept_scores = _pad(kept_scores, k, -np.inf)
     return kept_ids, kept_scores
+
+
+def _kept_order(
+    ids: np.ndarray, rows: np.ndarray, pairs: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For predictions `ids` (int64, one line per prediction row, `rows` its row of the truth):
+    the column order that closes up the slots left after dropping the filter `pairs` and empty
+    slots, first k, and which of those slots are empty."""
+    removed = ids < 0
+    if pairs.shape[0] and ids.size:
+        width = int(max(ids.max(), pairs[:, 1].max())) + 1
+        removed |= np.isin(rows[:, None] * width + ids, pairs[:, 0] * width + pairs[:, 1])
+    order = np.argsort(removed, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(removed, order, axis=1)
 
 
 @dataclass(frozen=True)
@@ -143,22 +150,63 @@ def evaluate_ranking(
 ) -> dict[str, float]:
     """`evaluate` against a prepared truth (its filter pairs and propensities); every k of `ks`
     must be at most `truth.depth`."""
+    ids = np.asarray(topk_ids, dtype=np.int64)
+    if ids.ndim != 2:
+        raise ValueError(f"topk_ids must be 2-D (N x k), got shape {ids.shape}")
+    return evaluate_rankings(ids[None], truth, ks)[0]
+
+
+def evaluate_rankings(
+    rankings: np.ndarray, truth: RankingTruth, ks: Sequence[int] = (1, 3, 5)
+) -> list[dict[str, float]]:
+    """`evaluate_ranking` of each of C rankings of the truth's rows (C x N x K label ids), the
+    same values, with each array pass done once over all of them (a validation slice's fusion
+    fit scores about a hundred)."""
     _check_ks(ks)
     k_max = max(int(k) for k in ks)
     if k_max > truth.depth:
         raise ValueError(f"k {k_max} is beyond the depth {truth.depth} the truth was prepared for")
-    num_rows, num_labels = truth.labels.shape
-    ids, _ = remove_filtered(topk_ids, None, truth.filter_pairs, k_max)
-    _check_predictions(ids, num_rows, num_labels)
-    hits = _hits(ids, truth.keys, num_labels)
-    num_true = np.diff(truth.labels.indptr)
+    stacked = np.asarray(rankings, dtype=np.int64)
+    if stacked.ndim != 3:
+        raise ValueError(f"rankings must be 3-D (C x N x k), got shape {stacked.shape}")
+    count, num_rows, width = stacked.shape
+    num_labels = truth.labels.shape[1]
+    if num_rows != truth.labels.shape[0]:
+        raise ValueError(f"topk_ids has {num_rows} rows but the truth has {truth.labels.shape[0]}")
+    flat = stacked.reshape(count * num_rows, width)
+    rows = np.tile(np.arange(num_rows, dtype=np.int64), count)
+    order, empty = _kept_order(flat, rows, truth.filter_pairs, k_max)
+    ids = np.take_along_axis(flat, order, axis=1)
+    ids[empty] = -1
+    ids = _pad(ids, k_max, -1)
+    _check_predictions(ids, num_labels)
+    hits = _hits(ids, rows, truth.keys, num_labels)
     cum_hits = np.cumsum(hits, axis=1)
     discount = 1.0 / np.log2(np.arange(2, k_max + 2))
     dcg = np.cumsum(hits * discount, axis=1)
-    ideal = np.concatenate([[0.0], np.cumsum(discount)])
-    inv, ps_best = truth.inverse_propensities, truth.best_gains
-    if inv is not None:
-        ps_gain = np.cumsum(hits * inv[np.maximum(ids, 0)], axis=1)
+    inv = truth.inverse_propensities
+    ps_gain = None if inv is None else np.cumsum(hits * inv[np.maximum(ids, 0)], axis=1)
+    results = []
+    for c in range(count):
+        block = slice(c * num_rows, (c + 1) * num_rows)
+        gains = None if ps_gain is None else ps_gain[block]
+        results.append(_ranking_metrics(cum_hits[block], dcg[block], gains, truth, ks))
+    return results
+
+
+def _ranking_metrics(
+    cum_hits: np.ndarray,
+    dcg: np.ndarray,
+    ps_gain: np.ndarray | None,
+    truth: RankingTruth,
+    ks: Sequence[int],
+) -> dict[str, float]:
+    """The metrics of one ranking from its cumulated hits, DCG and propensity-scored gains
+    (N x k each)."""
+    num_true = np.diff(truth.labels.indptr)
+    k_max = cum_hits.shape[1]
+    ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k_max + 2)))])
+    ps_best = truth.best_gains
     has_labels = num_true > 0
     safe_true = np.maximum(num_true, 1)
     results: dict[str, float] = {}
@@ -167,7 +215,7 @@ def evaluate_ranking(
         results[f"P@{k}"] = 100.0 * float(found.mean()) / k
         ndcg = np.where(has_labels, dcg[:, k - 1] / ideal[np.minimum(k, safe_true)], 0.0)
         results[f"nDCG@{k}"] = 100.0 * float(ndcg.mean())
-        if inv is not None and ps_best is not None:
+        if ps_gain is not None and ps_best is not None:
             best = float(ps_best[:, k - 1].sum())
             results[f"PSP@{k}"] = 100.0 * float(ps_gain[:, k - 1].sum()) / best if best else 0.0
         results[f"R@{k}"] = 100.0 * float(np.where(has_labels, found / safe_true, 0.0).mean())
@@ -211,9 +259,7 @@ def _clean_truth(truth: sp.spmatrix, filter_pairs: np.ndarray | None) -> sp.csr_
     return matrix
 
 
-def _check_predictions(ids: np.ndarray, num_rows: int, num_labels: int) -> None:
-    if ids.shape[0] != num_rows:
-        raise ValueError(f"topk_ids has {ids.shape[0]} rows but the truth has {num_rows}")
+def _check_predictions(ids: np.ndarray, num_labels: int) -> None:
     if ids.size and ids.max() >= num_labels:
         raise ValueError(f"predicted label id {int(ids.max())} >= number of labels {num_labels}")
     ordered = np.sort(ids, axis=1)
@@ -221,12 +267,12 @@ def _check_predictions(ids: np.ndarray, num_rows: int, num_labels: int) -> None:
         raise ValueError("topk_ids repeats a label id within a row")
 
 
-def _hits(ids: np.ndarray, truth_keys: np.ndarray, num_labels: int) -> np.ndarray:
-    """N x k float64: 1 where the predicted id is a true label of its row (`truth_keys`: the
-    ascending row * L + label of the true pairs)."""
+def _hits(ids: np.ndarray, rows: np.ndarray, truth_keys: np.ndarray, num_labels: int) -> np.ndarray:
+    """One line per prediction row, float64: 1 where the predicted id is a true label of its row
+    of the truth (`rows`; `truth_keys`: the ascending row * L + label of the true pairs)."""
     if truth_keys.size == 0:
         return np.zeros(ids.shape)
-    keys = np.arange(ids.shape[0], dtype=np.int64)[:, None] * num_labels + ids
+    keys = rows[:, None] * num_labels + ids
     position = np.minimum(np.searchsorted(truth_keys, keys), truth_keys.size - 1)
     return ((ids >= 0) & (truth_keys[position] == keys)).astype(np.float64)
 

@@ -117,70 +117,91 @@ class AlignedScores:
         temperature=temperature)`: the
         priors summed in float32 as `weighted` sums them, added to the head in float64; entries
         whose sum is 0 are dropped (as the sparse sum drops them); value descending, then column
-        ascending; -1 where a row has fewer than k entries (as `row_ranking`).
+        ascending; -1 where a row has fewer than k entries (as `row_ranking`)."""
+        combination = (temperature, neighbour_weight, label_text_weight, linear_weight)
+        return self.rankings([combination], k)[0]
+
+    def rankings(
+        self, combinations: Sequence[tuple[float, float, float, float]], k: int
+    ) -> np.ndarray:
+        """`ranking` of each (T, a, b, c) of `combinations`, C x N x k, in one pass over the
+        rows (each row's entries stay in cache while every combination ranks them).
 
         Each row's entries sit in column order, so a row's first k by value descending, ties in
-        slot order, are `row_ranking`'s: one pass over each row keeps them (`_fused_ranking`, the
-        rows spread over the cores).
+        slot order, are `row_ranking`'s: one pass over each row keeps them (`_fused_rankings`,
+        the rows spread over the cores).
         """
         num_rows = self.shape[0]
-        ids = np.full((num_rows, k), -1, dtype=np.int64)
-        if self.width == 0:
+        ids = np.full((len(combinations), num_rows, k), -1, dtype=np.int64)
+        if self.width == 0 or not combinations:
             return ids
+        temperatures = sorted({float(t) for t, _, _, _ in combinations})
+        heads = np.stack([self.head(t) for t in temperatures])
         zeros = np.zeros((1, 1), dtype=np.float32)
         label_text = zeros if self.label_text is None else self.label_text
         neighbours = zeros if self.neighbours is None else self.neighbours
         linear = zeros if self.linear is None else self.linear
+
+        def weights(position: int, prior: np.ndarray | None) -> np.ndarray:
+            values = [w[position] if prior is not None else 0.0 for w in combinations]
+            return np.array(values, dtype=np.float32)
+
         use_torch_threads()
-        _fused_ranking(
-            self.head(temperature),
+        _fused_rankings(
+            heads,
+            np.array([temperatures.index(float(t)) for t, _, _, _ in combinations]),
             label_text,
             neighbours,
             linear,
-            np.float32(label_text_weight if self.label_text is not None else 0.0),
-            np.float32(neighbour_weight if self.neighbours is not None else 0.0),
-            np.float32(linear_weight if self.linear is not None else 0.0),
+            weights(2, self.label_text),
+            weights(1, self.neighbours),
+            weights(3, self.linear),
             self.padding,
             self.columns,
-            np.empty((num_rows, k), dtype=np.float64),
             ids,
         )
         return ids
 
 
 @kernel
-def _fused_ranking(head, label_text, neighbours, linear, b, a, c, padding, columns, best, ids):
-    """Each row's k best entries of `head + float64(b * label_text + a * neighbours + c *
-    linear)` (the priors summed in float32 in the order `PriorScores.weighted` sums them, a
-    weight 0 leaves its prior out) into `ids`, by insertion: an entry moves
-    ahead of a kept one only when strictly larger, so ties keep slot (column) order; sums of 0
-    are skipped."""
-    k = ids.shape[1]
-    for i in prange(head.shape[0]):
-        kept = 0
-        for s in range(head.shape[1]):
-            if padding[i, s]:
-                continue
-            prior = np.float32(0.0)
-            if b > 0:
-                prior = prior + b * label_text[i, s]
-            if a > 0:
-                prior = prior + a * neighbours[i, s]
-            if c > 0:
-                prior = prior + c * linear[i, s]
-            value = head[i, s] + np.float64(prior)
-            if not (value != 0.0 and value > -np.inf):
-                continue
-            if kept == k and not value > best[i, k - 1]:
-                continue
-            slot = min(kept, k - 1)
-            while slot > 0 and value > best[i, slot - 1]:
-                best[i, slot] = best[i, slot - 1]
-                ids[i, slot] = ids[i, slot - 1]
-                slot -= 1
-            best[i, slot] = value
-            ids[i, slot] = columns[i, s]
-            kept = min(kept + 1, k)
+def _fused_rankings(
+    heads, head_of, label_text, neighbours, linear, bs, as_, cs, padding, columns, ids
+):
+    """For each combination j and row i, the row's k best entries of `heads[head_of[j]] +
+    float64(bs[j] * label_text + as_[j] * neighbours + cs[j] * linear)` (the priors summed in
+    float32 in the order `PriorScores.weighted` sums them, a weight 0 leaves its prior out) into
+    `ids[j, i]`, by insertion: an entry moves ahead of a kept one only when strictly larger, so
+    ties keep slot (column) order; sums of 0 are skipped."""
+    k = ids.shape[2]
+    for i in prange(heads.shape[1]):
+        best = np.empty(k, dtype=np.float64)
+        for j in range(head_of.shape[0]):
+            head = heads[head_of[j]]
+            b, a, c = bs[j], as_[j], cs[j]
+            kept = 0
+            for s in range(heads.shape[2]):
+                if padding[i, s]:
+                    continue
+                prior = np.float32(0.0)
+                if b > 0:
+                    prior = prior + b * label_text[i, s]
+                if a > 0:
+                    prior = prior + a * neighbours[i, s]
+                if c > 0:
+                    prior = prior + c * linear[i, s]
+                value = head[i, s] + np.float64(prior)
+                if not (value != 0.0 and value > -np.inf):
+                    continue
+                if kept == k and not value > best[k - 1]:
+                    continue
+                slot = min(kept, k - 1)
+                while slot > 0 and value > best[slot - 1]:
+                    best[slot] = best[slot - 1]
+                    ids[j, i, slot] = ids[j, i, slot - 1]
+                    slot -= 1
+                best[slot] = value
+                ids[j, i, slot] = columns[i, s]
+                kept = min(kept + 1, k)
 
 
 def _canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
@@ -211,13 +232,21 @@ def weight_triples(
     return sorted(triples, key=lambda t: (t[0] + t[1] + t[2], t[0], t[1]))
 
 
+FIT_BLOCK_ENTRIES = 1 << 24
+"""The most ranked ids (combinations x rows x k) `fit_weights` ranks and scores at a time."""
+
+Scorer = Callable[[np.ndarray, Sequence[int] | None], list[dict[str, float]]]
+"""Maps rankings (R x N x k label ids) and the ks to score them at (None: every k the caller
+reports) to the metrics of each ranking."""
+
+
 def fit_weights(
     logits: np.ndarray,
     ids: np.ndarray,
     priors: PriorScores,
     grid: Sequence[float],
     k: int,
-    score: Callable[[np.ndarray], dict[str, float]],
+    score: Scorer,
     metric: str,
     temperatures: Sequence[float] = (1.0,),
     linear_grid: Sequence[float] | None = None,
@@ -226,9 +255,9 @@ def fit_weights(
     `linear_grid` (None: `grid`) whose fused top-k ranking scores best by `metric`.
 
     `logits`/`ids`: the head's candidates of each row (N x C, as `fuse_topk` takes them);
-    `priors`: the rows' unweighted priors; `score` maps a ranking (N x k label ids) to its
-    metrics. Ties keep the earlier temperature of `temperatures`, then the first weights in
-    `weight_triples` order.
+    `priors`: the rows' unweighted priors; `score`: the split's `Scorer`. Every combination is
+    scored at `metric`'s k only (`metric_depth`), the chosen one at every k. Ties keep the
+    earlier temperature of `temperatures`, then the first weights in `weight_triples` order.
     """
     if not temperatures:
         raise ValueError("no head temperature to choose from")
@@ -239,24 +268,37 @@ def fit_weights(
         priors.linear is not None,
         linear_grid,
     )
-    tried = len(triples) * len(temperatures)
+    combinations = [(float(t), a, b, c) for t in temperatures for a, b, c in triples]
     aligned = AlignedScores(logits, ids, priors)
-    best: WeightFit | None = None
-    for temperature in temperatures:
-        for a, b, c in triples:
-            metrics = score(aligned.ranking(a, b, k, temperature, c))
+    block = max(1, FIT_BLOCK_ENTRIES // max(1, ids.shape[0] * k))
+    selecting = (metric_depth(metric),)
+    chosen, best = combinations[0], -np.inf
+    for start in range(0, len(combinations), block):
+        tried = combinations[start : start + block]
+        for combination, metrics in zip(
+            tried, score(aligned.rankings(tried, k), selecting), strict=True
+        ):
             if metric not in metrics:
                 raise KeyError(f"metric {metric!r} is not one of {sorted(metrics)}")
-            if best is None or metrics[metric] > best.metrics[metric]:
-                best = WeightFit(a, b, float(temperature), metrics, tried, c)
-    assert best is not None
-    return best
+            if metrics[metric] > best:
+                chosen, best = combination, metrics[metric]
+    temperature, a, b, c = chosen
+    metrics = score(aligned.rankings([chosen], k), None)[0]
+    return WeightFit(a, b, temperature, metrics, len(combinations), c)
+
+
+def metric_depth(metric: str) -> int:
+    """The k of a metric named `NAME@k` (`P@1` -> 1); KeyError for another name."""
+    _, at, depth = metric.partition("@")
+    if not at or not depth.isdigit() or int(depth) < 1:
+        raise KeyError(f"metric {metric!r} is not one of the NAME@k metrics")
+    return int(depth)
 
 
 def fit_vote_power(
     votes_by_power: dict[float, sp.csr_matrix],
     k: int,
-    score: Callable[[np.ndarray], dict[str, float]],
+    score: Scorer,
     metric: str,
 ) -> tuple[float, dict[float, float]]:
     """The neighbour vote power whose votes alone rank a validation slice best by `metric`
@@ -265,14 +307,14 @@ def fit_vote_power(
     The power says how much the closest neighbours outweigh the farther ones; which is best
     depends on the dataset (on the validation slices of debian-deps similarity ** 1, of
     wordnet-taxonomy ** 3: docs/training.md), and the votes' own ranking chooses it before any
-    head exists, once per run. `score` maps a ranking (N x k label ids) to its metrics.
+    head exists, once per run. `score`: the split's `Scorer`.
     """
     if not votes_by_power:
         raise ValueError("no vote power to choose from")
+    powers = sorted(votes_by_power)
+    rankings = np.stack([row_ranking(votes_by_power[power], k)[0] for power in powers])
     values: dict[float, float] = {}
-    for power in sorted(votes_by_power):
-        ids, _ = row_ranking(votes_by_power[power], k)
-        metrics = score(ids)
+    for power, metrics in zip(powers, score(rankings, None), strict=True):
         if metric not in metrics:
             raise KeyError(f"metric {metric!r} is not one of {sorted(metrics)}")
         values[power] = metrics[metric]

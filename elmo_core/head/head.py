@@ -341,7 +341,12 @@ class XMCHead:
             self._float32_copy = None
             return False
         if self._float32_copy is None:
-            self._float32_copy = upcast(self.weight)
+            if self.weight.device.type == "cpu" and self.weight.dtype == torch.float8_e4m3fn:
+                from elmo_core.head import cpu_kernels  # numba: 3x torch's table gather here
+
+                self._float32_copy = cpu_kernels.e4m3_to(self.weight, torch.float32)
+            else:
+                self._float32_copy = upcast(self.weight)
         return True
 
     @torch.no_grad()

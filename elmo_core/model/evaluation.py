@@ -21,7 +21,13 @@ from elmo_core.encoders import TrainingEncoder
 from elmo_core.errors import ConfigError
 from elmo_core.fusion import FusedScorer, PriorScores, WeightFit, fit_weights
 from elmo_core.head import TrainingHead
-from elmo_core.metrics import RankingTruth, evaluate_ranking, jain_propensities, prepare_truth
+from elmo_core.metrics import (
+    RankingTruth,
+    evaluate_ranking,
+    evaluate_rankings,
+    jain_propensities,
+    prepare_truth,
+)
 from elmo_core.model.scoring import predict_topk, text_priors
 
 
@@ -52,6 +58,17 @@ def score_ids(ids: np.ndarray, truth: RankingTruth, config: EvalConfig) -> dict[
     """P/nDCG/PSP/R@k of ranked label ids (N x depth) of a split (`split_truth`), filter pairs
     removed."""
     return evaluate_ranking(ids, truth, config.ks)
+
+
+def score_rankings(
+    rankings: np.ndarray,
+    truth: RankingTruth,
+    config: EvalConfig,
+    ks: Sequence[int] | None = None,
+) -> list[dict[str, float]]:
+    """`score_ids` of each of R rankings of a split (R x N x depth label ids) at once, at `ks`
+    (None: the configured ones)."""
+    return evaluate_rankings(rankings, truth, config.ks if ks is None else ks)
 
 
 def evaluate_split(
@@ -164,7 +181,7 @@ def evaluate_split_fitting_weights(
         priors,
         grid,
         depth,
-        lambda fused_ids: score_ids(fused_ids, truth, config),
+        lambda rankings, ks: score_rankings(rankings, truth, config, ks),
         config.select_metric,
         temperatures,
         linear_grid,

@@ -18,7 +18,7 @@ from elmo_core.errors import ConfigError
 from elmo_core.fusion import FusedScorer, PriorScores, fit_vote_power
 from elmo_core.fusion.fused import PLAN_SAMPLE
 from elmo_core.head import TrainingHead
-from elmo_core.model.evaluation import ranking_depth, score_ids, split_truth
+from elmo_core.model.evaluation import ranking_depth, score_rankings, split_truth
 from elmo_core.model.scoring import shared_word_featurizer
 
 
@@ -155,7 +155,7 @@ def choose_vote_power(
     power, values = fit_vote_power(
         scores.votes_by_power,
         ranking_depth(cfg.ks, split),
-        lambda ids: score_ids(ids, truth, cfg),
+        lambda rankings, ks: score_rankings(rankings, truth, cfg, ks),
         cfg.select_metric,
     )
     fusion.neighbours.power = power

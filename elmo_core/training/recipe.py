@@ -165,6 +165,8 @@ class Recipe:
         self.checkpoints = BackgroundWriter("checkpoint-writer")
         self.model_writes = BackgroundWriter("model-writer")
         self.lanes: MemberLanes | None = None
+        self.last_checkpoint = time.monotonic()
+        """When the last checkpoint was written (`time.monotonic`; before any: training's start)."""
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -561,6 +563,7 @@ class Recipe:
 
     def train(self) -> TrainResult:
         """Run the remaining epochs, then report the saved model on the test split."""
+        self.last_checkpoint = time.monotonic()
         while self.run.epoch < self.config.epochs and self.run.stopped_early is None:
             self.cb.on_phase("training")
             self._train_epoch()
@@ -748,8 +751,9 @@ class Recipe:
             self._check_patience(epoch)
         run.epoch += 1
         run.step_in_epoch = 0
-        self.cb.on_phase("saving")
-        self._save_checkpoint()
+        if time.monotonic() - self.last_checkpoint >= cfg.checkpoint.min_interval_s:
+            self.cb.on_phase("saving")
+            self._save_checkpoint()
 
     def _largest_scored_split(self) -> int:
         """The most texts one evaluation of this run scores (test or the per-epoch split)."""
@@ -954,6 +958,7 @@ class Recipe:
 
     def _save_checkpoint(self) -> Path:
         """Start writing a checkpoint of the run as it is now, on the checkpoint writer."""
+        self.last_checkpoint = time.monotonic()
         return save_run(
             self.ckpt_dir,
             self.config,

@@ -12,6 +12,7 @@ from napkinxc import metrics as nxc
 from elmo_core.metrics import (
     evaluate,
     evaluate_ranking,
+    evaluate_rankings,
     jain_propensities,
     prepare_truth,
     remove_filtered,
@@ -172,6 +173,11 @@ def test_a_prepared_truth_scores_many_rankings_as_evaluate_does() -> None:
         expected = evaluate(ranking, truth, ks=(1, 3, 5), propensities=propensities,
                             filter_pairs=pairs)  # fmt: skip
         assert evaluate_ranking(ranking, prepared, ks=(1, 3, 5)) == expected
+    rankings = np.stack([rng.permuted(topk, axis=1) for _ in range(4)])
+    each = [evaluate_ranking(ranking, prepared, ks=(1, 3, 5)) for ranking in rankings]
+    assert evaluate_rankings(rankings, prepared, ks=(1, 3, 5)) == each  # the same values
     assert "PSP@1" not in evaluate_ranking(topk, prepare_truth(truth, 3), ks=(1, 3))
+    with pytest.raises(ValueError, match="3-D"):
+        evaluate_rankings(topk, prepared)
     with pytest.raises(ValueError, match="beyond the depth 5"):
         evaluate_ranking(topk, prepared, ks=(1, 8))

@@ -43,7 +43,8 @@ def test_killed_worker_job_resumes_from_checkpoint(
         )
         with mini_archive.open("rb") as fh:
             ds = client.post("/v1/datasets", files={"file": (mini_archive.name, fh)}).json()
-        config = {**TINY, "epochs": 40}
+        # a checkpoint at every epoch end: the kill must find one after epoch 3
+        config = {**TINY, "epochs": 40, "checkpoint": {"min_interval_s": 0}}
         job = client.post("/v1/jobs", json={"dataset_id": ds["id"], "config": config}).json()
         path = f"/v1/jobs/{job['id']}"
         for _ in range(600):

@@ -48,7 +48,9 @@ def _case(seed: int = 0):
 
 
 def _score(labels):
-    return lambda ids: evaluate(ids, labels, ks=[1])
+    """Each ranking of a stack scored on its own by `evaluate` (the oracle of the fit's batched
+    scoring)."""
+    return lambda rankings, ks: [evaluate(ids, labels, ks=ks or [1]) for ids in rankings]
 
 
 def test_the_informative_prior_wins_with_the_smallest_weight_that_suffices():
@@ -137,10 +139,16 @@ def test_each_temperature_ranks_exactly_as_fuse_topk_at_that_temperature():
         label_text=sp.csr_matrix(dense[1].astype(np.float32)),
     )
     aligned = AlignedScores(logits, ids, priors)
-    for t, a, b in [(2.0, 0.5, 0.25), (1.0, 0.5, 0.25), (0.5, 1.0, 1.0), (3.0, 0.25, 4.0)]:
+    combinations = [(2.0, 0.5, 0.25), (1.0, 0.5, 0.25), (0.5, 1.0, 1.0), (3.0, 0.25, 4.0)]
+    expected_all = []
+    for t, a, b in combinations:
         weighted = priors.weighted(a, b)
         _, expected = fuse_topk(logits, ids, weighted, 1.0 + a + b, k, temperature=t)
         assert np.array_equal(aligned.ranking(a, b, k, t), expected), (t, a, b)
+        expected_all.append(expected)
+    # the fit's batch: every combination ranked in one pass, temperatures interleaved
+    stacked = aligned.rankings([(t, a, b, 0.0) for t, a, b in combinations], k)
+    assert np.array_equal(stacked, np.stack(expected_all))
     _, at_one = fuse_topk(logits, ids, priors.weighted(0.0, 0.0), 1.0, k)
     _, at_two = fuse_topk(logits, ids, priors.weighted(0.0, 0.0), 1.0, k, temperature=2.0)
     assert np.array_equal(at_one, at_two)  # the head alone keeps its order at any temperature
@@ -190,8 +198,10 @@ def test_a_prior_that_is_off_stays_at_zero():
     only = PriorScores((ROWS, LABELS), neighbours=None, label_text=informative)
     fit = fit_weights(logits, ids, only, GRID, 1, _score(labels), "P@1")
     assert fit.neighbour_weight == 0.0 and fit.label_text_weight == 1.0 and fit.combinations == 6
-    with pytest.raises(KeyError, match="P@7"):
-        fit_weights(logits, ids, only, GRID, 1, _score(labels), "P@7")
+    with pytest.raises(KeyError, match="Q@1"):  # a metric the scorer does not report
+        fit_weights(logits, ids, only, GRID, 1, _score(labels), "Q@1")
+    with pytest.raises(KeyError, match="P1"):  # not a NAME@k metric
+        fit_weights(logits, ids, only, GRID, 1, _score(labels), "P1")
 
 
 def test_reweighted_prior_scores_equal_the_priors_of_those_weights():

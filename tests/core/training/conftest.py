@@ -18,9 +18,11 @@ def mini_dataset():
 
 
 def _small_config(**overrides) -> TrainConfig:
-    """fp8 head, 32-dim TF-IDF encoder, 240 train / 80 test points, 2 epochs of 8 steps."""
+    """fp8 head, 32-dim TF-IDF encoder, 240 train / 80 test points, 2 epochs of 8 steps, a
+    checkpoint at the end of every epoch (the resume tests kill runs between them)."""
     raw = {
         "epochs": 2,
+        "checkpoint": {"min_interval_s": 0.0},
         "batch_size": 32,
         "data": {"max_train_points": 240, "max_test_points": 80},
         "encoder": {"dim": 32, "tfidf": {"max_features": 5000}},

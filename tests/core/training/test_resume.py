@@ -104,3 +104,23 @@ def test_a_resume_point_exists_while_an_epoch_is_evaluated(mini_dataset, tmp_pat
     train(small_config(eval={"every_epoch": True}), mini_dataset, tmp_path / "run", Watch())
     assert seen == [(1, False), (2, True)]  # nothing to resume from before the first epoch ends
     assert not (tmp_path / "run" / "checkpoints").exists()  # the finished run keeps none
+
+
+def test_epoch_checkpoints_wait_for_the_minimum_interval(mini_dataset, tmp_path, small_config):
+    """With `checkpoint.min_interval_s` longer than the run, no epoch writes a checkpoint (the
+    one a cancelled job writes still comes); with 0 every epoch does."""
+    seen: list[tuple[int, bool]] = []
+    pointer = tmp_path / "run" / "checkpoints" / "latest.json"
+
+    class Watch(TrainerCallbacks):
+        def on_metrics(self, epoch: int, metrics: dict[str, float]) -> None:
+            seen.append((epoch, pointer.exists()))
+
+    config = small_config(epochs=3, checkpoint={"min_interval_s": 1e6, "keep": True})
+    train(config, mini_dataset, tmp_path / "run", Watch())
+    assert seen == [(1, False), (2, False), (3, False)] and not pointer.exists()
+    with pytest.raises(TrainingCancelled):
+        train(config, mini_dataset, tmp_path / "cut", StopAfter(5))
+    assert (tmp_path / "cut" / "checkpoints" / "latest.json").exists()
+    train(small_config(epochs=3, checkpoint={"keep": True}), mini_dataset, tmp_path / "run")
+    assert json.loads(pointer.read_text())["step"] == 3 * 8  # the last epoch's
