@@ -40,7 +40,9 @@ def main() -> None:
     where = {"machine": H200, "date": DATE, "commit": "14720a7", "script": "h200.sh"}
     case = "gpu-recipe-overheads"
     rows.append(h200_tfidf_row(HERE, "deb-s0", case=case, **where))
-    rows.append(h200_tfidf_row(HERE, "mini-s0", case=case, dataset="debian-deps-mini", **where))
+    rows.append(
+        h200_tfidf_row(HERE, "mini-s0", case=case, dataset="examples/debian-deps-mini", **where)
+    )
     replace_folder_rows(HERE, rows)
 
 
