@@ -54,10 +54,7 @@ def remove_filtered(
     if ids.ndim != 2:
         raise ValueError(f"topk_ids must be 2-D (N x k), got shape {ids.shape}")
     rows = np.arange(ids.shape[0], dtype=np.int64)
-    order, empty = _kept_order(ids, rows, _as_pairs(filter_pairs), k)
-    kept_ids = np.take_along_axis(ids, order, axis=1)
-    kept_ids[empty] = -1
-    kept_ids = _pad(kept_ids, k, -1)
+    kept_ids, order, empty = _kept(ids, rows, _as_pairs(filter_pairs), k)
     kept_scores = None
     if topk_scores is not None:
         scores = np.asarray(topk_scores, dtype=np.float32)
@@ -69,18 +66,21 @@ def remove_filtered(
     return kept_ids, kept_scores
 
 
-def _kept_order(
+def _kept(
     ids: np.ndarray, rows: np.ndarray, pairs: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """For predictions `ids` (int64, one line per prediction row, `rows` its row of the truth):
-    the column order that closes up the slots left after dropping the filter `pairs` and empty
-    slots, first k, and which of those slots are empty."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions `ids` (int64, one line per prediction row, `rows` its row of the truth) with
+    the filter `pairs` and empty slots dropped and the gaps closed: the first k ids (-1 where
+    empty, padded to k), the column order that took them and which of those slots are empty."""
     removed = ids < 0
     if pairs.shape[0] and ids.size:
         width = int(max(ids.max(), pairs[:, 1].max())) + 1
         removed |= np.isin(rows[:, None] * width + ids, pairs[:, 0] * width + pairs[:, 1])
     order = np.argsort(removed, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(removed, order, axis=1)
+    empty = np.take_along_axis(removed, order, axis=1)
+    kept_ids = np.take_along_axis(ids, order, axis=1)
+    kept_ids[empty] = -1
+    return _pad(kept_ids, k, -1), order, empty
 
 
 @dataclass(frozen=True)
@@ -175,51 +175,51 @@ def evaluate_rankings(
         raise ValueError(f"topk_ids has {num_rows} rows but the truth has {truth.labels.shape[0]}")
     flat = stacked.reshape(count * num_rows, width)
     rows = np.tile(np.arange(num_rows, dtype=np.int64), count)
-    order, empty = _kept_order(flat, rows, truth.filter_pairs, k_max)
-    ids = np.take_along_axis(flat, order, axis=1)
-    ids[empty] = -1
-    ids = _pad(ids, k_max, -1)
+    ids, _, _ = _kept(flat, rows, truth.filter_pairs, k_max)
     _check_predictions(ids, num_labels)
     hits = _hits(ids, rows, truth.keys, num_labels)
     cum_hits = np.cumsum(hits, axis=1)
     discount = 1.0 / np.log2(np.arange(2, k_max + 2))
     dcg = np.cumsum(hits * discount, axis=1)
-    inv = truth.inverse_propensities
+    inv, ps_best = truth.inverse_propensities, truth.best_gains
     ps_gain = None if inv is None else np.cumsum(hits * inv[np.maximum(ids, 0)], axis=1)
+    # what depends on the truth only, once for every ranking
+    num_true = np.diff(truth.labels.indptr)
+    has_labels = num_true > 0
+    safe_true = np.maximum(num_true, 1)
+    ideal = np.concatenate([[0.0], np.cumsum(discount)])
+    per_k = [
+        (
+            k,
+            ideal[np.minimum(k, safe_true)],
+            None if ps_best is None else float(ps_best[:, k - 1].sum()),
+        )
+        for k in sorted({int(k) for k in ks})
+    ]
     results = []
     for c in range(count):
         block = slice(c * num_rows, (c + 1) * num_rows)
-        gains = None if ps_gain is None else ps_gain[block]
-        results.append(_ranking_metrics(cum_hits[block], dcg[block], gains, truth, ks))
+        metrics: dict[str, float] = {}
+        for k, ideal_k, best in per_k:
+            found = cum_hits[block, k - 1]
+            metrics[f"P@{k}"] = 100.0 * float(found.mean()) / k
+            ndcg = np.where(has_labels, dcg[block, k - 1] / ideal_k, 0.0)
+            metrics[f"nDCG@{k}"] = 100.0 * float(ndcg.mean())
+            if ps_gain is not None and best is not None:
+                gain = float(ps_gain[block, k - 1].sum())
+                metrics[f"PSP@{k}"] = 100.0 * gain / best if best else 0.0
+            metrics[f"R@{k}"] = 100.0 * float(np.where(has_labels, found / safe_true, 0.0).mean())
+        results.append(metrics)
     return results
 
 
-def _ranking_metrics(
-    cum_hits: np.ndarray,
-    dcg: np.ndarray,
-    ps_gain: np.ndarray | None,
-    truth: RankingTruth,
-    ks: Sequence[int],
-) -> dict[str, float]:
-    """The metrics of one ranking from its cumulated hits, DCG and propensity-scored gains
-    (N x k each)."""
-    num_true = np.diff(truth.labels.indptr)
-    k_max = cum_hits.shape[1]
-    ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k_max + 2)))])
-    ps_best = truth.best_gains
-    has_labels = num_true > 0
-    safe_true = np.maximum(num_true, 1)
-    results: dict[str, float] = {}
-    for k in sorted({int(k) for k in ks}):
-        found = cum_hits[:, k - 1]
-        results[f"P@{k}"] = 100.0 * float(found.mean()) / k
-        ndcg = np.where(has_labels, dcg[:, k - 1] / ideal[np.minimum(k, safe_true)], 0.0)
-        results[f"nDCG@{k}"] = 100.0 * float(ndcg.mean())
-        if ps_gain is not None and ps_best is not None:
-            best = float(ps_best[:, k - 1].sum())
-            results[f"PSP@{k}"] = 100.0 * float(ps_gain[:, k - 1].sum()) / best if best else 0.0
-        results[f"R@{k}"] = 100.0 * float(np.where(has_labels, found / safe_true, 0.0).mean())
-    return results
+def metric_depth(metric: str) -> int:
+    """The k of a metric named `NAME@k` (`P@1` -> 1, as the metrics here are named); KeyError
+    for another name."""
+    _, at, depth = metric.partition("@")
+    if not at or not depth.isdigit() or int(depth) < 1:
+        raise KeyError(f"metric {metric!r} is not one of the NAME@k metrics")
+    return int(depth)
 
 
 def _check_ks(ks: Sequence[int]) -> None:

@@ -27,6 +27,7 @@ from numba import prange
 from elmo_core.float_bits import kernel, use_torch_threads
 from elmo_core.fusion.fused import PriorScores, head_candidates
 from elmo_core.fusion.sparse_topk import row_ranking
+from elmo_core.metrics import metric_depth
 
 
 @dataclass(frozen=True)
@@ -272,27 +273,19 @@ def fit_weights(
     aligned = AlignedScores(logits, ids, priors)
     block = max(1, FIT_BLOCK_ENTRIES // max(1, ids.shape[0] * k))
     selecting = (metric_depth(metric),)
-    chosen, best = combinations[0], -np.inf
+    chosen, ranking, best = combinations[0], None, -np.inf
     for start in range(0, len(combinations), block):
         tried = combinations[start : start + block]
-        for combination, metrics in zip(
-            tried, score(aligned.rankings(tried, k), selecting), strict=True
-        ):
+        rankings = aligned.rankings(tried, k)
+        for index, metrics in enumerate(score(rankings, selecting)):
             if metric not in metrics:
                 raise KeyError(f"metric {metric!r} is not one of {sorted(metrics)}")
             if metrics[metric] > best:
-                chosen, best = combination, metrics[metric]
+                chosen, ranking, best = tried[index], rankings[index].copy(), metrics[metric]
+    assert ranking is not None
     temperature, a, b, c = chosen
-    metrics = score(aligned.rankings([chosen], k), None)[0]
+    metrics = score(ranking[None], None)[0]
     return WeightFit(a, b, temperature, metrics, len(combinations), c)
-
-
-def metric_depth(metric: str) -> int:
-    """The k of a metric named `NAME@k` (`P@1` -> 1); KeyError for another name."""
-    _, at, depth = metric.partition("@")
-    if not at or not depth.isdigit() or int(depth) < 1:
-        raise KeyError(f"metric {metric!r} is not one of the NAME@k metrics")
-    return int(depth)
 
 
 def fit_vote_power(
