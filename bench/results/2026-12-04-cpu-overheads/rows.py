@@ -16,22 +16,26 @@ H200 = "one NVIDIA H200 (device machine), torch on the device, --device cuda"
 COMMIT = "2171ba9"
 WORDNET = "examples/wordnet-taxonomy"
 EVERY = " --config bench/results/2026-12-04-cpu-overheads/every-epoch-config.json"
+SYNTH = "/tmp/scale/syn100k (scale.sh: elmo data synth, 100K train / 10K test, 50K labels)"
 RUNS = {
-    # name: (dataset, command's options, machine, note)
-    "wn-s0": (WORDNET, "", MACHINE, "defaults"),
-    "wn-s0-every-epoch": (WORDNET, EVERY, MACHINE, "a checkpoint every epoch (as before)"),
-    "wn-s1": (WORDNET, " --seed 1", MACHINE, "defaults"),
-    "wn-s0-avx2": (WORDNET, "", AVX2, "defaults, AVX2 code paths"),
-    "deb": ("../shared/datasets/debian-deps", "", MACHINE, "defaults"),
-    "mini": ("examples/debian-deps-mini", "", MACHINE, "defaults"),
+    # name: (commit, dataset, command's options, machine, note)
+    "wn-s0": (COMMIT, WORDNET, "", MACHINE, "defaults"),
+    "wn-s0-every-epoch": (COMMIT, WORDNET, EVERY, MACHINE, "a checkpoint every epoch (as before)"),
+    "wn-s1": (COMMIT, WORDNET, " --seed 1", MACHINE, "defaults"),
+    "wn-s0-avx2": (COMMIT, WORDNET, "", AVX2, "defaults, AVX2 code paths"),
+    "deb": (COMMIT, "../shared/datasets/debian-deps", "", MACHINE, "defaults"),
+    "mini": (COMMIT, "examples/debian-deps-mini", "", MACHINE, "defaults"),
+    "syn-old-1": ("dc9c51f", SYNTH, " --epochs 2", MACHINE, "the previous code, first run"),
+    "syn-new": ("3ad18b7", SYNTH, " --epochs 2", MACHINE, "this pass"),
+    "syn-old-2": ("dc9c51f", SYNTH, " --epochs 2", MACHINE, "the previous code"),
 }
 
 
 def main() -> None:
     """Append the rows (after removing this folder's earlier ones)."""
     rows = []
-    for name, (dataset, options, machine, note) in RUNS.items():
-        run = {"commit": COMMIT, "dataset": dataset, "options": options, "note": note}
+    for name, (commit, dataset, options, machine, note) in RUNS.items():
+        run = {"commit": commit, "dataset": dataset, "options": options, "note": note}
         rows.append(
             training_row(HERE, name, case="cpu-recipe-overheads", machine=machine, date=DATE, **run)
         )
