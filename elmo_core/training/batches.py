@@ -83,13 +83,14 @@ class HostBatch:
 @dataclass(frozen=True)
 class StepInputs:
     """One step's inputs on the training device and how it runs: the encoder's batch, the
-    positive (batch row, label id) pairs, the head's learning rate, and whether the step reports
-    its loss and times its phases."""
+    positive (batch row, label id) pairs, the head's and the encoder's learning rates, and
+    whether the step reports its loss and times its phases."""
 
     batch: dict[str, torch.Tensor]
     pair_rows: torch.Tensor
     pair_cols: torch.Tensor
     head_lr: float
+    encoder_lr: float
     logging_step: bool
     timed: bool
 

@@ -92,15 +92,18 @@ class RowSparseAdamW(torch.optim.Optimizer):
         return loss
 
     @torch.no_grad()
-    def step_parameters(self, params: Iterable[Tensor]) -> None:
+    def step_parameters(self, params: Iterable[Tensor], lr: float | None = None) -> None:
         """`step` for `params` only (parameters of this optimiser), then their gradients are
         dropped: one member's tables on that member's thread (`training.member_lanes`), while
-        another thread steps the other members' (each row's state belongs to one table)."""
+        another thread steps the other members' (each row's state belongs to one table). `lr`:
+        this step's learning rate instead of the groups' (a lane may be a step ahead of
+        another)."""
         wanted = {id(p) for p in params}
         for group in self.param_groups:
+            settings = group if lr is None else {**group, "lr": lr}
             for p in group["params"]:
                 if id(p) in wanted and p.grad is not None:
-                    self._update(p, p.grad, group)
+                    self._update(p, p.grad, settings)
                     p.grad = None
 
     def _update(self, p: Tensor, grad: Tensor, group: dict) -> None:

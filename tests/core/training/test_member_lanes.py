@@ -1,5 +1,6 @@
 """`MemberLanes`: each lane runs on its own thread counts, the caller's stay as they were, results
-come back in member order and an error is raised once every member's call has ended."""
+come back in member order, an error is raised once every member's call has ended, and a lane
+runs its queued steps in order without waiting for the other lanes."""
 
 from __future__ import annotations
 
@@ -60,3 +61,34 @@ def test_an_error_is_raised_after_every_member_has_ended():
 def test_lanes_need_two_lanes_of_a_thread_or_more():
     with pytest.raises(ValueError, match="2\\+ lanes of 1\\+ threads"):
         MemberLanes(1, 4)
+
+
+def test_a_lane_runs_its_queued_steps_in_order_while_another_lane_is_busy():
+    """Member 1's first step blocks; member 0 runs its three queued steps meanwhile; then member
+    1 runs its own in order, and every step's results come back whole."""
+    release = threading.Event()
+    ran: list[tuple[int, int]] = []
+
+    def step_of(index: int):
+        def step(m: int) -> tuple[int, int]:
+            if m == 1 and index == 0:
+                assert release.wait(timeout=30)
+            ran.append((m, index))
+            return (m, index)
+
+        return step
+
+    lanes = MemberLanes(2, 1)
+    try:
+        queued = [lanes.submit(step_of(index), 2) for index in range(3)]
+        for _ in range(3000):  # member 0's steps end while member 1's first is blocked
+            if [r for r in ran if r[0] == 0] == [(0, 0), (0, 1), (0, 2)]:
+                break
+            threading.Event().wait(0.01)
+        assert ran == [(0, 0), (0, 1), (0, 2)]
+        release.set()
+        assert [q.result() for q in queued] == [[(0, i), (1, i)] for i in range(3)]
+        assert [r for r in ran if r[0] == 1] == [(1, 0), (1, 1), (1, 2)]
+    finally:
+        release.set()
+        lanes.close()

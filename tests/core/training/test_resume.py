@@ -124,3 +124,51 @@ def test_epoch_checkpoints_wait_for_the_minimum_interval(mini_dataset, tmp_path,
     assert (tmp_path / "cut" / "checkpoints" / "latest.json").exists()
     train(small_config(epochs=3, checkpoint={"keep": True}), mini_dataset, tmp_path / "run")
     assert json.loads(pointer.read_text())["step"] == 3 * 8  # the last epoch's
+
+
+class CheckpointSteps(StopAfter):
+    """`StopAfter`, and at each step's progress the head step counters and the global step of
+    the latest checkpoint on disk."""
+
+    def __init__(self, steps: int, folder) -> None:
+        super().__init__(steps)
+        self.folder = folder
+        self.seen_checkpoints: dict[int, tuple[list[int], int]] = {}
+
+    def on_progress(self, progress) -> None:
+        pointer = self.folder / "checkpoints" / "latest.json"
+        if not pointer.exists():
+            return
+        name = json.loads(pointer.read_text())["checkpoint"]
+        folder = self.folder / "checkpoints" / name
+        tensors = load_file(str(folder / "tensors.safetensors"))
+        counters = sorted(
+            int(v) for k, v in tensors.items() if k.startswith("head.") and k.endswith("step")
+        )
+        state = json.loads((folder / "state.json").read_text())
+        self.seen_checkpoints[state["global_step"]] = (counters, state["step_in_epoch"])
+
+
+def test_lanes_checkpoint_at_the_step_they_say_and_resume_to_the_same_model(
+    mini_dataset, tmp_path, small_config
+):
+    """Two members on two lanes, which queue steps ahead: the every-4-steps checkpoint and the
+    cancel checkpoint (after step 7) hold both members at that step, and the resumed run ends
+    with the uninterrupted one's model."""
+    config = small_config(members=2, threads=2, member_lanes=2, checkpoint={"every_steps": 4})
+    full = train(config, mini_dataset, tmp_path / "full")
+    callbacks = CheckpointSteps(7, tmp_path / "cut")
+    with pytest.raises(TrainingCancelled) as stopped:
+        train(config, mini_dataset, tmp_path / "cut", callbacks)
+    assert stopped.value.step == 7
+    assert callbacks.seen_checkpoints[4] == ([4, 4], 4)
+    folder = tmp_path / "cut" / "checkpoints" / "step-00000007"
+    tensors = load_file(str(folder / "tensors.safetensors"))
+    assert sorted(
+        int(v) for k, v in tensors.items() if k.startswith("head.") and k.endswith("step")
+    ) == [7, 7]
+    resumed = train(config, mini_dataset, tmp_path / "cut", resume=True)
+    assert resumed.history == full.history and resumed.metrics == full.metrics
+    a = load_file(str(full.model_dir / "model.safetensors"))
+    b = load_file(str(resumed.model_dir / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
