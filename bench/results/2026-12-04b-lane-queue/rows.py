@@ -1,0 +1,46 @@
+"""Append this folder's rows to docs/benchmarks.json from its files (run from the repository
+root: `python bench/results/2026-12-04b-lane-queue/rows.py`; it replaces the rows it wrote
+before)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from rows import bonsai_row, replace_folder_rows, training_row
+
+HERE = Path(__file__).resolve().parent.relative_to(Path.cwd().resolve())
+DATE = "2026-12-04"
+MACHINE = "2-core AMD EPYC VM with AVX-512 (avx512_bf16, no AMX), torch 2.13.0+cpu (session 37)"
+AVX2 = MACHINE + ", limited to AVX2 (ELMO_HEAD_BACKEND=cpu-fused, ATEN/oneDNN/MKL/numba on AVX2)"
+NEW, OLD = "6cd4102", "8e443ee"
+WORDNET = "examples/wordnet-taxonomy"
+RUNS = {
+    # name: (commit, dataset, machine, note)
+    "wn-avx2-new-1": (NEW, WORDNET, AVX2, "ab.sh: queued lanes"),
+    "wn-avx2-old-1": (OLD, WORDNET, AVX2, "ab.sh: a barrier per step (the previous code)"),
+    "wn-avx2-new-2": (NEW, WORDNET, AVX2, "ab.sh: queued lanes"),
+    "wn-avx2-old-2": (OLD, WORDNET, AVX2, "ab.sh: a barrier per step (the previous code)"),
+    "wn-avx2-1": (NEW, WORDNET, AVX2, "run.sh: defaults, AVX2 code paths"),
+    "wn-1": (NEW, WORDNET, MACHINE, "run.sh: defaults"),
+    "wn-avx2-2": (NEW, WORDNET, AVX2, "run.sh: defaults, AVX2 code paths"),
+    "wn-2": (NEW, WORDNET, MACHINE, "run.sh: defaults"),
+    "deb": (NEW, "../shared/datasets/debian-deps", MACHINE, "run.sh: defaults"),
+    "mini": (NEW, "examples/debian-deps-mini", MACHINE, "run.sh: defaults"),
+}
+
+
+def main() -> None:
+    """Append the rows (after removing this folder's earlier ones)."""
+    rows = []
+    for name, (commit, dataset, machine, note) in RUNS.items():
+        run = {"commit": commit, "dataset": dataset, "options": "", "note": note}
+        rows.append(
+            training_row(HERE, name, case="cpu-lane-queue", machine=machine, date=DATE, **run)
+        )
+    for index in range(1, 6):
+        rows.append(bonsai_row(HERE, f"bonsai-{index}", machine=MACHINE, date=DATE))
+    replace_folder_rows(HERE, rows)
+
+
+if __name__ == "__main__":
+    main()
