@@ -75,12 +75,22 @@ def _kept(
     removed = ids < 0
     if pairs.shape[0] and ids.size:
         width = int(max(ids.max(), pairs[:, 1].max())) + 1
-        removed |= np.isin(rows[:, None] * width + ids, pairs[:, 0] * width + pairs[:, 1])
+        removed |= _among(rows[:, None] * width + ids, pairs[:, 0] * width + pairs[:, 1])
     order = np.argsort(removed, axis=1, kind="stable")[:, :k]
     empty = np.take_along_axis(removed, order, axis=1)
     kept_ids = np.take_along_axis(ids, order, axis=1)
     kept_ids[empty] = -1
     return _pad(kept_ids, k, -1), order, empty
+
+
+def _among(keys: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """`np.isin(keys, members)` for int64 arrays, by binary search in the sorted (few) members
+    rather than sorting the (many) keys with them: 0.02 s instead of 0.17 s for a validation
+    slice's fusion fit at wordnet-taxonomy's shape (108 rankings of 1,871 rows x 6 ids against
+    1,900 filter pairs, keys up to rows x labels)."""
+    table = np.sort(members)
+    at = np.searchsorted(table, keys).clip(max=len(table) - 1)
+    return table[at] == keys
 
 
 @dataclass(frozen=True)
