@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from rows import bonsai_row, replace_folder_rows, training_row
+from rows import bonsai_row, h200_tfidf_row, replace_folder_rows, training_row
 
 HERE = Path(__file__).resolve().parent.relative_to(Path.cwd().resolve())
 DATE = "2026-12-04"
 MACHINE = "2-core AMD EPYC VM with AVX-512 (avx512_bf16, no AMX), torch 2.13.0+cpu (session 37)"
+H200 = "one NVIDIA H200 (device machine), torch on the device, --device cuda"
 AVX2 = MACHINE + ", limited to AVX2 (ELMO_HEAD_BACKEND=cpu-fused, ATEN/oneDNN/MKL/numba on AVX2)"
 NEW, OLD = "6cd4102", "8e443ee"
 WORDNET = "examples/wordnet-taxonomy"
@@ -39,6 +40,12 @@ def main() -> None:
         )
     for index in range(1, 6):
         rows.append(bonsai_row(HERE, f"bonsai-{index}", machine=MACHINE, date=DATE))
+    where = {"machine": H200, "date": DATE, "commit": "ec6578a", "script": "h200.sh"}
+    case = "gpu-lane-queue"
+    rows.append(h200_tfidf_row(HERE, "deb-s0", case=case, **where))
+    rows.append(
+        h200_tfidf_row(HERE, "mini-s0", case=case, dataset="examples/debian-deps-mini", **where)
+    )
     replace_folder_rows(HERE, rows)
 
 
