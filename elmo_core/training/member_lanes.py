@@ -69,8 +69,8 @@ class MemberLanes:
 
     Member m runs on lane `m % lanes`, and each lane runs its calls in the order they were
     submitted: a caller may submit a step's calls before the previous step's have ended, and
-    each member's steps still run one after another, in order, as in `map`. A lane then goes on
-    with its next step instead of waiting for the slower lane at every step."""
+    each member's steps still run one after another, in order. A lane then goes on with its next
+    step instead of waiting for the slower lane at every step."""
 
     def __init__(self, lanes: int, threads_per_lane: int) -> None:
         if lanes < 2 or threads_per_lane < 1:
@@ -103,11 +103,6 @@ class MemberLanes:
             if mine:
                 futures.append((mine, pool.submit(_run_in_turn, step, mine)))
         return LaneStep(futures, members)
-
-    def map(self, step: Callable[[int], T], members: int) -> list[T]:
-        """`step(m)` for every member m on the lanes; the results in member order (the first
-        error raised, if any, after every call has ended)."""
-        return self.submit(step, members).result()
 
     def close(self) -> None:
         """End the lane threads once their queued calls have run (idempotent)."""

@@ -26,7 +26,9 @@ def test_lanes_run_on_their_own_thread_counts_and_leave_the_callers():
     caller = torch.get_num_threads()
     lanes = MemberLanes(2, 1)
     try:
-        seen = lanes.map(lambda m: (m, torch.get_num_threads(), numba.get_num_threads()), 3)
+        seen = lanes.submit(
+            lambda m: (m, torch.get_num_threads(), numba.get_num_threads()), 3
+        ).result()
         assert seen == [(0, 1, 1), (1, 1, 1), (2, 1, 1)]
         assert torch.get_num_threads() == caller
         later: list[int] = []
@@ -52,7 +54,7 @@ def test_an_error_is_raised_after_every_member_has_ended():
     lanes = MemberLanes(2, 1)
     try:
         with pytest.raises(ValueError, match="member 0 failed"):
-            lanes.map(step, 2)
+            lanes.submit(step, 2).result()
         assert finished.is_set()
     finally:
         lanes.close()
