@@ -50,7 +50,8 @@ class LaneStep(Generic[T]):
 
     def result(self) -> list[T]:
         """The members' results in member order, once every lane has run its members' calls
-        (the first error raised, if any, after every call has ended)."""
+        (the first error raised, if any, once every lane has ended; a lane stops at its first
+        failing call)."""
         results: list[T | None] = [None] * self.members
         error: BaseException | None = None
         for members, future in self.futures:
