@@ -15,6 +15,7 @@ H200 = "one NVIDIA H200 (device machine), torch on the device, --device cuda"
 AVX2 = MACHINE + ", limited to AVX2 (ELMO_HEAD_BACKEND=cpu-fused, ATEN/oneDNN/MKL/numba on AVX2)"
 NEW, OLD = "6cd4102", "8e443ee"
 WORDNET = "examples/wordnet-taxonomy"
+SYNTH = "/tmp/scale/syn100k (scale.sh: elmo data synth, 100K train / 10K test, 50K labels)"
 RUNS = {
     # name: (commit, dataset, machine, note)
     "wn-avx2-new-1": (NEW, WORDNET, AVX2, "ab.sh: queued lanes"),
@@ -28,6 +29,16 @@ RUNS = {
     "deb": (NEW, "../shared/datasets/debian-deps", MACHINE, "run.sh: defaults"),
     "mini": (NEW, "examples/debian-deps-mini", MACHINE, "run.sh: defaults"),
 }
+SCALE = {
+    # name: (commit, note), all `--epochs 2` on SYNTH
+    "syn-old-warmup": (OLD, "scale.sh: the previous code's first run (warm-up)"),
+    "syn-new-1": ("fb8548e", "scale.sh: queued lanes"),
+    "syn-old-1": (OLD, "scale.sh: a barrier per step"),
+    "syn-new-2": ("fb8548e", "scale.sh: queued lanes"),
+    "syn-old-2": (OLD, "scale.sh: a barrier per step"),
+    "syn-new-3": ("fb8548e", "scale.sh: queued lanes"),
+    "syn-old-3": (OLD, "scale.sh: a barrier per step"),
+}
 
 
 def main() -> None:
@@ -37,6 +48,11 @@ def main() -> None:
         run = {"commit": commit, "dataset": dataset, "options": "", "note": note}
         rows.append(
             training_row(HERE, name, case="cpu-lane-queue", machine=machine, date=DATE, **run)
+        )
+    for name, (commit, note) in SCALE.items():
+        run = {"commit": commit, "dataset": SYNTH, "options": " --epochs 2", "note": note}
+        rows.append(
+            training_row(HERE, name, case="cpu-lane-queue", machine=MACHINE, date=DATE, **run)
         )
     for index in range(1, 6):
         rows.append(bonsai_row(HERE, f"bonsai-{index}", machine=MACHINE, date=DATE))
