@@ -3,11 +3,11 @@ labels x 1,026 dims, fp32 copy) on 2 cores: label chunk and batch size, and two 
 against one two-thread call. Run from the repository root:
 ``python bench/results/2026-12-04c-zen3/eval_products.py``."""
 
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from step_products import mean_ms
 
 from elmo_core.head.reference import ReferenceBackend, memory_chunk
 
@@ -29,8 +29,9 @@ def main() -> None:
 
         return run
 
-    pools = [ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,))]
-    pools.append(ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,)))
+    pools = [
+        ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,)) for _ in range(2)
+    ]
     for pool in pools:
         pool.submit(int).result()
     torch.set_num_threads(2)
@@ -54,10 +55,7 @@ def main() -> None:
     for batch in (512, 256):
         cases[f"2 lanes of 1 thread, batch {batch}"] = lanes(batch)
     for name, run in cases.items():
-        run()
-        start = time.perf_counter()
-        run()
-        seconds = time.perf_counter() - start
+        seconds = mean_ms(run, repeats=2) / 1e3
         gflops = 2 * POINTS * LABELS * DIM / seconds / 1e9
         per_512 = seconds / POINTS * 512 * 1e3
         print(f"{name:48s} {per_512:7.1f} ms / 512 points  {gflops:6.1f} GFLOP/s")

@@ -4,9 +4,9 @@ repository root: ``python bench/results/2026-12-04c-zen3/two_cores.py``."""
 
 import subprocess
 import sys
-import time
 
 import torch
+from step_products import mean_ms
 
 REPEATS = 200
 
@@ -16,13 +16,8 @@ def product_rate() -> str:
     torch.set_num_threads(1)
     linear = torch.ops.mkldnn._linear_pointwise
     e, w = torch.randn(256, 513), torch.randn(3800, 513)
-    for _ in range(3):
-        linear(e, w, None, "none", [], "")
-    start = time.perf_counter()
-    for _ in range(REPEATS):
-        linear(e, w, None, "none", [], "")
-    seconds = (time.perf_counter() - start) / REPEATS
-    return f"{seconds * 1e3:.2f} ms {2 * 256 * 3800 * 513 / seconds / 1e9:.1f} GFLOP/s"
+    ms = mean_ms(lambda: linear(e, w, None, "none", [], ""), REPEATS)
+    return f"{ms:.2f} ms {2 * 256 * 3800 * 513 / ms / 1e6:.1f} GFLOP/s"
 
 
 def main() -> None:
